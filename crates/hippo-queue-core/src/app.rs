@@ -1,0 +1,376 @@
+//! The [`App`]: registered tasks, routing, defaults, and the broker and result backend
+//! they run on. Producers send through it; workers are built from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::{Broker, DeliveryFlags, Outgoing, ResultBackend, ResultWrite, Revocation};
+use crate::codec::{Codec, to_msgpack};
+use crate::config::Config;
+use crate::message::{ENVELOPE_VERSION, Envelope, RetrySpec, origin};
+use crate::registry::{Handler, Registry};
+use crate::result::{AsyncResult, TaskMeta};
+use crate::routing::Router;
+use crate::task::kinds;
+use crate::time::{duration_ms, now_ms, to_ms};
+use crate::worker::WorkerBuilder;
+use crate::{Error, SendOptions, Task, TaskFailure, TaskOptions, TaskState};
+
+/// How long a revocation is remembered by default: workers that start within this time
+/// still honour it.
+pub const DEFAULT_REVOCATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The entry point: registered tasks, routes, defaults, broker and result backend.
+/// Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use async_trait::async_trait;
+/// use hippo_queue_core::{App, SendOptions, Task, TaskContext, TaskError};
+///
+/// struct Greet;
+/// #[async_trait]
+/// impl Task for Greet {
+///     const NAME: &'static str = "greet";
+///     type Args = String;
+///     type Output = String;
+///     async fn run(&self, _: &TaskContext, name: String) -> Result<String, TaskError> {
+///         Ok(format!("hello {name}"))
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::Error> {
+/// let app = App::in_memory();
+/// app.register(Greet);
+/// let worker = app.worker().concurrency(4).start().await?;
+/// let later = app
+///     .apply_async::<Greet>("ada".into(), SendOptions::new().countdown(Duration::from_millis(50)).priority(9))
+///     .await?;
+/// assert_eq!(later.get(Duration::from_secs(5)).await?, "hello ada");
+/// worker.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    broker: Arc<dyn Broker>,
+    backend: Arc<dyn ResultBackend>,
+    router: Router,
+    config: Config,
+    defaults: TaskOptions,
+    codec: Codec,
+    registry: Registry,
+    revocation_ttl: Duration,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("router", &self.inner.router)
+            .field("tasks", &self.inner.registry.names())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`App`].
+#[derive(Default)]
+pub struct AppBuilder {
+    broker: Option<Arc<dyn Broker>>,
+    backend: Option<Arc<dyn ResultBackend>>,
+    router: Option<Router>,
+    config: Option<Config>,
+    codec: Option<Codec>,
+    revocation_ttl: Option<Duration>,
+}
+
+impl AppBuilder {
+    /// Uses this broker (default: a fresh in-memory backend).
+    pub fn broker(mut self, broker: impl Broker) -> Self {
+        self.broker = Some(Arc::new(broker));
+        self
+    }
+
+    /// Uses this shared broker.
+    pub fn broker_arc(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Uses this result backend (default: the in-memory backend).
+    pub fn backend(mut self, backend: impl ResultBackend) -> Self {
+        self.backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// Uses this shared result backend.
+    pub fn backend_arc(mut self, backend: Arc<dyn ResultBackend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Uses these queues and routes (default: one queue, `default`).
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// Uses this configuration (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Uses these encoding settings (compression threshold, size cap).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// How long revocations are remembered.
+    pub fn revocation_ttl(mut self, ttl: Duration) -> Self {
+        self.revocation_ttl = Some(ttl);
+        self
+    }
+
+    /// Builds the app. Without a broker or backend, one shared in-memory backend serves
+    /// both.
+    pub fn build(self) -> App {
+        let memory = MemoryBackend::new();
+        let broker = self
+            .broker
+            .unwrap_or_else(|| Arc::new(memory.clone()) as Arc<dyn Broker>);
+        let backend = self
+            .backend
+            .unwrap_or_else(|| Arc::new(memory) as Arc<dyn ResultBackend>);
+        let config = self.config.unwrap_or_default();
+        App {
+            inner: Arc::new(AppInner {
+                broker,
+                backend,
+                router: self.router.unwrap_or_default(),
+                defaults: config.task_defaults(),
+                config,
+                codec: self.codec.unwrap_or_default(),
+                registry: Registry::default(),
+                revocation_ttl: self.revocation_ttl.unwrap_or(DEFAULT_REVOCATION_TTL),
+            }),
+        }
+    }
+}
+
+impl App {
+    /// A builder.
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+
+    /// An app on a fresh in-memory backend with default settings.
+    pub fn in_memory() -> App {
+        App::builder().build()
+    }
+
+    /// Registers a task so that workers of this app can run it.
+    pub fn register<T: Task>(&self, task: T) -> &Self {
+        self.inner.registry.register(task);
+        self
+    }
+
+    /// Names of the registered tasks, sorted.
+    pub fn registered(&self) -> Vec<String> {
+        self.inner.registry.names()
+    }
+
+    pub(crate) fn handler(&self, name: &str) -> Option<Arc<dyn Handler>> {
+        self.inner.registry.get(name)
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    /// The result backend.
+    pub fn backend(&self) -> &Arc<dyn ResultBackend> {
+        &self.inner.backend
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &Codec {
+        &self.inner.codec
+    }
+
+    /// A builder for a worker of this app.
+    pub fn worker(&self) -> WorkerBuilder {
+        WorkerBuilder::new(self.clone())
+    }
+
+    /// Sends a task with its default options (Celery's `delay`).
+    pub async fn delay<T: Task>(&self, args: T::Args) -> Result<AsyncResult<T::Output>, Error> {
+        self.apply_async::<T>(args, SendOptions::new()).await
+    }
+
+    /// Sends a task with per-call options (Celery's `apply_async`).
+    pub async fn apply_async<T: Task>(
+        &self,
+        args: T::Args,
+        opts: SendOptions,
+    ) -> Result<AsyncResult<T::Output>, Error> {
+        let args = to_msgpack(&args)?;
+        let (env, out) = self.prepare(T::NAME, args, &T::options(), opts)?;
+        self.inner.broker.publish(vec![out]).await?;
+        Ok(AsyncResult::new(env.id, self.clone()))
+    }
+
+    /// Sends many calls of one task in one round trip.
+    pub async fn send_many<T: Task>(
+        &self,
+        calls: impl IntoIterator<Item = (T::Args, SendOptions)>,
+    ) -> Result<Vec<AsyncResult<T::Output>>, Error> {
+        let defaults = T::options();
+        let mut ids = Vec::new();
+        let mut batch = Vec::new();
+        for (args, opts) in calls {
+            let (env, out) = self.prepare(T::NAME, to_msgpack(&args)?, &defaults, opts)?;
+            ids.push(env.id);
+            batch.push(out);
+        }
+        self.inner.broker.publish(batch).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| AsyncResult::new(id, self.clone()))
+            .collect())
+    }
+
+    /// Sends a task by name with MessagePack arguments (for dynamic producers such as
+    /// HTTP endpoints or the scheduler). A registered task's default options apply.
+    pub async fn send_by_name(
+        &self,
+        name: &str,
+        args_msgpack: Vec<u8>,
+        opts: SendOptions,
+    ) -> Result<String, Error> {
+        let defaults = self
+            .handler(name)
+            .map(|h| h.options())
+            .unwrap_or_default();
+        let (env, out) = self.prepare(name, args_msgpack, &defaults, opts)?;
+        self.inner.broker.publish(vec![out]).await?;
+        Ok(env.id)
+    }
+
+    /// A handle to a task by id.
+    pub fn result<T: serde::de::DeserializeOwned>(&self, id: impl Into<String>) -> AsyncResult<T> {
+        AsyncResult::new(id.into(), self.clone())
+    }
+
+    /// Revokes a task: it will not start, and with `terminate` a running one is aborted.
+    /// The revocation is durable (workers started later honour it) and the task's
+    /// state becomes REVOKED unless it already finished.
+    pub async fn revoke(&self, id: &str, terminate: bool) -> Result<(), Error> {
+        let until = now_ms().saturating_add(duration_ms(self.inner.revocation_ttl));
+        self.inner
+            .broker
+            .revoke(Revocation {
+                id: id.to_string(),
+                terminate,
+                until,
+            })
+            .await?;
+        let mut meta = TaskMeta::new(id, "", TaskState::Revoked);
+        meta.error = Some(TaskFailure::new(kinds::REVOKED, "revoked"));
+        self.inner
+            .backend
+            .store(&[ResultWrite {
+                meta,
+                ttl: self.inner.config.result_expires,
+                compress: false,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Builds the envelope and the outgoing message of one call.
+    pub(crate) fn prepare(
+        &self,
+        name: &str,
+        args: Vec<u8>,
+        task_defaults: &TaskOptions,
+        call: SendOptions,
+    ) -> Result<(Envelope, Outgoing), Error> {
+        let dest = self.inner.router.resolve(
+            name,
+            call.options.queue.as_deref(),
+            call.options.routing_key.as_deref(),
+            task_defaults.queue.as_deref(),
+            task_defaults.routing_key.as_deref(),
+        )?;
+        let o = call.options.or(task_defaults).or(&self.inner.defaults);
+        o.validate()?;
+        let ms = |d: Option<Duration>| d.map(duration_ms);
+        let env = Envelope {
+            v: ENVELOPE_VERSION,
+            id: call
+                .task_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            name: name.to_string(),
+            args,
+            retries: 0,
+            eta: call.eta.map(to_ms),
+            expires: call.expires.map(to_ms),
+            priority: o.priority.unwrap_or(0).min(9),
+            queue: dest.queue,
+            routing_key: dest.routing_key,
+            root_id: call.root_id,
+            parent_id: call.parent_id,
+            soft_time_limit: ms(o.soft_time_limit),
+            time_limit: ms(o.time_limit),
+            retry: RetrySpec {
+                max_retries: o.max_retries.unwrap_or(3),
+                autoretry_for: o.autoretry_for.clone().unwrap_or_default(),
+                delay: ms(o.retry_delay).unwrap_or(180_000),
+                backoff: ms(o.retry_backoff),
+                backoff_max: ms(o.retry_backoff_max).unwrap_or(600_000),
+                jitter: o.retry_jitter.unwrap_or(true),
+            },
+            acks_late: o.acks_late.unwrap_or(false),
+            reject_on_worker_lost: o.reject_on_worker_lost.unwrap_or(false),
+            ignore_result: o.ignore_result.unwrap_or(false),
+            compression: o.compression.unwrap_or_default(),
+            result_expires: ms(o.result_expires).unwrap_or(3_600_000),
+            track_started: o.track_started.unwrap_or(true),
+            origin: origin(),
+            sent_at: now_ms(),
+        };
+        let out = self.outgoing(&env)?;
+        Ok((env, out))
+    }
+
+    /// Encodes an envelope into an outgoing message.
+    pub(crate) fn outgoing(&self, env: &Envelope) -> Result<Outgoing, Error> {
+        Ok(Outgoing {
+            id: env.id.clone(),
+            queue: env.queue.clone(),
+            priority: env.priority,
+            eta: env.eta,
+            payload: self.inner.codec.encode(env, true)?,
+            flags: DeliveryFlags {
+                acks_late: env.acks_late,
+                reject_on_worker_lost: env.reject_on_worker_lost,
+            },
+        })
+    }
+}

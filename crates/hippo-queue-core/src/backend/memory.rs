@@ -1,0 +1,596 @@
+//! The in-memory broker and result backend: the embedded default.
+//!
+//! One [`MemoryBackend`] value implements both [`Broker`] and [`ResultBackend`] with the
+//! same semantics as the Redis backend (priorities, delays, leases and fencing,
+//! recovery of dead workers, durable revocation, result expiry), inside one process.
+//! Clones share the same state.
+//!
+//! ```
+//! use hippo_queue_core::backend::memory::MemoryBackend;
+//! use hippo_queue_core::App;
+//! let backend = MemoryBackend::new();
+//! let app = App::builder().broker(backend.clone()).backend(backend).build();
+//! # let _ = app;
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, mpsc};
+
+use super::{
+    BackendError, Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing,
+    QueueStats, Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle,
+    SettleOutcome, Settlement, WriteOutcome,
+};
+use crate::result::{TaskMeta, accepts};
+use crate::time::now_ms;
+
+/// Most delayed messages moved to their queues by one fetch (the same bound the Redis
+/// scripts use).
+const DUE_BATCH: usize = 1000;
+
+/// In-process broker and result backend. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    arrivals: Notify,
+    results_ready: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<String, QueueState>,
+    delayed: BTreeMap<(u64, u64), Msg>,
+    leases: HashMap<u64, Lease>,
+    workers: HashMap<String, Instant>,
+    revoked: HashMap<String, Revocation>,
+    subscribers: Vec<mpsc::Sender<Revocation>>,
+    results: HashMap<String, (TaskMeta, Instant)>,
+    seq: u64,
+    next_token: u64,
+    last_sweep: Option<Instant>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    levels: [VecDeque<Msg>; 10],
+    dead: VecDeque<DeadLetter>,
+}
+
+#[derive(Clone)]
+struct Msg {
+    id: String,
+    queue: String,
+    priority: u8,
+    payload: Vec<u8>,
+    flags: DeliveryFlags,
+    deliveries: u32,
+}
+
+struct Lease {
+    msg: Msg,
+    worker: String,
+    started: bool,
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way
+        // that matters more than losing the process, so recover the guard.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn queue(&mut self, name: &str) -> &mut QueueState {
+        self.queues.entry(name.to_string()).or_default()
+    }
+
+    fn enqueue_back(&mut self, msg: Msg) {
+        let p = usize::from(msg.priority.min(9));
+        self.queue(&msg.queue.clone()).levels[p].push_back(msg);
+    }
+
+    fn enqueue_front(&mut self, msg: Msg) {
+        let p = usize::from(msg.priority.min(9));
+        self.queue(&msg.queue.clone()).levels[p].push_front(msg);
+    }
+
+    fn delay(&mut self, eta: u64, msg: Msg) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.delayed.insert((eta, seq), msg);
+    }
+
+    fn dead_letter(&mut self, msg: Msg, reason: &str) {
+        let dl = DeadLetter {
+            id: msg.id.clone(),
+            queue: msg.queue.clone(),
+            reason: reason.to_string(),
+            payload: msg.payload,
+        };
+        self.queue(&msg.queue).dead.push_back(dl);
+    }
+
+    /// Moves up to `DUE_BATCH` due delayed messages to their queues.
+    fn promote_due(&mut self, now: u64) -> usize {
+        let mut moved = 0;
+        while moved < DUE_BATCH {
+            let Some(entry) = self.delayed.first_entry() else {
+                break;
+            };
+            if entry.key().0 > now {
+                break;
+            }
+            let msg = entry.remove();
+            self.enqueue_back(msg);
+            moved += 1;
+        }
+        moved
+    }
+
+    fn next_due(&self) -> Option<u64> {
+        self.delayed.keys().next().map(|k| k.0)
+    }
+
+    fn take(&mut self, worker: &str, queues: &[String], max: usize) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for q in queues {
+            if out.len() >= max {
+                break;
+            }
+            let Some(qs) = self.queues.get_mut(q) else {
+                continue;
+            };
+            for level in qs.levels.iter_mut().rev() {
+                while out.len() < max {
+                    let Some(mut msg) = level.pop_front() else {
+                        break;
+                    };
+                    msg.deliveries += 1;
+                    self.next_token += 1;
+                    let token = self.next_token;
+                    out.push(Delivery {
+                        id: msg.id.clone(),
+                        queue: msg.queue.clone(),
+                        priority: msg.priority,
+                        payload: msg.payload.clone(),
+                        token,
+                        deliveries: msg.deliveries,
+                        flags: msg.flags,
+                    });
+                    self.leases.insert(
+                        token,
+                        Lease {
+                            msg,
+                            worker: worker.to_string(),
+                            started: false,
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn lease_of(&mut self, worker: &str, d: &DeliveryRef) -> Option<&mut Lease> {
+        self.leases
+            .get_mut(&d.token)
+            .filter(|l| l.worker == worker && l.msg.id == d.id)
+    }
+
+    /// Recovers every lease of `worker`.
+    fn recover_worker(&mut self, worker: &str, max_deliveries: u32) -> Vec<Recovered> {
+        let tokens: Vec<u64> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.worker == worker)
+            .map(|(t, _)| *t)
+            .collect();
+        let mut out = Vec::new();
+        for t in tokens {
+            let Some(lease) = self.leases.remove(&t) else {
+                continue;
+            };
+            let mut msg = lease.msg;
+            let outcome = if !lease.started {
+                msg.deliveries = msg.deliveries.saturating_sub(1);
+                RecoveryOutcome::Requeued
+            } else if !msg.flags.requeue_when_lost() {
+                RecoveryOutcome::WorkerLost
+            } else if msg.deliveries >= max_deliveries {
+                RecoveryOutcome::TooManyDeliveries
+            } else {
+                RecoveryOutcome::Requeued
+            };
+            out.push(Recovered {
+                id: msg.id.clone(),
+                queue: msg.queue.clone(),
+                worker: worker.to_string(),
+                payload: msg.payload.clone(),
+                outcome,
+            });
+            match outcome {
+                RecoveryOutcome::Requeued => self.enqueue_front(msg),
+                RecoveryOutcome::WorkerLost => self.dead_letter(msg, "worker lost"),
+                RecoveryOutcome::TooManyDeliveries => {
+                    self.dead_letter(msg, "delivered too many times")
+                }
+            }
+        }
+        out
+    }
+
+    fn sweep_results(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.results.retain(|_, (_, exp)| *exp > now);
+        let ms = now_ms();
+        self.revoked.retain(|_, r| r.until > ms);
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBackend {
+    async fn publish(&self, messages: Vec<Outgoing>) -> Result<(), BackendError> {
+        let now = now_ms();
+        {
+            let mut st = self.lock();
+            for m in messages {
+                let msg = Msg {
+                    id: m.id,
+                    queue: m.queue,
+                    priority: m.priority.min(9),
+                    payload: m.payload,
+                    flags: m.flags,
+                    deliveries: 0,
+                };
+                match m.eta {
+                    Some(eta) if eta > now => st.delay(eta, msg),
+                    _ => st.enqueue_back(msg),
+                }
+            }
+        }
+        self.shared.arrivals.notify_waiters();
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        worker: &str,
+        queues: &[String],
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.shared.arrivals.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next_due = {
+                let mut st = self.lock();
+                st.promote_due(now_ms());
+                let got = st.take(worker, queues, max);
+                if !got.is_empty() || max == 0 {
+                    return Ok(got);
+                }
+                st.next_due()
+            };
+            let mut until = deadline;
+            if let Some(due) = next_due {
+                let in_ms = due.saturating_sub(now_ms());
+                until = until.min(tokio::time::Instant::now() + Duration::from_millis(in_ms));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        worker: &str,
+        deliveries: &[DeliveryRef],
+    ) -> Result<Vec<SettleOutcome>, BackendError> {
+        let mut st = self.lock();
+        Ok(deliveries
+            .iter()
+            .map(|d| match st.lease_of(worker, d) {
+                Some(lease) => {
+                    lease.started = true;
+                    SettleOutcome::Done
+                }
+                None => SettleOutcome::Fenced,
+            })
+            .collect())
+    }
+
+    async fn settle(
+        &self,
+        worker: &str,
+        settlements: &[Settlement],
+    ) -> Result<Vec<SettleOutcome>, BackendError> {
+        let mut wake = false;
+        let out = {
+            let mut st = self.lock();
+            settlements
+                .iter()
+                .map(|s| {
+                    if st.lease_of(worker, &s.delivery).is_none() {
+                        return SettleOutcome::Fenced;
+                    }
+                    let Some(lease) = st.leases.remove(&s.delivery.token) else {
+                        return SettleOutcome::Fenced;
+                    };
+                    let mut msg = lease.msg;
+                    match &s.action {
+                        Settle::Ack => {}
+                        Settle::Retry { payload, eta } => {
+                            msg.payload = payload.clone();
+                            msg.deliveries = 0;
+                            if *eta > now_ms() {
+                                st.delay(*eta, msg);
+                            } else {
+                                st.enqueue_back(msg);
+                                wake = true;
+                            }
+                        }
+                        Settle::DeadLetter { reason } => st.dead_letter(msg, reason),
+                        Settle::Requeue => {
+                            st.enqueue_front(msg);
+                            wake = true;
+                        }
+                    }
+                    SettleOutcome::Done
+                })
+                .collect()
+        };
+        if wake {
+            self.shared.arrivals.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn release(
+        &self,
+        worker: &str,
+        deliveries: &[DeliveryRef],
+    ) -> Result<(), BackendError> {
+        {
+            let mut st = self.lock();
+            // Hand back in reverse so that push_front restores the original order.
+            for d in deliveries.iter().rev() {
+                if st.lease_of(worker, d).is_some_and(|l| !l.started)
+                    && let Some(lease) = st.leases.remove(&d.token)
+                {
+                    let mut msg = lease.msg;
+                    msg.deliveries = msg.deliveries.saturating_sub(1);
+                    st.enqueue_front(msg);
+                }
+            }
+        }
+        self.shared.arrivals.notify_waiters();
+        Ok(())
+    }
+
+    async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), BackendError> {
+        self.lock()
+            .workers
+            .insert(worker.to_string(), Instant::now() + ttl);
+        Ok(())
+    }
+
+    async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError> {
+        let out = {
+            let mut st = self.lock();
+            st.workers.remove(worker);
+            st.recover_worker(worker, u32::MAX)
+        };
+        self.shared.arrivals.notify_waiters();
+        Ok(out)
+    }
+
+    async fn recover(&self, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError> {
+        let out = {
+            let mut st = self.lock();
+            let now = Instant::now();
+            let mut dead: Vec<String> = st
+                .workers
+                .iter()
+                .filter(|(_, deadline)| **deadline <= now)
+                .map(|(w, _)| w.clone())
+                .collect();
+            // Leases held by workers that never registered a heartbeat are dead too.
+            for l in st.leases.values() {
+                if !st.workers.contains_key(&l.worker) && !dead.contains(&l.worker) {
+                    dead.push(l.worker.clone());
+                }
+            }
+            let mut out = Vec::new();
+            for w in dead {
+                st.workers.remove(&w);
+                out.extend(st.recover_worker(&w, max_deliveries));
+            }
+            out
+        };
+        if out.iter().any(|r| r.outcome == RecoveryOutcome::Requeued) {
+            self.shared.arrivals.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {
+        let mut st = self.lock();
+        st.revoked
+            .insert(revocation.id.clone(), revocation.clone());
+        st.subscribers
+            .retain(|tx| match tx.try_send(revocation.clone()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        Ok(())
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>, BackendError> {
+        let now = now_ms();
+        Ok(self
+            .lock()
+            .revoked
+            .values()
+            .filter(|r| r.until > now)
+            .cloned()
+            .collect())
+    }
+
+    async fn subscribe_revocations(&self) -> Result<mpsc::Receiver<Revocation>, BackendError> {
+        let (tx, rx) = mpsc::channel(1024);
+        self.lock().subscribers.push(tx);
+        Ok(rx)
+    }
+
+    async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError> {
+        let st = self.lock();
+        Ok(queues
+            .iter()
+            .map(|q| {
+                let mut s = QueueStats {
+                    queue: q.clone(),
+                    ..Default::default()
+                };
+                if let Some(qs) = st.queues.get(q) {
+                    for (p, level) in qs.levels.iter().enumerate() {
+                        s.waiting_by_priority[p] = level.len() as u64;
+                    }
+                    s.dead_letter = qs.dead.len() as u64;
+                }
+                s.delayed = st.delayed.values().filter(|m| &m.queue == q).count() as u64;
+                s.reserved = st.leases.values().filter(|l| &l.msg.queue == q).count() as u64;
+                s
+            })
+            .collect())
+    }
+
+    async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, BackendError> {
+        Ok(self
+            .lock()
+            .queues
+            .get(queue)
+            .map(|qs| qs.dead.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, BackendError> {
+        let mut st = self.lock();
+        let mut n = 0u64;
+        if let Some(qs) = st.queues.get_mut(queue) {
+            for level in qs.levels.iter_mut() {
+                n += level.len() as u64;
+                level.clear();
+            }
+        }
+        let before = st.delayed.len();
+        st.delayed.retain(|_, m| m.queue != queue);
+        n += (before - st.delayed.len()) as u64;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl ResultBackend for MemoryBackend {
+    async fn store(&self, writes: &[ResultWrite]) -> Result<Vec<WriteOutcome>, BackendError> {
+        let mut ready = false;
+        let out = {
+            let mut st = self.lock();
+            let now = Instant::now();
+            st.sweep_results(now);
+            writes
+                .iter()
+                .map(|w| {
+                    let existing = st
+                        .results
+                        .get(&w.meta.task_id)
+                        .filter(|(_, exp)| *exp > now)
+                        .map(|(m, _)| m);
+                    if !accepts(existing, &w.meta) {
+                        return WriteOutcome::Refused;
+                    }
+                    ready |= w.meta.state.is_ready();
+                    st.results
+                        .insert(w.meta.task_id.clone(), (w.meta.clone(), now + w.ttl));
+                    WriteOutcome::Stored
+                })
+                .collect()
+        };
+        if ready {
+            self.shared.results_ready.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<TaskMeta>, BackendError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .results
+            .get(id)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(m, _)| m.clone()))
+    }
+
+    async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<TaskMeta>, BackendError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.results_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let current = self.get(id).await?;
+            if current.as_ref().is_some_and(|m| m.state.is_ready()) {
+                return Ok(current);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(current),
+            }
+        }
+    }
+
+    async fn forget(&self, id: &str) -> Result<(), BackendError> {
+        self.lock().results.remove(id);
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! Errors raised by the library itself (as opposed to errors raised by tasks, which are
+//! [`TaskError`](crate::TaskError)s).
+
+use std::time::Duration;
+
+use crate::codec::CodecError;
+use crate::routing::RoutingError;
+
+/// An error from a broker or result backend.
+///
+/// Backends map their own failures (a lost connection, a script error, a full memory)
+/// onto these variants so that callers can decide what to do without knowing which
+/// backend is in use.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot be reached right now. Retrying later may succeed.
+    #[error("backend unavailable: {0} (is the server running and reachable?)")]
+    Unavailable(String),
+    /// The backend answered, but with an error.
+    #[error("backend error: {0}")]
+    Backend(String),
+    /// The backend returned data that could not be understood.
+    #[error("backend returned malformed data: {0}")]
+    Protocol(String),
+}
+
+/// An error raised by the library while sending tasks, waiting for results or running
+/// workers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The broker or result backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A message or result could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// No queue could be chosen for a task.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+    /// Task options are inconsistent (for example a hard time limit below the soft one).
+    #[error("invalid task options: {0}")]
+    InvalidOptions(String),
+    /// Configuration could not be loaded.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The task name is not registered with this app.
+    #[error("task {0:?} is not registered: register it with `App::register` before running it")]
+    NotRegistered(String),
+    /// Waiting for a result took longer than the timeout given to `get`.
+    #[error("timed out after {0:?} waiting for the result")]
+    Timeout(Duration),
+    /// The task ended in a state other than SUCCESS.
+    #[error("task {task_id} ended in state {state}: {failure}")]
+    TaskFailed {
+        /// The task's id.
+        task_id: String,
+        /// The final state (FAILURE, REVOKED or REJECTED).
+        state: crate::TaskState,
+        /// What went wrong, with its chain of causes.
+        failure: crate::TaskFailure,
+    },
+    /// The task succeeded but its result was not stored (`ignore_result`) or has expired.
+    #[error("task {0} has no stored result (ignore_result, forgotten or expired)")]
+    NoResult(String),
+    /// The worker is not running (already shut down).
+    #[error("worker is not running")]
+    WorkerStopped,
+}
+
+/// A `Result` with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

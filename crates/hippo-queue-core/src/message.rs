@@ -1,0 +1,110 @@
+//! The message envelope: what travels through the broker for one task.
+
+use serde::{Deserialize, Serialize};
+
+use crate::options::Compression;
+
+/// The envelope format version written by this library.
+pub const ENVELOPE_VERSION: u8 = 1;
+
+/// One task message.
+///
+/// Encoded with [`Codec`](crate::codec::Codec) (MessagePack, zstd above a threshold).
+/// Options are stored resolved (call over task over app defaults), so the worker needs
+/// nothing but the envelope to apply them. Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Format version ([`ENVELOPE_VERSION`]).
+    pub v: u8,
+    /// Task id (a UUID unless the sender chose one).
+    pub id: String,
+    /// Registered task name.
+    pub name: String,
+    /// Arguments, MessagePack.
+    #[serde(with = "serde_bytes")]
+    pub args: Vec<u8>,
+    /// How many times this task has been retried so far.
+    pub retries: u32,
+    /// Earliest start, ms.
+    pub eta: Option<u64>,
+    /// Revoke if not started by then, ms.
+    pub expires: Option<u64>,
+    /// Message priority 0-9, higher first.
+    pub priority: u8,
+    /// Queue the message was routed to.
+    pub queue: String,
+    /// Routing key it was routed with.
+    pub routing_key: String,
+    /// Root task of the workflow.
+    pub root_id: Option<String>,
+    /// Task that sent this one.
+    pub parent_id: Option<String>,
+    /// Soft time limit, ms.
+    pub soft_time_limit: Option<u64>,
+    /// Hard time limit, ms.
+    pub time_limit: Option<u64>,
+    /// Retry policy.
+    pub retry: RetrySpec,
+    /// Acknowledge after completion.
+    pub acks_late: bool,
+    /// Requeue when the worker is lost (with `acks_late`).
+    pub reject_on_worker_lost: bool,
+    /// Do not store the result.
+    pub ignore_result: bool,
+    /// Result compression.
+    pub compression: Compression,
+    /// Result lifetime, ms.
+    pub result_expires: u64,
+    /// Record STARTED.
+    pub track_started: bool,
+    /// Who sent it (`host:pid`).
+    pub origin: String,
+    /// When it was sent, ms.
+    pub sent_at: u64,
+}
+
+/// The retry policy carried by a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrySpec {
+    /// Maximum retries.
+    pub max_retries: u32,
+    /// Error kinds retried automatically; `"*"` for all.
+    pub autoretry_for: Vec<String>,
+    /// Delay without backoff, ms.
+    pub delay: u64,
+    /// Backoff factor, ms (`None`: fixed delay).
+    pub backoff: Option<u64>,
+    /// Backoff cap, ms.
+    pub backoff_max: u64,
+    /// Full jitter.
+    pub jitter: bool,
+}
+
+impl RetrySpec {
+    /// Whether errors of `kind` are retried automatically.
+    pub fn autoretries(&self, kind: &str) -> bool {
+        self.autoretry_for.iter().any(|k| k == "*" || k == kind)
+    }
+}
+
+/// Who is sending: `hostname:pid`.
+pub fn origin() -> String {
+    static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(|| format!("{}:{}", hostname(), std::process::id()))
+        .clone()
+}
+
+/// The machine's host name (from `HOSTNAME`, `/etc/hostname`, or `localhost`).
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}
