@@ -351,7 +351,7 @@ impl App {
             ignore_result: o.ignore_result.unwrap_or(false),
             compression: o.compression.unwrap_or_default(),
             result_expires: ms(o.result_expires).unwrap_or(3_600_000),
-            track_started: o.track_started.unwrap_or(true),
+            track_started: o.track_started.unwrap_or(false),
             origin: origin(),
             sent_at: now_ms(),
         };

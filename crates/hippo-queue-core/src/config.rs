@@ -340,7 +340,7 @@ impl Config {
             ignore_result: Some(false),
             compression: Some(self.result_compression),
             result_expires: Some(self.result_expires),
-            track_started: Some(true),
+            track_started: Some(false),
             queue: None,
             routing_key: None,
         }

@@ -154,6 +154,9 @@ impl Task for Sleepy {
     const NAME: &'static str = "conformance.sleepy";
     type Args = SleepArgs;
     type Output = u64;
+    fn options() -> TaskOptions {
+        TaskOptions::new().track_started(true)
+    }
     async fn run(&self, ctx: &TaskContext, a: SleepArgs) -> Result<u64, TaskError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let sleep = tokio::time::sleep(Duration::from_millis(a.ms));
