@@ -263,10 +263,7 @@ impl App {
         args_msgpack: Vec<u8>,
         opts: SendOptions,
     ) -> Result<String, Error> {
-        let defaults = self
-            .handler(name)
-            .map(|h| h.options())
-            .unwrap_or_default();
+        let defaults = self.handler(name).map(|h| h.options()).unwrap_or_default();
         let (env, out) = self.prepare(name, args_msgpack, &defaults, opts)?;
         self.inner.broker.publish(vec![out]).await?;
         Ok(env.id)

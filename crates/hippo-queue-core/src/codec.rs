@@ -189,7 +189,9 @@ mod tests {
             Err(CodecError::Decompress { .. })
         ));
         // every truncation of a valid payload fails cleanly
-        let good = codec.encode(&("task", 42u64, vec![1.5f64; 8]), false).unwrap();
+        let good = codec
+            .encode(&("task", 42u64, vec![1.5f64; 8]), false)
+            .unwrap();
         for cut in 0..good.len() {
             let _ = codec.decode::<(String, u64, Vec<f64>)>(&good[..cut]);
         }
@@ -208,10 +210,11 @@ mod tests {
             max_size: 4096,
             ..Codec::default()
         };
-        let err = reader
-            .decode::<serde_bytes::ByteBuf>(&bytes)
-            .unwrap_err();
-        assert!(matches!(err, CodecError::Decompress { cap: 4096, .. }), "{err}");
+        let err = reader.decode::<serde_bytes::ByteBuf>(&bytes).unwrap_err();
+        assert!(
+            matches!(err, CodecError::Decompress { cap: 4096, .. }),
+            "{err}"
+        );
     }
 
     #[test]

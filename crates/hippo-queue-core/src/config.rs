@@ -387,9 +387,15 @@ fn compression(var: &str, v: &str) -> Result<Compression, ConfigError> {
 
 fn url(var: &str, v: &str) -> Result<String, ConfigError> {
     let v = v.trim();
-    let scheme_ok = ["redis://", "rediss://", "memory://", "redis+unix://", "unix://"]
-        .iter()
-        .any(|s| v.starts_with(s));
+    let scheme_ok = [
+        "redis://",
+        "rediss://",
+        "memory://",
+        "redis+unix://",
+        "unix://",
+    ]
+    .iter()
+    .any(|s| v.starts_with(s));
     if scheme_ok {
         Ok(v.to_string())
     } else {
@@ -431,7 +437,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(cfg.broker_url.as_deref(), Some("redis://localhost:6379/1"));
-        assert_eq!(cfg.result_backend.as_deref(), Some("redis://localhost:6379/2"));
+        assert_eq!(
+            cfg.result_backend.as_deref(),
+            Some("redis://localhost:6379/2")
+        );
         assert_eq!(cfg.worker_concurrency, 4);
         assert_eq!(cfg.worker_max_tasks_per_child, Some(1000));
         assert!(cfg.task_acks_late && cfg.task_reject_on_worker_lost);
@@ -476,17 +485,32 @@ mod tests {
     fn presets_match_the_guide() {
         let dev = Config::preset(Preset::Development);
         assert_eq!(
-            (dev.worker_concurrency, dev.worker_prefetch_multiplier, dev.worker_max_tasks_per_child, dev.task_acks_late),
+            (
+                dev.worker_concurrency,
+                dev.worker_prefetch_multiplier,
+                dev.worker_max_tasks_per_child,
+                dev.task_acks_late
+            ),
             (2, 2, Some(100), false)
         );
         let med = Config::preset(Preset::ProductionMedium);
         assert_eq!(
-            (med.worker_concurrency, med.worker_prefetch_multiplier, med.worker_max_tasks_per_child, med.task_acks_late),
+            (
+                med.worker_concurrency,
+                med.worker_prefetch_multiplier,
+                med.worker_max_tasks_per_child,
+                med.task_acks_late
+            ),
             (4, 4, Some(1000), true)
         );
         let high = Config::preset(Preset::ProductionHigh);
         assert_eq!(
-            (high.worker_concurrency, high.worker_prefetch_multiplier, high.worker_max_tasks_per_child, high.task_acks_late),
+            (
+                high.worker_concurrency,
+                high.worker_prefetch_multiplier,
+                high.worker_max_tasks_per_child,
+                high.task_acks_late
+            ),
             (8, 2, Some(500), true)
         );
         let cpu = Config::preset(Preset::CpuIntensive);

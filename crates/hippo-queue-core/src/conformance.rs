@@ -37,6 +37,7 @@ pub struct Backends {
     pub broker: Arc<dyn Broker>,
     /// The result backend.
     pub results: Arc<dyn ResultBackend>,
+    guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Backends {
@@ -45,7 +46,19 @@ impl Backends {
         Backends {
             broker: Arc::new(broker),
             results: Arc::new(results),
+            guard: None,
         }
+    }
+
+    /// Keeps `guard` (a test server, a temporary directory) alive as long as the test.
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.guard = Some(Arc::new(guard));
+        self
+    }
+
+    /// Whether a guard is attached.
+    pub fn has_guard(&self) -> bool {
+        self.guard.is_some()
     }
 
     fn app(&self, router: Router) -> App {
@@ -98,7 +111,10 @@ impl Task for Record {
     type Args = String;
     type Output = String;
     async fn run(&self, _: &TaskContext, label: String) -> Result<String, TaskError> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(label.clone());
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(label.clone());
         Ok(label)
     }
 }
@@ -372,12 +388,21 @@ pub async fn queue_priority_fairness(b: Backends) {
     w.shutdown().await;
     let log = log_of(&k);
     assert!(log[0].starts_with("high"), "{log:?}");
-    let first_low = log.iter().position(|l| l.starts_with("low")).expect("low ran");
-    let last_high = log.iter().rposition(|l| l.starts_with("high")).expect("high ran");
+    let first_low = log
+        .iter()
+        .position(|l| l.starts_with("low"))
+        .expect("low ran");
+    let last_high = log
+        .iter()
+        .rposition(|l| l.starts_with("high"))
+        .expect("high ran");
     assert!(first_low < 4, "low queue starved: {log:?}");
     assert!(first_low < last_high, "{log:?}");
     let highs_in_first_half = log[..12].iter().filter(|l| l.starts_with("high")).count();
-    assert!(highs_in_first_half >= 9, "high queue not preferred: {log:?}");
+    assert!(
+        highs_in_first_half >= 9,
+        "high queue not preferred: {log:?}"
+    );
 }
 
 /// Routing keys pick queues by topic rules (the guide's four queues).
@@ -403,11 +428,19 @@ pub async fn topic_routing(b: Backends) {
         .await
         .expect_err("unroutable key must fail");
     assert!(err.to_string().contains("nowhere.at.all"), "{err}");
-    for (queue, n) in [("memory_ops", 3), ("background", 1), ("scheduled", 1), ("default", 1)] {
+    for (queue, n) in [
+        ("memory_ops", 3),
+        ("background", 1),
+        ("scheduled", 1),
+        ("default", 1),
+    ] {
         assert_eq!(stats(&k.app, queue).await.waiting(), n, "queue {queue}");
     }
     let w = test_worker(&k.app).start().await.expect("worker");
-    until("all routed tasks ran", WAIT, || log_of(&k).len() == cases.len()).await;
+    until("all routed tasks ran", WAIT, || {
+        log_of(&k).len() == cases.len()
+    })
+    .await;
     w.shutdown().await;
 }
 
@@ -440,21 +473,51 @@ pub async fn retry_count_and_backoff(b: Backends) {
     assert_eq!(m.retries, 3);
     let err = m.error.expect("error recorded");
     assert_eq!(err.kind, "flaky");
-    assert!(err.chain.iter().any(|c| c.contains("upstream said no")), "{err:?}");
-    assert!(err.chain.iter().any(|c| c.contains("retries exhausted")), "{err:?}");
+    assert!(
+        err.chain.iter().any(|c| c.contains("upstream said no")),
+        "{err:?}"
+    );
+    assert!(
+        err.chain.iter().any(|c| c.contains("retries exhausted")),
+        "{err:?}"
+    );
     let attempts = k.attempts.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(attempts.len(), 4, "one run plus three retries");
     let bounds = [100u64, 200, 250];
     for (i, pair) in attempts.windows(2).enumerate() {
         let gap = pair[1] - pair[0];
         let want = Duration::from_millis(bounds[i]);
-        assert!(gap + Duration::from_millis(15) >= want, "retry {i} too early: {gap:?} < {want:?}");
-        assert!(gap <= want + Duration::from_millis(1500), "retry {i} too late: {gap:?}");
+        assert!(
+            gap + Duration::from_millis(15) >= want,
+            "retry {i} too early: {gap:?} < {want:?}"
+        );
+        assert!(
+            gap <= want + Duration::from_millis(1500),
+            "retry {i} too late: {gap:?}"
+        );
     }
     // the typed handle reports the failure with its traceback
-    let got = h.get(Duration::from_secs(1)).await.expect_err("failed task");
-    assert!(matches!(got, Error::TaskFailed { state: TaskState::Failure, .. }), "{got}");
-    assert!(h.traceback().await.expect("tb").expect("some").contains("caused by"));
+    let got = h
+        .get(Duration::from_secs(1))
+        .await
+        .expect_err("failed task");
+    assert!(
+        matches!(
+            got,
+            Error::TaskFailed {
+                state: TaskState::Failure,
+                ..
+            }
+        ),
+        "{got}"
+    );
+    assert!(
+        h.traceback()
+            .await
+            .expect("tb")
+            .expect("some")
+            .contains("caused by")
+    );
 }
 
 /// A retry waits in the broker's delayed set, not in worker memory.
@@ -534,8 +597,15 @@ pub async fn soft_then_hard_limit(b: Backends) {
     let took = sent.elapsed();
     assert_eq!(m.state, TaskState::Failure);
     assert_eq!(m.error.expect("error").kind, kinds::TIME_LIMIT);
-    assert_eq!(k.soft_seen.load(Ordering::SeqCst), 1, "soft limit was signalled");
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(
+        k.soft_seen.load(Ordering::SeqCst),
+        1,
+        "soft limit was signalled"
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     // the slot was freed: the worker still runs tasks
     let next = k.app.delay::<Record>("after".into()).await.expect("send");
     assert_eq!(next.get(WAIT).await.expect("ran"), "after");
@@ -588,7 +658,11 @@ pub async fn revoke_before_start(b: Backends) {
     let m = final_meta(&k.app, h.id()).await;
     assert_eq!(m.state, TaskState::Revoked);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(k.runs.load(Ordering::SeqCst), 0, "a revoked task must not run");
+    assert_eq!(
+        k.runs.load(Ordering::SeqCst),
+        0,
+        "a revoked task must not run"
+    );
     assert_eq!(stats(&k.app, "default").await.delayed, 0);
     w.shutdown().await;
 }
@@ -617,14 +691,21 @@ pub async fn revocation_is_durable(b: Backends) {
 pub async fn revoke_running_with_terminate(b: Backends) {
     let k = kit(&b, Router::default());
     let w = test_worker(&k.app).start().await.expect("worker");
-    let h = k.app.delay::<Sleepy>(sleepy(60_000, false)).await.expect("send");
+    let h = k
+        .app
+        .delay::<Sleepy>(sleepy(60_000, false))
+        .await
+        .expect("send");
     wait_state(&k.app, h.id(), TaskState::Started, WAIT).await;
     assert_eq!(w.active().len(), 1);
     let t = Instant::now();
     h.revoke(true).await.expect("revoke");
     let m = final_meta(&k.app, h.id()).await;
     assert_eq!(m.state, TaskState::Revoked);
-    until("the task left the worker", Duration::from_secs(5), || w.active().is_empty()).await;
+    until("the task left the worker", Duration::from_secs(5), || {
+        w.active().is_empty()
+    })
+    .await;
     assert!(t.elapsed() < Duration::from_secs(5));
     let next = k.app.delay::<Record>("next".into()).await.expect("send");
     assert_eq!(next.get(WAIT).await.expect("ran"), "next");
@@ -666,17 +747,41 @@ async fn raw_send(app: &App, opts: TaskOptions) -> String {
 pub async fn lost_worker_recovery(b: Backends) {
     let k = kit(&b, Router::default());
     let broker = k.app.broker().clone();
-    let both = raw_send(&k.app, TaskOptions::new().acks_late(true).reject_on_worker_lost(true)).await;
-    let late_only = raw_send(&k.app, TaskOptions::new().acks_late(true).reject_on_worker_lost(false)).await;
+    let both = raw_send(
+        &k.app,
+        TaskOptions::new()
+            .acks_late(true)
+            .reject_on_worker_lost(true),
+    )
+    .await;
+    let late_only = raw_send(
+        &k.app,
+        TaskOptions::new()
+            .acks_late(true)
+            .reject_on_worker_lost(false),
+    )
+    .await;
     let early = raw_send(&k.app, TaskOptions::new().acks_late(false)).await;
     let unstarted = raw_send(&k.app, TaskOptions::new().acks_late(false)).await;
-    broker.heartbeat("ghost", Duration::from_millis(200)).await.expect("beat");
+    broker
+        .heartbeat("ghost", Duration::from_millis(200))
+        .await
+        .expect("beat");
     let ds = broker
-        .fetch("ghost", &["default".to_string()], 10, Duration::from_secs(1))
+        .fetch(
+            "ghost",
+            &["default".to_string()],
+            10,
+            Duration::from_secs(1),
+        )
         .await
         .expect("fetch");
     assert_eq!(ds.len(), 4);
-    let started: Vec<_> = ds.iter().filter(|d| d.id != unstarted).map(|d| d.to_ref()).collect();
+    let started: Vec<_> = ds
+        .iter()
+        .filter(|d| d.id != unstarted)
+        .map(|d| d.to_ref())
+        .collect();
     let outcomes = broker.start("ghost", &started).await.expect("start");
     assert!(outcomes.iter().all(|o| *o == SettleOutcome::Done));
     // still alive: nothing is recovered
@@ -691,12 +796,18 @@ pub async fn lost_worker_recovery(b: Backends) {
     assert_eq!(outcome(&early), Some(RecoveryOutcome::WorkerLost));
     let s = stats(&k.app, "default").await;
     assert_eq!((s.waiting(), s.reserved, s.dead_letter), (2, 0, 2), "{s:?}");
-    let dead = broker.dead_letters("default", 10).await.expect("dead letters");
+    let dead = broker
+        .dead_letters("default", 10)
+        .await
+        .expect("dead letters");
     assert_eq!(dead.len(), 2);
     // the requeued ones complete on a live worker
     let w = test_worker(&k.app).start().await.expect("worker");
     assert_eq!(final_meta(&k.app, &both).await.state, TaskState::Success);
-    assert_eq!(final_meta(&k.app, &unstarted).await.state, TaskState::Success);
+    assert_eq!(
+        final_meta(&k.app, &unstarted).await.state,
+        TaskState::Success
+    );
     w.shutdown().await;
 }
 
@@ -704,7 +815,9 @@ pub async fn lost_worker_recovery(b: Backends) {
 /// runs the task again and it completes; reserved messages are not lost.
 pub async fn killed_worker_acks_late(b: Backends) {
     let k = kit(&b, Router::default());
-    let opts = TaskOptions::new().acks_late(true).reject_on_worker_lost(true);
+    let opts = TaskOptions::new()
+        .acks_late(true)
+        .reject_on_worker_lost(true);
     let long = k
         .app
         .apply_async::<Sleepy>(sleepy(600, false), SendOptions::new().with(opts.clone()))
@@ -726,7 +839,11 @@ pub async fn killed_worker_acks_late(b: Backends) {
         .await
         .expect("worker a");
     wait_state(&k.app, long.id(), TaskState::Started, WAIT).await;
-    assert_eq!(stats(&k.app, "default").await.reserved, 6, "all reserved by a");
+    assert_eq!(
+        stats(&k.app, "default").await.reserved,
+        6,
+        "all reserved by a"
+    );
     a.kill();
     let b2 = test_worker(&k.app).start().await.expect("worker b");
     assert_eq!(long.get(WAIT).await.expect("completed after recovery"), 600);
@@ -741,7 +858,11 @@ pub async fn killed_worker_acks_late(b: Backends) {
 /// (worker lost), the reserved ones still run.
 pub async fn killed_worker_early_ack(b: Backends) {
     let k = kit(&b, Router::default());
-    let long = k.app.delay::<Sleepy>(sleepy(60_000, false)).await.expect("send");
+    let long = k
+        .app
+        .delay::<Sleepy>(sleepy(60_000, false))
+        .await
+        .expect("send");
     let queued = k.app.delay::<Record>("q".into()).await.expect("send");
     let a = test_worker(&k.app)
         .concurrency(1)
@@ -763,7 +884,11 @@ pub async fn killed_worker_early_ack(b: Backends) {
 /// Graceful shutdown lets running tasks finish and hands reserved ones back.
 pub async fn graceful_shutdown(b: Backends) {
     let k = kit(&b, Router::default());
-    let long = k.app.delay::<Sleepy>(sleepy(400, false)).await.expect("send");
+    let long = k
+        .app
+        .delay::<Sleepy>(sleepy(400, false))
+        .await
+        .expect("send");
     for i in 0..3 {
         k.app.delay::<Record>(format!("r{i}")).await.expect("send");
     }
@@ -794,14 +919,26 @@ pub async fn shutdown_grace_expires(b: Backends) {
         )
         .await
         .expect("send");
-    let early = k.app.delay::<Sleepy>(sleepy(60_000, false)).await.expect("send");
-    let w = test_worker(&k.app).concurrency(2).start().await.expect("worker");
+    let early = k
+        .app
+        .delay::<Sleepy>(sleepy(60_000, false))
+        .await
+        .expect("send");
+    let w = test_worker(&k.app)
+        .concurrency(2)
+        .start()
+        .await
+        .expect("worker");
     wait_state(&k.app, late.id(), TaskState::Started, WAIT).await;
     wait_state(&k.app, early.id(), TaskState::Started, WAIT).await;
     let report = w.shutdown_within(Duration::from_millis(200)).await;
     assert_eq!(report.aborted, 2);
     let s = stats(&k.app, "default").await;
-    assert_eq!((s.waiting(), s.reserved), (1, 0), "acks_late task requeued: {s:?}");
+    assert_eq!(
+        (s.waiting(), s.reserved),
+        (1, 0),
+        "acks_late task requeued: {s:?}"
+    );
     let m = final_meta(&k.app, early.id()).await;
     assert_eq!(m.error.expect("error").kind, kinds::WORKER_SHUTDOWN);
 }
@@ -861,14 +998,22 @@ pub async fn garbage_messages(b: Backends) {
     }
     let unknown = k
         .app
-        .send_by_name("no.such.task", crate::codec::to_msgpack(&1).expect("args"), SendOptions::new())
+        .send_by_name(
+            "no.such.task",
+            crate::codec::to_msgpack(&1).expect("args"),
+            SendOptions::new(),
+        )
         .await
         .expect("send");
     let m = final_meta(&k.app, &unknown).await;
     assert_eq!(m.error.expect("error").kind, kinds::NOT_REGISTERED);
     let wrong = k
         .app
-        .send_by_name("conformance.typed", crate::codec::to_msgpack("not a pair").expect("args"), SendOptions::new())
+        .send_by_name(
+            "conformance.typed",
+            crate::codec::to_msgpack("not a pair").expect("args"),
+            SendOptions::new(),
+        )
         .await
         .expect("send");
     let m = final_meta(&k.app, &wrong).await;
@@ -877,17 +1022,28 @@ pub async fn garbage_messages(b: Backends) {
     assert!(e.message.contains("conformance.typed"), "{e:?}");
     let ok = k
         .app
-        .delay::<Typed>(Pair { a: 2, b: "x".into() })
+        .delay::<Typed>(Pair {
+            a: 2,
+            b: "x".into(),
+        })
         .await
         .expect("send");
     assert_eq!(ok.get(WAIT).await.expect("still running"), "x2");
     let deadline = Instant::now() + WAIT;
     loop {
-        let dead = k.app.broker().dead_letters("default", 100).await.expect("dead");
+        let dead = k
+            .app
+            .broker()
+            .dead_letters("default", 100)
+            .await
+            .expect("dead");
         if dead.len() == 5 {
             break;
         }
-        assert!(Instant::now() < deadline, "expected 5 dead letters: {dead:?}");
+        assert!(
+            Instant::now() < deadline,
+            "expected 5 dead letters: {dead:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(w.stats().rejected >= 5);
@@ -913,16 +1069,36 @@ pub async fn garbage_messages(b: Backends) {
 pub async fn fencing(b: Backends) {
     let k = kit(&b, Router::default());
     let broker = k.app.broker().clone();
-    let id = raw_send(&k.app, TaskOptions::new().acks_late(true).reject_on_worker_lost(true)).await;
+    let id = raw_send(
+        &k.app,
+        TaskOptions::new()
+            .acks_late(true)
+            .reject_on_worker_lost(true),
+    )
+    .await;
     let q = vec!["default".to_string()];
-    broker.heartbeat("stale", Duration::from_millis(150)).await.expect("beat");
-    let old = broker.fetch("stale", &q, 1, Duration::from_secs(1)).await.expect("fetch").remove(0);
+    broker
+        .heartbeat("stale", Duration::from_millis(150))
+        .await
+        .expect("beat");
+    let old = broker
+        .fetch("stale", &q, 1, Duration::from_secs(1))
+        .await
+        .expect("fetch")
+        .remove(0);
     broker.start("stale", &[old.to_ref()]).await.expect("start");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rec = broker.recover(5).await.expect("recover");
     assert_eq!(rec.len(), 1);
-    broker.heartbeat("fresh", Duration::from_secs(30)).await.expect("beat");
-    let new = broker.fetch("fresh", &q, 1, Duration::from_secs(1)).await.expect("fetch").remove(0);
+    broker
+        .heartbeat("fresh", Duration::from_secs(30))
+        .await
+        .expect("beat");
+    let new = broker
+        .fetch("fresh", &q, 1, Duration::from_secs(1))
+        .await
+        .expect("fetch")
+        .remove(0);
     assert_eq!(new.id, id);
     assert!(new.token > old.token, "tokens grow with each delivery");
     assert_eq!(new.deliveries, 2);
@@ -936,20 +1112,53 @@ pub async fn fencing(b: Backends) {
         }
     };
     let results = k.app.backend().clone();
-    assert_eq!(results.store(&[write(TaskState::Started, new.token)]).await.expect("store"), [WriteOutcome::Stored]);
+    assert_eq!(
+        results
+            .store(&[write(TaskState::Started, new.token)])
+            .await
+            .expect("store"),
+        [WriteOutcome::Stored]
+    );
     // the stale worker finishes now: both its result and its ack are refused
-    assert_eq!(results.store(&[write(TaskState::Success, old.token)]).await.expect("store"), [WriteOutcome::Refused]);
+    assert_eq!(
+        results
+            .store(&[write(TaskState::Success, old.token)])
+            .await
+            .expect("store"),
+        [WriteOutcome::Refused]
+    );
     let ack = |d: &crate::backend::Delivery| Settlement {
         delivery: d.to_ref(),
         action: Settle::Ack,
     };
-    assert_eq!(broker.settle("stale", &[ack(&old)]).await.expect("settle"), [SettleOutcome::Fenced]);
-    assert_eq!(broker.start("stale", &[old.to_ref()]).await.expect("start"), [SettleOutcome::Fenced]);
+    assert_eq!(
+        broker.settle("stale", &[ack(&old)]).await.expect("settle"),
+        [SettleOutcome::Fenced]
+    );
+    assert_eq!(
+        broker.start("stale", &[old.to_ref()]).await.expect("start"),
+        [SettleOutcome::Fenced]
+    );
     // the fresh worker's writes go through
-    assert_eq!(results.store(&[write(TaskState::Success, new.token)]).await.expect("store"), [WriteOutcome::Stored]);
-    assert_eq!(broker.settle("fresh", &[ack(&new)]).await.expect("settle"), [SettleOutcome::Done]);
+    assert_eq!(
+        results
+            .store(&[write(TaskState::Success, new.token)])
+            .await
+            .expect("store"),
+        [WriteOutcome::Stored]
+    );
+    assert_eq!(
+        broker.settle("fresh", &[ack(&new)]).await.expect("settle"),
+        [SettleOutcome::Done]
+    );
     // a final record is never replaced
-    assert_eq!(results.store(&[write(TaskState::Failure, new.token + 100)]).await.expect("store"), [WriteOutcome::Refused]);
+    assert_eq!(
+        results
+            .store(&[write(TaskState::Failure, new.token + 100)])
+            .await
+            .expect("store"),
+        [WriteOutcome::Refused]
+    );
     assert_eq!(state(&k.app, &id).await, TaskState::Success);
     let s = stats(&k.app, "default").await;
     assert_eq!((s.waiting(), s.reserved, s.delayed), (0, 0, 0));
@@ -974,14 +1183,24 @@ pub async fn panic_is_failure(b: Backends) {
 pub async fn get_waits_and_times_out(b: Backends) {
     let k = kit(&b, Router::default());
     let w = test_worker(&k.app).start().await.expect("worker");
-    let h = k.app.delay::<Sleepy>(sleepy(300, false)).await.expect("send");
+    let h = k
+        .app
+        .delay::<Sleepy>(sleepy(300, false))
+        .await
+        .expect("send");
     let t = Instant::now();
     assert_eq!(h.get(WAIT).await.expect("result"), 300);
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     let never = k.app.result::<u64>("never-sent");
     let t = Instant::now();
-    let err = never.get(Duration::from_millis(200)).await.expect_err("timeout");
+    let err = never
+        .get(Duration::from_millis(200))
+        .await
+        .expect_err("timeout");
     assert!(matches!(err, Error::Timeout(_)), "{err}");
     assert!(t.elapsed() >= Duration::from_millis(190));
     assert_eq!(never.state().await.expect("state"), TaskState::Pending);
@@ -995,20 +1214,31 @@ pub async fn countdown_not_early(b: Backends) {
     let t = Instant::now();
     let h = k
         .app
-        .apply_async::<Record>("later".into(), SendOptions::new().countdown(Duration::from_millis(500)))
+        .apply_async::<Record>(
+            "later".into(),
+            SendOptions::new().countdown(Duration::from_millis(500)),
+        )
         .await
         .expect("send");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(stats(&k.app, "default").await.delayed, 1);
     h.get(WAIT).await.expect("ran");
-    assert!(t.elapsed() >= Duration::from_millis(490), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(490),
+        "{:?}",
+        t.elapsed()
+    );
     w.shutdown().await;
 }
 
 /// Consumers can be added and cancelled on a running worker.
 pub async fn consumers_change(b: Backends) {
     let k = kit(&b, Router::new("a").queue(Queue::new("b")));
-    let w = test_worker(&k.app).queues(["a"]).start().await.expect("worker");
+    let w = test_worker(&k.app)
+        .queues(["a"])
+        .start()
+        .await
+        .expect("worker");
     let on_b = k
         .app
         .apply_async::<Record>("on-b".into(), SendOptions::new().queue("b"))
@@ -1017,7 +1247,10 @@ pub async fn consumers_change(b: Backends) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(on_b.state().await.expect("state"), TaskState::Pending);
     w.add_consumer("b").expect("add");
-    assert_eq!(on_b.get(WAIT).await.expect("ran once b is consumed"), "on-b");
+    assert_eq!(
+        on_b.get(WAIT).await.expect("ran once b is consumed"),
+        "on-b"
+    );
     w.cancel_consumer("a");
     assert_eq!(w.consumers(), ["b"]);
     let on_a = k
@@ -1039,7 +1272,11 @@ pub async fn bulk_send(b: Backends) {
         .send_many::<Record>((0..500).map(|i| (format!("b{i}"), SendOptions::new())))
         .await
         .expect("send");
-    let w = test_worker(&k.app).concurrency(8).start().await.expect("worker");
+    let w = test_worker(&k.app)
+        .concurrency(8)
+        .start()
+        .await
+        .expect("worker");
     for (i, h) in hs.iter().enumerate() {
         assert_eq!(h.get(WAIT).await.expect("ran"), format!("b{i}"));
     }
@@ -1079,14 +1316,29 @@ pub async fn compressed_result(b: Backends) {
 pub async fn too_many_deliveries(b: Backends) {
     let k = kit(&b, Router::default());
     let broker = k.app.broker().clone();
-    let id = raw_send(&k.app, TaskOptions::new().acks_late(true).reject_on_worker_lost(true)).await;
+    let id = raw_send(
+        &k.app,
+        TaskOptions::new()
+            .acks_late(true)
+            .reject_on_worker_lost(true),
+    )
+    .await;
     let q = vec!["default".to_string()];
     for round in 0..3 {
         let worker = format!("doomed-{round}");
-        broker.heartbeat(&worker, Duration::from_millis(100)).await.expect("beat");
-        let d = broker.fetch(&worker, &q, 1, Duration::from_secs(1)).await.expect("fetch");
+        broker
+            .heartbeat(&worker, Duration::from_millis(100))
+            .await
+            .expect("beat");
+        let d = broker
+            .fetch(&worker, &q, 1, Duration::from_secs(1))
+            .await
+            .expect("fetch");
         assert_eq!(d.len(), 1, "round {round}");
-        broker.start(&worker, &[d[0].to_ref()]).await.expect("start");
+        broker
+            .start(&worker, &[d[0].to_ref()])
+            .await
+            .expect("start");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let rec = broker.recover(3).await.expect("recover");
         let want = if round < 2 {
@@ -1094,7 +1346,11 @@ pub async fn too_many_deliveries(b: Backends) {
         } else {
             RecoveryOutcome::TooManyDeliveries
         };
-        assert_eq!(rec.iter().map(|r| r.outcome).collect::<Vec<_>>(), [want], "round {round}");
+        assert_eq!(
+            rec.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+            [want],
+            "round {round}"
+        );
     }
     let dead = broker.dead_letters("default", 10).await.expect("dead");
     assert_eq!(dead.len(), 1);
@@ -1105,8 +1361,17 @@ pub async fn too_many_deliveries(b: Backends) {
 pub async fn blocking_and_solo_pools(b: Backends) {
     for pool in [crate::Pool::Blocking, crate::Pool::Solo] {
         let k = kit(&b, Router::default());
-        let w = test_worker(&k.app).pool(pool).concurrency(2).start().await.expect("worker");
-        let ok = k.app.delay::<Record>(format!("{pool:?}")).await.expect("send");
+        let w = test_worker(&k.app)
+            .pool(pool)
+            .concurrency(2)
+            .start()
+            .await
+            .expect("worker");
+        let ok = k
+            .app
+            .delay::<Record>(format!("{pool:?}"))
+            .await
+            .expect("send");
         assert_eq!(ok.get(WAIT).await.expect("ran"), format!("{pool:?}"));
         let p = k.app.delay::<Panicker>(()).await.expect("send");
         assert_eq!(final_meta(&k.app, p.id()).await.state, TaskState::Failure);

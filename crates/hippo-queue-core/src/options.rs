@@ -141,7 +141,9 @@ impl TaskOptions {
     /// Retries automatically on errors of this kind (a [`TaskError::kind`](crate::TaskError::kind)
     /// string such as `"timeout"`, or `"*"` for all).
     pub fn autoretry_for_kind(mut self, kind: impl Into<String>) -> Self {
-        self.autoretry_for.get_or_insert_with(Vec::new).push(kind.into());
+        self.autoretry_for
+            .get_or_insert_with(Vec::new)
+            .push(kind.into());
         self
     }
 

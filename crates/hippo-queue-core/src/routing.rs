@@ -159,7 +159,11 @@ impl Router {
                     .routing_key("background.#")
                     .priority(3),
             )
-            .queue(Queue::new("scheduled").routing_key("scheduled.#").priority(1))
+            .queue(
+                Queue::new("scheduled")
+                    .routing_key("scheduled.#")
+                    .priority(1),
+            )
     }
 
     /// Declares a queue (replacing one of the same name).
@@ -330,20 +334,42 @@ mod tests {
 
     #[test]
     fn resolution_order() {
-        let r = Router::guide_preset().route("hippocampai.health*", "background", Some("background.health"));
-        let d = r.resolve("x", Some("scheduled"), None, Some("memory_ops"), None).unwrap();
+        let r = Router::guide_preset().route(
+            "hippocampai.health*",
+            "background",
+            Some("background.health"),
+        );
+        let d = r
+            .resolve("x", Some("scheduled"), None, Some("memory_ops"), None)
+            .unwrap();
         assert_eq!(d.queue, "scheduled");
         assert_eq!(d.routing_key, "scheduled.#");
-        let d = r.resolve("x", None, Some("memory.dedup"), Some("background"), None).unwrap();
-        assert_eq!((d.queue.as_str(), d.routing_key.as_str()), ("memory_ops", "memory.dedup"));
-        let d = r.resolve("hippocampai.health_check", None, None, Some("memory_ops"), None).unwrap();
+        let d = r
+            .resolve("x", None, Some("memory.dedup"), Some("background"), None)
+            .unwrap();
+        assert_eq!(
+            (d.queue.as_str(), d.routing_key.as_str()),
+            ("memory_ops", "memory.dedup")
+        );
+        let d = r
+            .resolve(
+                "hippocampai.health_check",
+                None,
+                None,
+                Some("memory_ops"),
+                None,
+            )
+            .unwrap();
         assert_eq!(d.queue, "background");
-        let d = r.resolve("t", None, None, None, Some("background.x.y")).unwrap();
+        let d = r
+            .resolve("t", None, None, None, Some("background.x.y"))
+            .unwrap();
         assert_eq!(d.queue, "background");
         let d = r.resolve("t", None, None, None, None).unwrap();
         assert_eq!(d.queue, "default");
         assert_eq!(
-            r.resolve("t", None, Some("nowhere.x"), None, None).unwrap_err(),
+            r.resolve("t", None, Some("nowhere.x"), None, None)
+                .unwrap_err(),
             RoutingError::NoQueueForKey("nowhere.x".into())
         );
         assert!(r.resolve("t", Some("bad queue"), None, None, None).is_err());

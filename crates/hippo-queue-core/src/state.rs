@@ -81,7 +81,9 @@ impl fmt::Display for TaskState {
 
 /// The error returned when parsing an unknown state name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task state {0:?}: expected one of PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, REJECTED")]
+#[error(
+    "unknown task state {0:?}: expected one of PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, REJECTED"
+)]
 pub struct UnknownState(pub String);
 
 impl FromStr for TaskState {

@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    BackendError, Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing,
-    QueueStats, Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle,
-    SettleOutcome, Settlement, WriteOutcome,
+    BackendError, Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing, QueueStats,
+    Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle, SettleOutcome,
+    Settlement, WriteOutcome,
 };
 use crate::result::{TaskMeta, accepts};
 use crate::time::now_ms;
@@ -382,11 +382,7 @@ impl Broker for MemoryBackend {
         Ok(out)
     }
 
-    async fn release(
-        &self,
-        worker: &str,
-        deliveries: &[DeliveryRef],
-    ) -> Result<(), BackendError> {
+    async fn release(&self, worker: &str, deliveries: &[DeliveryRef]) -> Result<(), BackendError> {
         {
             let mut st = self.lock();
             // Hand back in reverse so that push_front restores the original order.
@@ -452,8 +448,7 @@ impl Broker for MemoryBackend {
 
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {
         let mut st = self.lock();
-        st.revoked
-            .insert(revocation.id.clone(), revocation.clone());
+        st.revoked.insert(revocation.id.clone(), revocation.clone());
         st.subscribers
             .retain(|tx| match tx.try_send(revocation.clone()) {
                 Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,

@@ -261,8 +261,7 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<Vec<SettleOutcome>, BackendError>;
 
     /// Hands reserved, unstarted messages back to the head of their queue.
-    async fn release(&self, worker: &str, deliveries: &[DeliveryRef])
-    -> Result<(), BackendError>;
+    async fn release(&self, worker: &str, deliveries: &[DeliveryRef]) -> Result<(), BackendError>;
 
     /// Records that `worker` is alive for at least `ttl` more.
     async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), BackendError>;
@@ -288,8 +287,11 @@ pub trait Broker: Send + Sync + 'static {
     async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError>;
 
     /// Up to `limit` dead-lettered messages of a queue, oldest first.
-    async fn dead_letters(&self, queue: &str, limit: usize)
-    -> Result<Vec<DeadLetter>, BackendError>;
+    async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, BackendError>;
 
     /// Removes every waiting and delayed message of a queue; returns how many.
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;

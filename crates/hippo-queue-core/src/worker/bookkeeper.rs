@@ -195,7 +195,11 @@ impl Books {
         let _ = self.0.send(op);
     }
 
-    pub(crate) async fn start(&self, delivery: DeliveryRef, meta: Option<ResultWrite>) -> Option<StartReply> {
+    pub(crate) async fn start(
+        &self,
+        delivery: DeliveryRef,
+        meta: Option<ResultWrite>,
+    ) -> Option<StartReply> {
         let (tx, rx) = oneshot::channel();
         self.send(Op::Start {
             delivery,

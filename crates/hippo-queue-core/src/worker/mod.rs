@@ -483,7 +483,9 @@ impl WorkerHandle {
                 tracing::warn!(worker = %shared.id, count = left.len(), "messages still leased at exit were recovered")
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(worker = %shared.id, error = %e, "could not unregister; leases will be recovered after the heartbeat expires"),
+            Err(e) => {
+                tracing::warn!(worker = %shared.id, error = %e, "could not unregister; leases will be recovered after the heartbeat expires")
+            }
         }
         tracing::info!(worker = %shared.id, released, aborted, "worker stopped");
         ShutdownReport { released, aborted }

@@ -8,10 +8,10 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::Running;
 use super::Shared;
 use super::bookkeeper::{Op, StartReply};
 use super::pool::{Limits, RunEnd, StopReason, StopSwitch, supervise};
-use super::Running;
 use crate::backend::{Delivery, RecoveryOutcome, ResultWrite, Revocation, Settle, Settlement};
 use crate::context::TaskContext;
 use crate::message::Envelope;
@@ -232,7 +232,10 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
     if let Some(r) = shared.is_revoked(&env.id) {
         tracing::info!(terminate = r.terminate, "revoked before start");
         shared.stats.revoked.fetch_add(1, Ordering::Relaxed);
-        let m = failed(base(TaskState::Revoked), TaskFailure::new(kinds::REVOKED, "revoked"));
+        let m = failed(
+            base(TaskState::Revoked),
+            TaskFailure::new(kinds::REVOKED, "revoked"),
+        );
         books.send(Op::Finish {
             result: Some(write(&env, m)),
             settlement: settle(Settle::Ack),
@@ -259,7 +262,10 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
             base(TaskState::Failure),
             TaskFailure::new(
                 kinds::NOT_REGISTERED,
-                format!("task {:?} is not registered on worker {}", env.name, shared.id),
+                format!(
+                    "task {:?} is not registered on worker {}",
+                    env.name, shared.id
+                ),
             ),
         );
         books.send(Op::Finish {
@@ -271,8 +277,8 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
         return;
     };
 
-    let started_meta = (env.track_started && !env.ignore_result)
-        .then(|| write(&env, base(TaskState::Started)));
+    let started_meta =
+        (env.track_started && !env.ignore_result).then(|| write(&env, base(TaskState::Started)));
     match books.start(d.to_ref(), started_meta).await {
         Some(StartReply::Go) => {}
         Some(StartReply::Fenced) | None => {
@@ -349,7 +355,10 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
         RunEnd::Panicked(msg) => {
             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(panic = %msg, "task panicked");
-            let m = failed(base(TaskState::Failure), TaskFailure::new(kinds::PANIC, msg));
+            let m = failed(
+                base(TaskState::Failure),
+                TaskFailure::new(kinds::PANIC, msg),
+            );
             (Some(m), Settle::Ack)
         }
         RunEnd::HardLimit(limit) => {
@@ -510,9 +519,11 @@ fn record_recovered(shared: &Shared, recovered: Vec<crate::backend::Recovered>) 
         meta.worker = Some(r.worker.clone());
         meta.retries = env.as_ref().map_or(0, |e| e.retries);
         meta.error = Some(TaskFailure::new(kind, why));
-        let ttl = env.as_ref().map_or(shared.app.config().result_expires, |e| {
-            Duration::from_millis(e.result_expires)
-        });
+        let ttl = env
+            .as_ref()
+            .map_or(shared.app.config().result_expires, |e| {
+                Duration::from_millis(e.result_expires)
+            });
         shared.books.send(Op::Record(ResultWrite {
             meta,
             ttl,

@@ -1,0 +1,762 @@
+//! [`RedisBackend`]: the [`Broker`] half.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hippo_queue_core::BackendError;
+use hippo_queue_core::backend::{
+    Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing, QueueStats, Recovered,
+    RecoveryOutcome, Revocation, Settle, SettleOutcome, Settlement,
+};
+use hippo_queue_core::codec::Codec;
+use hippo_queue_core::time::now_ms;
+use redis::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::RedisConfig;
+use crate::conn::{ConnectError, Server};
+use crate::keys::{GlobalKeys, QueueKeys};
+use crate::listener::{self, Channels, Hub};
+use crate::values::{array, bytes, dead_letter, int, string};
+
+/// Most messages per publish script call.
+const PUBLISH_CHUNK: usize = 1000;
+/// Most delayed messages a fetch moves to their queue.
+const DUE_BATCH: u32 = 1000;
+/// Most messages one recovery call handles.
+const RECOVER_BATCH: u32 = 500;
+/// Most messages one purge call removes.
+const PURGE_BATCH: u32 = 1000;
+/// Most dead workers recovered per `recover` call.
+const DEAD_WORKERS_BATCH: isize = 50;
+
+/// Broker and result backend on Redis. Cheap to clone.
+///
+/// ```no_run
+/// use hippo_queue_core::App;
+/// use hippo_queue_redis::{RedisBackend, RedisConfig};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = RedisBackend::connect(
+///     RedisConfig::new("redis://localhost:6379/1").results_url("redis://localhost:6379/2"),
+/// )
+/// .await?;
+/// let app = App::builder().broker(redis.clone()).backend(redis).build();
+/// # let _ = app; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("broker", &self.inner.broker.url)
+            .field("results", &self.inner.results.url)
+            .field("prefix", &self.inner.config.prefix)
+            .finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub broker: Arc<Server>,
+    pub results: Arc<Server>,
+    pub config: RedisConfig,
+    pub global: GlobalKeys,
+    pub codec: Codec,
+    pub hub: Arc<Hub>,
+    queues: Mutex<HashMap<String, Arc<QueueKeys>>>,
+    registered: Mutex<HashSet<(String, String)>>,
+    listeners: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for l in &self.listeners {
+            l.abort();
+        }
+    }
+}
+
+impl RedisBackend {
+    /// Connects to the broker (and result) server, loads the scripts and starts the
+    /// pub/sub listener. Fails with a clear error when a URL is invalid or a server
+    /// cannot be reached.
+    pub async fn connect(config: RedisConfig) -> Result<Self, ConnectError> {
+        let broker = Arc::new(
+            Server::connect(
+                &config.broker_url,
+                config.pool_size,
+                config.response_timeout,
+            )
+            .await?,
+        );
+        let results = match &config.results_url {
+            Some(url) if *url != config.broker_url => {
+                Arc::new(Server::connect(url, config.pool_size, config.response_timeout).await?)
+            }
+            _ => broker.clone(),
+        };
+        let global = GlobalKeys::new(&config.prefix, config.result_shards);
+        let hub = Arc::new(Hub::default());
+        let mut listeners = Vec::new();
+        if Arc::ptr_eq(&broker, &results) {
+            listeners.push(listener::spawn(
+                broker.client.clone(),
+                Channels {
+                    results: Some(global.results_channel.clone()),
+                    revocations: Some(global.revocations_channel.clone()),
+                },
+                hub.clone(),
+            ));
+        } else {
+            listeners.push(listener::spawn(
+                broker.client.clone(),
+                Channels {
+                    results: None,
+                    revocations: Some(global.revocations_channel.clone()),
+                },
+                hub.clone(),
+            ));
+            listeners.push(listener::spawn(
+                results.client.clone(),
+                Channels {
+                    results: Some(global.results_channel.clone()),
+                    revocations: None,
+                },
+                hub.clone(),
+            ));
+        }
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                broker,
+                results,
+                global,
+                codec: Codec::default(),
+                hub,
+                config,
+                queues: Mutex::new(HashMap::new()),
+                registered: Mutex::new(HashSet::new()),
+                listeners,
+            }),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn keys(&self, queue: &str) -> Arc<QueueKeys> {
+        let mut map = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(queue.to_string())
+            .or_insert_with(|| Arc::new(QueueKeys::new(&self.inner.config.prefix, queue)))
+            .clone()
+    }
+
+    fn server(&self) -> &Server {
+        &self.inner.broker
+    }
+
+    /// Records, once per worker and queue, that the worker may hold messages of the
+    /// queue, so that its recovery knows where to look.
+    async fn register_queues(&self, worker: &str, queues: &[String]) -> Result<(), BackendError> {
+        let missing: Vec<String> = {
+            let reg = self
+                .inner
+                .registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            queues
+                .iter()
+                .filter(|q| !reg.contains(&(worker.to_string(), (*q).clone())))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.sadd(self.inner.global.worker_queues(worker), &missing)
+            .ignore();
+        self.server().query::<()>(&pipe).await?;
+        let mut reg = self
+            .inner
+            .registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for q in missing {
+            reg.insert((worker.to_string(), q));
+        }
+        Ok(())
+    }
+
+    async fn fetch_queue(
+        &self,
+        worker: &str,
+        queue: &str,
+        max: usize,
+    ) -> Result<(Vec<Delivery>, Option<u64>), BackendError> {
+        let k = self.keys(queue);
+        let s = self.server().scripts;
+        let mut inv = s.fetch.prepare_invoke();
+        for w in &k.waiting {
+            inv.key(w);
+        }
+        inv.key(&k.msg)
+            .key(&k.delayed)
+            .key(&k.lease)
+            .key(k.held(worker))
+            .key(&k.seq)
+            .key(&k.deliveries)
+            .arg(now_ms())
+            .arg(max)
+            .arg(worker)
+            .arg(DUE_BATCH);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let (reply,): (Value,) = self.server().query(&pipe).await?;
+        let mut items = array(reply)?.into_iter();
+        let next_due = match items.next() {
+            Some(v) => {
+                let due = int(&v)?;
+                (due >= 0).then_some(due as u64)
+            }
+            None => return Err(BackendError::Protocol("empty fetch reply".into())),
+        };
+        let mut out = Vec::new();
+        while let (Some(id), Some(v), Some(token), Some(d)) =
+            (items.next(), items.next(), items.next(), items.next())
+        {
+            let id = string(id)?;
+            let v = bytes(v)?;
+            if v.len() < 2 {
+                return Err(BackendError::Protocol(format!(
+                    "message {id} has no header"
+                )));
+            }
+            out.push(Delivery {
+                id,
+                queue: queue.to_string(),
+                priority: v[0],
+                flags: DeliveryFlags {
+                    acks_late: v[1] & 1 != 0,
+                    reject_on_worker_lost: v[1] & 2 != 0,
+                },
+                payload: v[2..].to_vec(),
+                token: int(&token)? as u64,
+                deliveries: int(&d)? as u32,
+            });
+        }
+        Ok((out, next_due))
+    }
+
+    /// Blocks on the queues' wake-up lists for up to `timeout`.
+    async fn block(&self, queues: &[String], timeout: Duration) -> Result<(), BackendError> {
+        let keys: Vec<String> = queues.iter().map(|q| self.keys(q).notify.clone()).collect();
+        let limit = self
+            .inner
+            .config
+            .response_timeout
+            .saturating_sub(Duration::from_millis(500))
+            .max(Duration::from_millis(10));
+        let secs = timeout.min(limit).as_secs_f64().max(0.01);
+        let mut guard = Dedicated::new(self.server().dedicated().await?);
+        let conn = guard.conn();
+        let r: Result<Value, _> = redis::cmd("BLPOP")
+            .arg(&keys)
+            .arg(secs)
+            .query_async(conn)
+            .await;
+        match r {
+            Ok(_) => {
+                guard.done();
+                Ok(())
+            }
+            Err(e) => Err(self.server().error(e)),
+        }
+    }
+
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        max_deliveries: u32,
+    ) -> Result<Vec<Recovered>, BackendError> {
+        let server = self.server();
+        let wq = self.inner.global.worker_queues(worker);
+        let mut pipe = redis::pipe();
+        pipe.smembers(&wq);
+        let (queues,): (Vec<String>,) = server.query(&pipe).await?;
+        let mut out = Vec::new();
+        for queue in queues {
+            let k = self.keys(&queue);
+            loop {
+                let mut inv = server.scripts.recover.prepare_invoke();
+                for w in &k.waiting {
+                    inv.key(w);
+                }
+                inv.key(&k.msg)
+                    .key(&k.lease)
+                    .key(k.held(worker))
+                    .key(&k.deliveries)
+                    .key(&k.dead)
+                    .key(&k.notify)
+                    .arg(worker)
+                    .arg(max_deliveries)
+                    .arg(RECOVER_BATCH)
+                    .arg(self.inner.config.dead_letter_cap);
+                let mut pipe = redis::pipe();
+                pipe.invoke_script(&inv);
+                let (reply,): (Value,) = server.query(&pipe).await?;
+                let mut items = array(reply)?.into_iter();
+                let remaining = items.next().map(|v| int(&v)).transpose()?.unwrap_or(0);
+                while let (Some(id), Some(outcome), Some(body)) =
+                    (items.next(), items.next(), items.next())
+                {
+                    let outcome = match string(outcome)?.as_str() {
+                        "q" => RecoveryOutcome::Requeued,
+                        "l" => RecoveryOutcome::WorkerLost,
+                        _ => RecoveryOutcome::TooManyDeliveries,
+                    };
+                    out.push(Recovered {
+                        id: string(id)?,
+                        queue: queue.clone(),
+                        worker: worker.to_string(),
+                        payload: bytes(body)?,
+                        outcome,
+                    });
+                }
+                if remaining == 0 {
+                    break;
+                }
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.zrem(&self.inner.global.workers, worker)
+            .ignore()
+            .del(&wq)
+            .ignore();
+        server.query::<()>(&pipe).await?;
+        self.inner
+            .registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(w, _)| w != worker);
+        Ok(out)
+    }
+}
+
+/// A dedicated connection that is closed instead of returned to the pool when the
+/// command on it did not complete (a cancelled blocking wait).
+struct Dedicated {
+    conn: Option<deadpool_redis::Connection>,
+    completed: bool,
+}
+
+impl Dedicated {
+    fn new(conn: deadpool_redis::Connection) -> Self {
+        Dedicated {
+            conn: Some(conn),
+            completed: false,
+        }
+    }
+
+    fn conn(&mut self) -> &mut deadpool_redis::Connection {
+        self.conn.as_mut().expect("present until drop")
+    }
+
+    fn done(&mut self) {
+        self.completed = true;
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        if !self.completed
+            && let Some(c) = self.conn.take()
+        {
+            drop(deadpool_redis::Connection::take(c));
+        }
+    }
+}
+
+fn group_by_queue<'a, T>(
+    items: &'a [T],
+    queue: impl Fn(&T) -> &str,
+) -> HashMap<String, Vec<(usize, &'a T)>> {
+    let mut map: HashMap<String, Vec<(usize, &'a T)>> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        map.entry(queue(item).to_string())
+            .or_default()
+            .push((i, item));
+    }
+    map
+}
+
+fn outcomes(reply: Value, n: usize) -> Result<Vec<SettleOutcome>, BackendError> {
+    let items = array(reply)?;
+    if items.len() != n {
+        return Err(BackendError::Protocol(format!(
+            "expected {n} outcomes, got {}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .map(|v| {
+            Ok(if int(v)? == 1 {
+                SettleOutcome::Done
+            } else {
+                SettleOutcome::Fenced
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Broker for RedisBackend {
+    async fn publish(&self, messages: Vec<Outgoing>) -> Result<(), BackendError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let scripts = self.server().scripts;
+        let by_queue = group_by_queue(&messages, |m| &m.queue);
+        let mut invocations = Vec::new();
+        for (queue, msgs) in &by_queue {
+            let k = self.keys(queue);
+            for chunk in msgs.chunks(PUBLISH_CHUNK) {
+                let mut inv = scripts.publish.prepare_invoke();
+                for w in &k.waiting {
+                    inv.key(w);
+                }
+                inv.key(&k.msg).key(&k.delayed).key(&k.notify).arg(now);
+                for (_, m) in chunk {
+                    let flags = u8::from(m.flags.acks_late)
+                        | (u8::from(m.flags.reject_on_worker_lost) << 1);
+                    inv.arg(&m.id)
+                        .arg(m.priority.min(9))
+                        .arg(flags)
+                        .arg(m.eta.unwrap_or(0))
+                        .arg(&m.payload);
+                }
+                invocations.push(inv);
+            }
+        }
+        let mut pipe = redis::pipe();
+        for inv in &invocations {
+            pipe.invoke_script(inv).ignore();
+        }
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn fetch(
+        &self,
+        worker: &str,
+        queues: &[String],
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        self.register_queues(worker, queues).await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut out = Vec::new();
+            let mut next_due: Option<u64> = None;
+            for q in queues {
+                if out.len() >= max {
+                    break;
+                }
+                let (got, due) = self.fetch_queue(worker, q, max - out.len()).await?;
+                out.extend(got);
+                next_due = match (next_due, due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            let now = tokio::time::Instant::now();
+            if !out.is_empty() || max == 0 || now >= deadline {
+                return Ok(out);
+            }
+            let mut block = deadline - now;
+            if let Some(due) = next_due {
+                block = block.min(Duration::from_millis(due.saturating_sub(now_ms())));
+            }
+            if block >= Duration::from_millis(2) {
+                self.block(queues, block).await?;
+            } else {
+                tokio::time::sleep(block).await;
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        worker: &str,
+        deliveries: &[DeliveryRef],
+    ) -> Result<Vec<SettleOutcome>, BackendError> {
+        let scripts = self.server().scripts;
+        let groups = group_by_queue(deliveries, |d| &d.queue);
+        let mut invs = Vec::new();
+        let mut order = Vec::new();
+        for (queue, ds) in &groups {
+            let k = self.keys(queue);
+            let mut inv = scripts.start.prepare_invoke();
+            inv.key(&k.lease).arg(worker);
+            for (_, d) in ds {
+                inv.arg(&d.id).arg(d.token);
+            }
+            invs.push(inv);
+            order.push(ds);
+        }
+        let mut pipe = redis::pipe();
+        for inv in &invs {
+            pipe.invoke_script(inv);
+        }
+        let replies: Vec<Value> = self.server().query(&pipe).await?;
+        let mut out = vec![SettleOutcome::Fenced; deliveries.len()];
+        for (reply, ds) in replies.into_iter().zip(order) {
+            for ((i, _), o) in ds.iter().zip(outcomes(reply, ds.len())?) {
+                out[*i] = o;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn settle(
+        &self,
+        worker: &str,
+        settlements: &[Settlement],
+    ) -> Result<Vec<SettleOutcome>, BackendError> {
+        let scripts = self.server().scripts;
+        let now = now_ms();
+        let groups = group_by_queue(settlements, |s| &s.delivery.queue);
+        let mut invs = Vec::new();
+        let mut order = Vec::new();
+        for (queue, ss) in &groups {
+            let k = self.keys(queue);
+            let mut inv = scripts.settle.prepare_invoke();
+            for w in &k.waiting {
+                inv.key(w);
+            }
+            inv.key(&k.msg)
+                .key(&k.delayed)
+                .key(&k.lease)
+                .key(k.held(worker))
+                .key(&k.deliveries)
+                .key(&k.dead)
+                .key(&k.notify)
+                .arg(now)
+                .arg(worker)
+                .arg(self.inner.config.dead_letter_cap);
+            for (_, s) in ss {
+                inv.arg(&s.delivery.id).arg(s.delivery.token);
+                match &s.action {
+                    Settle::Ack => inv.arg("a").arg("").arg(0),
+                    Settle::Retry { payload, eta } => inv.arg("r").arg(payload).arg(*eta),
+                    Settle::DeadLetter { reason } => inv.arg("d").arg(reason).arg(0),
+                    Settle::Requeue => inv.arg("q").arg("").arg(0),
+                };
+            }
+            invs.push(inv);
+            order.push(ss);
+        }
+        let mut pipe = redis::pipe();
+        for inv in &invs {
+            pipe.invoke_script(inv);
+        }
+        let replies: Vec<Value> = self.server().query(&pipe).await?;
+        let mut out = vec![SettleOutcome::Fenced; settlements.len()];
+        for (reply, ss) in replies.into_iter().zip(order) {
+            for ((i, _), o) in ss.iter().zip(outcomes(reply, ss.len())?) {
+                out[*i] = o;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn release(&self, worker: &str, deliveries: &[DeliveryRef]) -> Result<(), BackendError> {
+        let scripts = self.server().scripts;
+        let groups = group_by_queue(deliveries, |d| &d.queue);
+        let mut invs = Vec::new();
+        for (queue, ds) in &groups {
+            let k = self.keys(queue);
+            let mut inv = scripts.release.prepare_invoke();
+            for w in &k.waiting {
+                inv.key(w);
+            }
+            inv.key(&k.msg)
+                .key(&k.lease)
+                .key(k.held(worker))
+                .key(&k.deliveries)
+                .key(&k.notify)
+                .arg(worker);
+            for (_, d) in ds.iter().rev() {
+                inv.arg(&d.id).arg(d.token);
+            }
+            invs.push(inv);
+        }
+        let mut pipe = redis::pipe();
+        for inv in &invs {
+            pipe.invoke_script(inv).ignore();
+        }
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), BackendError> {
+        let deadline = now_ms().saturating_add(ttl.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        pipe.zadd(&self.inner.global.workers, worker, deadline)
+            .ignore();
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError> {
+        self.recover_worker(worker, u32::MAX).await
+    }
+
+    async fn recover(&self, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError> {
+        if self
+            .server()
+            .failed_within(self.inner.config.recovery_grace)
+        {
+            // Workers cut off by the same outage have not had time to beat again.
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGEBYSCORE")
+            .arg(&self.inner.global.workers)
+            .arg("-inf")
+            .arg(now_ms())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(DEAD_WORKERS_BATCH);
+        let (dead,): (Vec<String>,) = self.server().query(&pipe).await?;
+        let mut out = Vec::new();
+        for w in dead {
+            tracing::warn!(worker = %w, "worker missed its heartbeats; recovering its messages");
+            out.extend(self.recover_worker(&w, max_deliveries).await?);
+        }
+        Ok(out)
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {
+        let g = &self.inner.global;
+        let member = format!("{}:{}", u8::from(revocation.terminate), revocation.id);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zadd(&g.revoked, member, revocation.until)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&g.revoked)
+            .arg("-inf")
+            .arg(now_ms())
+            .ignore()
+            .publish(
+                &g.revocations_channel,
+                listener::encode_revocation(&revocation),
+            )
+            .ignore();
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGEBYSCORE")
+            .arg(&self.inner.global.revoked)
+            .arg(now_ms())
+            .arg("+inf")
+            .arg("WITHSCORES");
+        let (pairs,): (Vec<(String, u64)>,) = self.server().query(&pipe).await?;
+        Ok(pairs
+            .into_iter()
+            .filter_map(|(member, until)| {
+                let (t, id) = member.split_once(':')?;
+                Some(Revocation {
+                    id: id.to_string(),
+                    terminate: t == "1",
+                    until,
+                })
+            })
+            .collect())
+    }
+
+    async fn subscribe_revocations(&self) -> Result<mpsc::Receiver<Revocation>, BackendError> {
+        Ok(self.inner.hub.subscribe())
+    }
+
+    async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError> {
+        let mut pipe = redis::pipe();
+        for q in queues {
+            let k = self.keys(q);
+            for w in &k.waiting {
+                pipe.llen(w);
+            }
+            pipe.zcard(&k.delayed).hlen(&k.lease).llen(&k.dead);
+        }
+        let counts: Vec<u64> = self.server().query(&pipe).await?;
+        Ok(queues
+            .iter()
+            .zip(counts.chunks(13))
+            .map(|(q, c)| {
+                let mut s = QueueStats {
+                    queue: q.clone(),
+                    ..Default::default()
+                };
+                s.waiting_by_priority.copy_from_slice(&c[..10]);
+                s.delayed = c[10];
+                s.reserved = c[11];
+                s.dead_letter = c[12];
+                s
+            })
+            .collect())
+    }
+
+    async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, BackendError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.lrange(&k.dead, 0, limit as isize - 1);
+        let (entries,): (Vec<Vec<u8>>,) = self.server().query(&pipe).await?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| dead_letter(e))
+            .map(|(id, reason, payload)| DeadLetter {
+                id,
+                queue: queue.to_string(),
+                reason,
+                payload,
+            })
+            .collect())
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, BackendError> {
+        let k = self.keys(queue);
+        let mut total = 0u64;
+        loop {
+            let mut inv = self.server().scripts.purge.prepare_invoke();
+            for w in &k.waiting {
+                inv.key(w);
+            }
+            inv.key(&k.msg)
+                .key(&k.delayed)
+                .key(&k.deliveries)
+                .arg(PURGE_BATCH);
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(&inv);
+            let (n,): (u64,) = self.server().query(&pipe).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Connection settings of the Redis backend.
+
+use std::time::Duration;
+
+/// Settings of a [`RedisBackend`](crate::RedisBackend).
+///
+/// ```
+/// use std::time::Duration;
+/// use hippo_queue_redis::RedisConfig;
+/// // The guide's layout: broker on db 1, results on db 2.
+/// let cfg = RedisConfig::new("redis://localhost:6379/1")
+///     .results_url("redis://localhost:6379/2")
+///     .prefix("hippocampai")
+///     .pool_size(32)
+///     .recovery_grace(Duration::from_secs(10));
+/// assert_eq!(cfg.results_url.as_deref(), Some("redis://localhost:6379/2"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// Broker URL: `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (with
+    /// the `tls` feature).
+    pub broker_url: String,
+    /// Result backend URL; the broker's when `None`.
+    pub results_url: Option<String>,
+    /// Prefix of every key and channel, so several apps can share a server.
+    pub prefix: String,
+    /// Most pooled connections per server (blocking waits each hold one).
+    pub pool_size: usize,
+    /// How long one Redis reply may take before the connection is considered broken.
+    pub response_timeout: Duration,
+    /// After a connection failure, recovery of dead workers waits this long, so that
+    /// workers cut off by the same outage can beat again before they are judged dead.
+    pub recovery_grace: Duration,
+    /// Most entries kept in each queue's dead-letter list (oldest dropped beyond).
+    pub dead_letter_cap: u64,
+    /// Number of result shards (hash tags) results are spread over.
+    pub result_shards: u32,
+}
+
+impl RedisConfig {
+    /// Settings for a broker URL, results on the same server and database.
+    pub fn new(broker_url: impl Into<String>) -> Self {
+        RedisConfig {
+            broker_url: broker_url.into(),
+            results_url: None,
+            prefix: "hq".into(),
+            pool_size: 16,
+            response_timeout: Duration::from_secs(10),
+            recovery_grace: Duration::from_secs(10),
+            dead_letter_cap: 100_000,
+            result_shards: 64,
+        }
+    }
+
+    /// Stores results at another URL (another database or server).
+    pub fn results_url(mut self, url: impl Into<String>) -> Self {
+        self.results_url = Some(url.into());
+        self
+    }
+
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(2);
+        self
+    }
+
+    /// Sets the reply timeout.
+    pub fn response_timeout(mut self, d: Duration) -> Self {
+        self.response_timeout = d;
+        self
+    }
+
+    /// Sets the recovery grace after a connection failure.
+    pub fn recovery_grace(mut self, d: Duration) -> Self {
+        self.recovery_grace = d;
+        self
+    }
+
+    /// Sets the dead-letter cap per queue.
+    pub fn dead_letter_cap(mut self, n: u64) -> Self {
+        self.dead_letter_cap = n.max(1);
+        self
+    }
+
+    /// The settings from the guide's variables: `CELERY_BROKER_URL` and
+    /// `CELERY_RESULT_BACKEND` of a core [`Config`](hippo_queue_core::config::Config).
+    /// `None` when no broker URL is configured.
+    pub fn from_core(config: &hippo_queue_core::config::Config) -> Option<Self> {
+        let broker = config.broker_url.as_ref()?;
+        let mut cfg = RedisConfig::new(broker.clone());
+        cfg.results_url = config.result_backend.clone();
+        Some(cfg)
+    }
+}

@@ -1,0 +1,212 @@
+//! Connections to one Redis server: a shared multiplexed connection for ordinary
+//! commands (it pipelines concurrent callers by itself), a deadpool of dedicated
+//! connections for blocking waits, and the script cache.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use deadpool_redis::{Manager, Pool, Runtime};
+use hippo_queue_core::BackendError;
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind,
+};
+
+use crate::scripts::Scripts;
+
+/// Why the backend could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is not a Redis URL this build can use.
+    #[error("invalid Redis URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL, with its password hidden.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to Redis at {url}: {reason}")]
+    Unreachable {
+        /// The URL, with its password hidden.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Hides the password of a URL for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) struct Server {
+    pub url: String,
+    pool: Pool,
+    shared: Mutex<Option<MultiplexedConnection>>,
+    last_failure: Mutex<Option<Instant>>,
+    pub client: redis::Client,
+    pub scripts: &'static Scripts,
+}
+
+impl Server {
+    pub(crate) async fn connect(
+        url: &str,
+        pool_size: usize,
+        response_timeout: Duration,
+    ) -> Result<Self, ConnectError> {
+        let shown = redact(url);
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+        {
+            return Err(ConnectError::InvalidUrl {
+                url: shown,
+                reason: "expected redis://[user[:password]@]host[:port][/db] or rediss://".into(),
+            });
+        }
+        let invalid = |e: RedisError| ConnectError::InvalidUrl {
+            url: shown.clone(),
+            reason: e.to_string(),
+        };
+        let client = redis::Client::open(url).map_err(invalid)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(response_timeout));
+        let manager = Manager::new_with_config(url, config).map_err(invalid)?;
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| ConnectError::InvalidUrl {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        let server = Server {
+            url: shown.clone(),
+            pool,
+            shared: Mutex::new(None),
+            last_failure: Mutex::new(None),
+            client,
+            scripts: Scripts::get(),
+        };
+        let mut conn = server.conn().await.map_err(|e| ConnectError::Unreachable {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        server
+            .scripts
+            .load_all(&mut conn)
+            .await
+            .map_err(|e| ConnectError::Unreachable {
+                url: shown,
+                reason: e.to_string(),
+            })?;
+        Ok(server)
+    }
+
+    /// The shared connection (created on first use and after a failure).
+    pub(crate) async fn conn(&self) -> Result<MultiplexedConnection, BackendError> {
+        if let Some(c) = self.lock_shared().as_ref() {
+            return Ok(c.clone());
+        }
+        let obj = self.pool.get().await.map_err(|e| {
+            self.note_failure();
+            BackendError::Unavailable(format!("{}: {e}", self.url))
+        })?;
+        let conn = deadpool_redis::Connection::take(obj);
+        *self.lock_shared() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// A dedicated pooled connection, for blocking commands.
+    pub(crate) async fn dedicated(&self) -> Result<deadpool_redis::Connection, BackendError> {
+        self.pool.get().await.map_err(|e| {
+            self.note_failure();
+            BackendError::Unavailable(format!("{}: {e}", self.url))
+        })
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_failure(&self) {
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether a connection failure happened within `grace`.
+    pub(crate) fn failed_within(&self, grace: Duration) -> bool {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < grace)
+    }
+
+    /// Maps a Redis error, dropping the shared connection when it is broken.
+    pub(crate) fn error(&self, e: RedisError) -> BackendError {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            self.note_failure();
+            self.lock_shared().take();
+            BackendError::Unavailable(format!("{}: {e}", self.url))
+        } else {
+            BackendError::Backend(format!("{}: {e}", self.url))
+        }
+    }
+
+    /// Runs a pipeline on the shared connection; after a server restart (scripts
+    /// flushed) the scripts are loaded again and the pipeline is retried once. A
+    /// pipeline whose scripts are missing had no effect, so the retry is safe.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+    ) -> Result<T, BackendError> {
+        let mut conn = self.conn().await?;
+        match pipe.query_async::<T>(&mut conn).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.scripts
+                    .load_all(&mut conn)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                pipe.query_async::<T>(&mut conn)
+                    .await
+                    .map_err(|e| self.error(e))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact("redis://:secret@host:6379/1"),
+            "redis://:***@host:6379/1"
+        );
+        assert_eq!(
+            redact("redis://user:secret@host/2"),
+            "redis://user:***@host/2"
+        );
+        assert_eq!(redact("redis://host:6379/1"), "redis://host:6379/1");
+    }
+}

@@ -1,0 +1,123 @@
+//! Key names. Every key of a queue carries the hash tag `{<queue>}`, so a queue lives
+//! in one Cluster slot and each script touches one slot. See `docs/redis-layout.md`.
+
+/// The keys of one queue.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueKeys {
+    tag: String,
+    pub waiting: [String; 10],
+    pub msg: String,
+    pub delayed: String,
+    pub lease: String,
+    pub seq: String,
+    pub deliveries: String,
+    pub dead: String,
+    pub notify: String,
+}
+
+impl QueueKeys {
+    pub(crate) fn new(prefix: &str, queue: &str) -> Self {
+        let tag = format!("{prefix}:{{{queue}}}");
+        QueueKeys {
+            waiting: std::array::from_fn(|p| format!("{tag}:w{p}")),
+            msg: format!("{tag}:msg"),
+            delayed: format!("{tag}:delayed"),
+            lease: format!("{tag}:lease"),
+            seq: format!("{tag}:seq"),
+            deliveries: format!("{tag}:dlv"),
+            dead: format!("{tag}:dead"),
+            notify: format!("{tag}:notify"),
+            tag,
+        }
+    }
+
+    /// The set of message ids a worker holds in this queue.
+    pub(crate) fn held(&self, worker: &str) -> String {
+        format!("{}:held:{worker}", self.tag)
+    }
+}
+
+/// Keys outside any queue (never touched by scripts).
+#[derive(Debug, Clone)]
+pub(crate) struct GlobalKeys {
+    prefix: String,
+    /// Worker heartbeats: zset worker -> deadline ms.
+    pub workers: String,
+    /// Revocations: zset "<terminate 0|1>:<id>" -> until ms.
+    pub revoked: String,
+    /// Channel of new revocations.
+    pub revocations_channel: String,
+    /// Channel announcing ready results (payload: task id).
+    pub results_channel: String,
+    shards: u32,
+}
+
+impl GlobalKeys {
+    pub(crate) fn new(prefix: &str, shards: u32) -> Self {
+        GlobalKeys {
+            prefix: prefix.to_string(),
+            workers: format!("{prefix}:workers"),
+            revoked: format!("{prefix}:revoked"),
+            revocations_channel: format!("{prefix}:chan:revocations"),
+            results_channel: format!("{prefix}:chan:results"),
+            shards: shards.max(1),
+        }
+    }
+
+    /// The set of queues a worker has leased from.
+    pub(crate) fn worker_queues(&self, worker: &str) -> String {
+        format!("{}:wq:{worker}", self.prefix)
+    }
+
+    /// The result shard of a task id (FNV-1a).
+    pub(crate) fn shard(&self, id: &str) -> u32 {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in id.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        h % self.shards
+    }
+
+    /// The record hash of a task.
+    pub(crate) fn result(&self, id: &str) -> String {
+        format!("{}:r:{{{}}}:{id}", self.prefix, self.shard(id))
+    }
+
+    /// The key that tells the store script someone waits for a task.
+    pub(crate) fn waiter(&self, id: &str) -> String {
+        format!("{}:r:{{{}}}:wait:{id}", self.prefix, self.shard(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_share_one_hash_tag() {
+        let k = QueueKeys::new("hq", "memory_ops");
+        for key in k.waiting.iter().chain([
+            &k.msg,
+            &k.delayed,
+            &k.lease,
+            &k.seq,
+            &k.deliveries,
+            &k.dead,
+            &k.notify,
+        ]) {
+            assert!(key.starts_with("hq:{memory_ops}:"), "{key}");
+        }
+        assert_eq!(k.held("w1"), "hq:{memory_ops}:held:w1");
+    }
+
+    #[test]
+    fn result_and_waiter_share_a_shard() {
+        let g = GlobalKeys::new("hq", 64);
+        let id = "4f1c0d5e-aaaa-bbbb-cccc-000000000001";
+        let tag = format!("{{{}}}", g.shard(id));
+        assert!(g.result(id).contains(&tag));
+        assert!(g.waiter(id).contains(&tag));
+        assert!(g.shard(id) < 64);
+    }
+}

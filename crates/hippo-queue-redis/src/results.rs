@@ -1,0 +1,144 @@
+//! [`RedisBackend`]: the [`ResultBackend`] half.
+//!
+//! A record is a hash `{s: state, f: fence, d: encoded TaskMeta}` with the result's
+//! lifetime as its expiry, under a key hash-tagged by a shard of the task id. Writes of
+//! one batch are grouped by shard: one script call per shard, all in one round trip.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hippo_queue_core::backend::{ResultBackend, ResultWrite, WriteOutcome};
+use hippo_queue_core::{BackendError, TaskMeta};
+use redis::Value;
+
+use crate::backend::RedisBackend;
+use crate::values::{array, int};
+
+/// Most records per store script call.
+const STORE_CHUNK: usize = 256;
+
+impl RedisBackend {
+    fn decode_meta(&self, bytes: Option<Vec<u8>>) -> Result<Option<TaskMeta>, BackendError> {
+        match bytes {
+            None => Ok(None),
+            Some(b) => self
+                .inner
+                .codec
+                .decode(&b)
+                .map(Some)
+                .map_err(|e| BackendError::Protocol(format!("stored result: {e}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl ResultBackend for RedisBackend {
+    async fn store(&self, writes: &[ResultWrite]) -> Result<Vec<WriteOutcome>, BackendError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let g = &self.inner.global;
+        let server = &self.inner.results;
+        let mut by_shard: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, w) in writes.iter().enumerate() {
+            by_shard
+                .entry(g.shard(&w.meta.task_id))
+                .or_default()
+                .push(i);
+        }
+        let mut invs = Vec::new();
+        let mut order = Vec::new();
+        for idxs in by_shard.values() {
+            for chunk in idxs.chunks(STORE_CHUNK) {
+                let mut inv = server.scripts.store_results.prepare_invoke();
+                inv.arg(&g.results_channel);
+                for &i in chunk {
+                    let w = &writes[i];
+                    let id = &w.meta.task_id;
+                    let data = self.inner.codec.encode(&w.meta, w.compress).map_err(|e| {
+                        BackendError::Backend(format!("cannot encode result of {id}: {e}"))
+                    })?;
+                    let ttl = w.ttl.max(Duration::from_millis(1)).as_millis() as u64;
+                    inv.key(g.result(id))
+                        .key(g.waiter(id))
+                        .arg(id)
+                        .arg(w.meta.state.as_str())
+                        .arg(w.meta.fence.map_or(-1, |f| f as i64))
+                        .arg(u8::from(w.meta.state.is_ready()))
+                        .arg(ttl)
+                        .arg(data);
+                }
+                invs.push(inv);
+                order.push(chunk);
+            }
+        }
+        let mut pipe = redis::pipe();
+        for inv in &invs {
+            pipe.invoke_script(inv);
+        }
+        let replies: Vec<Value> = server.query(&pipe).await?;
+        let mut out = vec![WriteOutcome::Refused; writes.len()];
+        for (reply, chunk) in replies.into_iter().zip(order) {
+            let items = array(reply)?;
+            if items.len() != chunk.len() {
+                return Err(BackendError::Protocol("store reply length mismatch".into()));
+            }
+            for (&i, v) in chunk.iter().zip(items.iter()) {
+                out[i] = if int(v)? == 1 {
+                    WriteOutcome::Stored
+                } else {
+                    WriteOutcome::Refused
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<TaskMeta>, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.hget(self.inner.global.result(id), "d");
+        let (data,): (Option<Vec<u8>>,) = self.inner.results.query(&pipe).await?;
+        self.decode_meta(data)
+    }
+
+    async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<TaskMeta>, BackendError> {
+        let g = &self.inner.global;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let waiter = self.inner.hub.wait_for(id);
+        let mut announce = true;
+        loop {
+            let notified = waiter.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut pipe = redis::pipe();
+            if announce {
+                // Ask the store script to announce this task; then look at it.
+                let ms = (timeout + Duration::from_secs(5)).as_millis() as u64;
+                pipe.cmd("SET")
+                    .arg(g.waiter(id))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ms)
+                    .ignore();
+                announce = false;
+            }
+            pipe.hget(g.result(id), "d");
+            let (data,): (Option<Vec<u8>>,) = self.inner.results.query(&pipe).await?;
+            let current = self.decode_meta(data)?;
+            if current.as_ref().is_some_and(|m| m.state.is_ready()) {
+                return Ok(current);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(current),
+            }
+        }
+    }
+
+    async fn forget(&self, id: &str) -> Result<(), BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.del(self.inner.global.result(id)).ignore();
+        self.inner.results.query::<()>(&pipe).await
+    }
+}
