@@ -37,3 +37,7 @@
 
 pub use async_trait::async_trait;
 pub use hippo_queue_core::*;
+
+/// The Redis broker and result backend (feature `redis`, on by default).
+#[cfg(feature = "redis")]
+pub use hippo_queue_redis as redis;

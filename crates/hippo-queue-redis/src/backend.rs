@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hippo_queue_core::BackendError;
 use hippo_queue_core::backend::{
-    Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing, QueueStats, Recovered,
-    RecoveryOutcome, Revocation, Settle, SettleOutcome, Settlement,
+    Broker, DeadLetter, Delivery, DeliveryRef, Outgoing, QueueStats, Recovered, RecoveryOutcome,
+    Revocation, Settle, SettleOutcome, Settlement,
 };
 use hippo_queue_core::codec::Codec;
 use hippo_queue_core::time::now_ms;
@@ -20,16 +20,17 @@ use crate::config::RedisConfig;
 use crate::conn::{ConnectError, Server};
 use crate::keys::{GlobalKeys, QueueKeys};
 use crate::listener::{self, Channels, Hub};
+use crate::record;
 use crate::values::{array, bytes, dead_letter, int, string};
 
 /// Most messages per publish script call.
 const PUBLISH_CHUNK: usize = 1000;
+/// Most messages one fetch call leases.
+const FETCH_MAX: usize = 2000;
 /// Most delayed messages a fetch moves to their queue.
 const DUE_BATCH: u32 = 1000;
 /// Most messages one recovery call handles.
 const RECOVER_BATCH: u32 = 500;
-/// Most messages one purge call removes.
-const PURGE_BATCH: u32 = 1000;
 /// Most dead workers recovered per `recover` call.
 const DEAD_WORKERS_BATCH: isize = 50;
 
@@ -161,6 +162,28 @@ impl RedisBackend {
         &self.inner.broker
     }
 
+    /// Runs one script call per queue in one round trip and puts the per-message
+    /// outcomes back in request order.
+    async fn run_batch<T>(
+        &self,
+        invs: &[redis::ScriptInvocation<'_>],
+        order: &[&Vec<(usize, &T)>],
+        total: usize,
+    ) -> Result<Vec<SettleOutcome>, BackendError> {
+        let mut pipe = redis::pipe();
+        for inv in invs {
+            pipe.invoke_script(inv);
+        }
+        let replies: Vec<Value> = self.server().query(&pipe).await?;
+        let mut out = vec![SettleOutcome::Fenced; total];
+        for (reply, items) in replies.into_iter().zip(order) {
+            for ((i, _), o) in items.iter().zip(outcomes(reply, items.len())?) {
+                out[*i] = o;
+            }
+        }
+        Ok(out)
+    }
+
     /// Records, once per worker and queue, that the worker may hold messages of the
     /// queue, so that its recovery knows where to look.
     async fn register_queues(&self, worker: &str, queues: &[String]) -> Result<(), BackendError> {
@@ -206,52 +229,37 @@ impl RedisBackend {
         for w in &k.waiting {
             inv.key(w);
         }
-        inv.key(&k.msg)
-            .key(&k.delayed)
-            .key(&k.lease)
-            .key(k.held(worker))
+        inv.key(&k.delayed)
+            .key(k.lease(worker))
             .key(&k.seq)
-            .key(&k.deliveries)
+            .key(&k.lessees)
             .arg(now_ms())
-            .arg(max)
+            .arg(max.min(FETCH_MAX))
             .arg(worker)
             .arg(DUE_BATCH);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
         let (reply,): (Value,) = self.server().query(&pipe).await?;
         let mut items = array(reply)?.into_iter();
-        let next_due = match items.next() {
-            Some(v) => {
-                let due = int(&v)?;
-                (due >= 0).then_some(due as u64)
-            }
-            None => return Err(BackendError::Protocol("empty fetch reply".into())),
+        let (Some(due), Some(first)) = (items.next(), items.next()) else {
+            return Err(BackendError::Protocol("short fetch reply".into()));
         };
-        let mut out = Vec::new();
-        while let (Some(id), Some(v), Some(token), Some(d)) =
-            (items.next(), items.next(), items.next(), items.next())
-        {
-            let id = string(id)?;
-            let v = bytes(v)?;
-            if v.len() < 2 {
-                return Err(BackendError::Protocol(format!(
-                    "message {id} has no header"
-                )));
-            }
+        let due = int(&due)?;
+        let first = int(&first)? as u64;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, rec) in items.enumerate() {
+            let r = record::decode(bytes(rec)?)?;
             out.push(Delivery {
-                id,
+                id: r.id,
                 queue: queue.to_string(),
-                priority: v[0],
-                flags: DeliveryFlags {
-                    acks_late: v[1] & 1 != 0,
-                    reject_on_worker_lost: v[1] & 2 != 0,
-                },
-                payload: v[2..].to_vec(),
-                token: int(&token)? as u64,
-                deliveries: int(&d)? as u32,
+                priority: r.priority,
+                flags: r.flags,
+                payload: r.payload,
+                token: first + i as u64,
+                deliveries: r.deliveries,
             });
         }
-        Ok((out, next_due))
+        Ok((out, (due >= 0).then_some(due as u64)))
     }
 
     /// Blocks on the queues' wake-up lists for up to `timeout`.
@@ -265,11 +273,10 @@ impl RedisBackend {
             .max(Duration::from_millis(10));
         let secs = timeout.min(limit).as_secs_f64().max(0.01);
         let mut guard = Dedicated::new(self.server().dedicated().await?);
-        let conn = guard.conn();
         let r: Result<Value, _> = redis::cmd("BLPOP")
             .arg(&keys)
             .arg(secs)
-            .query_async(conn)
+            .query_async(guard.conn())
             .await;
         match r {
             Ok(_) => {
@@ -298,38 +305,36 @@ impl RedisBackend {
                 for w in &k.waiting {
                     inv.key(w);
                 }
-                inv.key(&k.msg)
-                    .key(&k.lease)
-                    .key(k.held(worker))
-                    .key(&k.deliveries)
+                inv.key(k.lease(worker))
+                    .key(k.started(worker))
+                    .key(&k.lessees)
                     .key(&k.dead)
                     .key(&k.notify)
                     .arg(worker)
-                    .arg(max_deliveries)
+                    .arg(max_deliveries.min(255))
                     .arg(RECOVER_BATCH)
                     .arg(self.inner.config.dead_letter_cap);
                 let mut pipe = redis::pipe();
                 pipe.invoke_script(&inv);
                 let (reply,): (Value,) = server.query(&pipe).await?;
                 let mut items = array(reply)?.into_iter();
-                let remaining = items.next().map(|v| int(&v)).transpose()?.unwrap_or(0);
-                while let (Some(id), Some(outcome), Some(body)) =
-                    (items.next(), items.next(), items.next())
-                {
+                let left = items.next().map(|v| int(&v)).transpose()?.unwrap_or(0);
+                while let (Some(outcome), Some(rec)) = (items.next(), items.next()) {
                     let outcome = match string(outcome)?.as_str() {
                         "q" => RecoveryOutcome::Requeued,
                         "l" => RecoveryOutcome::WorkerLost,
                         _ => RecoveryOutcome::TooManyDeliveries,
                     };
+                    let r = record::decode(bytes(rec)?)?;
                     out.push(Recovered {
-                        id: string(id)?,
+                        id: r.id,
                         queue: queue.clone(),
                         worker: worker.to_string(),
-                        payload: bytes(body)?,
+                        payload: r.payload,
                         outcome,
                     });
                 }
-                if remaining == 0 {
+                if left == 0 {
                     break;
                 }
             }
@@ -433,15 +438,10 @@ impl Broker for RedisBackend {
                 for w in &k.waiting {
                     inv.key(w);
                 }
-                inv.key(&k.msg).key(&k.delayed).key(&k.notify).arg(now);
+                inv.key(&k.delayed).key(&k.notify).arg(now);
                 for (_, m) in chunk {
-                    let flags = u8::from(m.flags.acks_late)
-                        | (u8::from(m.flags.reject_on_worker_lost) << 1);
-                    inv.arg(&m.id)
-                        .arg(m.priority.min(9))
-                        .arg(flags)
-                        .arg(m.eta.unwrap_or(0))
-                        .arg(&m.payload);
+                    inv.arg(m.eta.unwrap_or(0))
+                        .arg(record::encode(m.priority, m.flags, &m.id, &m.payload)?);
                 }
                 invocations.push(inv);
             }
@@ -504,25 +504,14 @@ impl Broker for RedisBackend {
         for (queue, ds) in &groups {
             let k = self.keys(queue);
             let mut inv = scripts.start.prepare_invoke();
-            inv.key(&k.lease).arg(worker);
+            inv.key(k.lease(worker)).key(k.started(worker));
             for (_, d) in ds {
-                inv.arg(&d.id).arg(d.token);
+                inv.arg(d.token);
             }
             invs.push(inv);
             order.push(ds);
         }
-        let mut pipe = redis::pipe();
-        for inv in &invs {
-            pipe.invoke_script(inv);
-        }
-        let replies: Vec<Value> = self.server().query(&pipe).await?;
-        let mut out = vec![SettleOutcome::Fenced; deliveries.len()];
-        for (reply, ds) in replies.into_iter().zip(order) {
-            for ((i, _), o) in ds.iter().zip(outcomes(reply, ds.len())?) {
-                out[*i] = o;
-            }
-        }
-        Ok(out)
+        self.run_batch(&invs, &order, deliveries.len()).await
     }
 
     async fn settle(
@@ -541,18 +530,15 @@ impl Broker for RedisBackend {
             for w in &k.waiting {
                 inv.key(w);
             }
-            inv.key(&k.msg)
-                .key(&k.delayed)
-                .key(&k.lease)
-                .key(k.held(worker))
-                .key(&k.deliveries)
+            inv.key(&k.delayed)
+                .key(k.lease(worker))
+                .key(k.started(worker))
                 .key(&k.dead)
                 .key(&k.notify)
                 .arg(now)
-                .arg(worker)
                 .arg(self.inner.config.dead_letter_cap);
             for (_, s) in ss {
-                inv.arg(&s.delivery.id).arg(s.delivery.token);
+                inv.arg(s.delivery.token);
                 match &s.action {
                     Settle::Ack => inv.arg("a").arg("").arg(0),
                     Settle::Retry { payload, eta } => inv.arg("r").arg(payload).arg(*eta),
@@ -563,18 +549,7 @@ impl Broker for RedisBackend {
             invs.push(inv);
             order.push(ss);
         }
-        let mut pipe = redis::pipe();
-        for inv in &invs {
-            pipe.invoke_script(inv);
-        }
-        let replies: Vec<Value> = self.server().query(&pipe).await?;
-        let mut out = vec![SettleOutcome::Fenced; settlements.len()];
-        for (reply, ss) in replies.into_iter().zip(order) {
-            for ((i, _), o) in ss.iter().zip(outcomes(reply, ss.len())?) {
-                out[*i] = o;
-            }
-        }
-        Ok(out)
+        self.run_batch(&invs, &order, settlements.len()).await
     }
 
     async fn release(&self, worker: &str, deliveries: &[DeliveryRef]) -> Result<(), BackendError> {
@@ -587,14 +562,11 @@ impl Broker for RedisBackend {
             for w in &k.waiting {
                 inv.key(w);
             }
-            inv.key(&k.msg)
-                .key(&k.lease)
-                .key(k.held(worker))
-                .key(&k.deliveries)
-                .key(&k.notify)
-                .arg(worker);
+            inv.key(k.lease(worker))
+                .key(k.started(worker))
+                .key(&k.notify);
             for (_, d) in ds.iter().rev() {
-                inv.arg(&d.id).arg(d.token);
+                inv.arg(d.token);
             }
             invs.push(inv);
         }
@@ -694,24 +666,37 @@ impl Broker for RedisBackend {
             for w in &k.waiting {
                 pipe.llen(w);
             }
-            pipe.zcard(&k.delayed).hlen(&k.lease).llen(&k.dead);
+            pipe.zcard(&k.delayed).llen(&k.dead).smembers(&k.lessees);
         }
-        let counts: Vec<u64> = self.server().query(&pipe).await?;
-        Ok(queues
-            .iter()
-            .zip(counts.chunks(13))
-            .map(|(q, c)| {
-                let mut s = QueueStats {
-                    queue: q.clone(),
-                    ..Default::default()
-                };
-                s.waiting_by_priority.copy_from_slice(&c[..10]);
-                s.delayed = c[10];
-                s.reserved = c[11];
-                s.dead_letter = c[12];
-                s
-            })
-            .collect())
+        let replies: Vec<Value> = self.server().query(&pipe).await?;
+        let mut stats = Vec::with_capacity(queues.len());
+        let mut lessees = Vec::new();
+        for (q, chunk) in queues.iter().zip(replies.chunks(13)) {
+            let mut s = QueueStats {
+                queue: q.clone(),
+                ..Default::default()
+            };
+            for (p, v) in chunk[..10].iter().enumerate() {
+                s.waiting_by_priority[p] = int(v)? as u64;
+            }
+            s.delayed = int(&chunk[10])? as u64;
+            s.dead_letter = int(&chunk[11])? as u64;
+            for w in array(chunk[12].clone())? {
+                lessees.push((stats.len(), self.keys(q).lease(&string(w)?)));
+            }
+            stats.push(s);
+        }
+        if !lessees.is_empty() {
+            let mut pipe = redis::pipe();
+            for (_, key) in &lessees {
+                pipe.hlen(key);
+            }
+            let lens: Vec<u64> = self.server().query(&pipe).await?;
+            for ((i, _), n) in lessees.iter().zip(lens) {
+                stats[*i].reserved += n;
+            }
+        }
+        Ok(stats)
     }
 
     async fn dead_letters(
@@ -726,37 +711,32 @@ impl Broker for RedisBackend {
         let mut pipe = redis::pipe();
         pipe.lrange(&k.dead, 0, limit as isize - 1);
         let (entries,): (Vec<Vec<u8>>,) = self.server().query(&pipe).await?;
-        Ok(entries
-            .iter()
-            .filter_map(|e| dead_letter(e))
-            .map(|(id, reason, payload)| DeadLetter {
-                id,
+        let mut out = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let Some((reason, rec)) = dead_letter(e) else {
+                return Err(BackendError::Protocol("malformed dead-letter entry".into()));
+            };
+            let r = record::decode(rec.to_vec())?;
+            out.push(DeadLetter {
+                id: r.id,
                 queue: queue.to_string(),
                 reason,
-                payload,
-            })
-            .collect())
+                payload: r.payload,
+            });
+        }
+        Ok(out)
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, BackendError> {
         let k = self.keys(queue);
-        let mut total = 0u64;
-        loop {
-            let mut inv = self.server().scripts.purge.prepare_invoke();
-            for w in &k.waiting {
-                inv.key(w);
-            }
-            inv.key(&k.msg)
-                .key(&k.delayed)
-                .key(&k.deliveries)
-                .arg(PURGE_BATCH);
-            let mut pipe = redis::pipe();
-            pipe.invoke_script(&inv);
-            let (n,): (u64,) = self.server().query(&pipe).await?;
-            total += n;
-            if n == 0 {
-                return Ok(total);
-            }
+        let mut inv = self.server().scripts.purge.prepare_invoke();
+        for w in &k.waiting {
+            inv.key(w);
         }
+        inv.key(&k.delayed);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let (n,): (u64,) = self.server().query(&pipe).await?;
+        Ok(n)
     }
 }

@@ -6,11 +6,9 @@
 pub(crate) struct QueueKeys {
     tag: String,
     pub waiting: [String; 10],
-    pub msg: String,
     pub delayed: String,
-    pub lease: String,
     pub seq: String,
-    pub deliveries: String,
+    pub lessees: String,
     pub dead: String,
     pub notify: String,
 }
@@ -20,20 +18,23 @@ impl QueueKeys {
         let tag = format!("{prefix}:{{{queue}}}");
         QueueKeys {
             waiting: std::array::from_fn(|p| format!("{tag}:w{p}")),
-            msg: format!("{tag}:msg"),
             delayed: format!("{tag}:delayed"),
-            lease: format!("{tag}:lease"),
             seq: format!("{tag}:seq"),
-            deliveries: format!("{tag}:dlv"),
+            lessees: format!("{tag}:lessees"),
             dead: format!("{tag}:dead"),
             notify: format!("{tag}:notify"),
             tag,
         }
     }
 
-    /// The set of message ids a worker holds in this queue.
-    pub(crate) fn held(&self, worker: &str) -> String {
-        format!("{}:held:{worker}", self.tag)
+    /// A worker's leases in this queue: hash token -> record.
+    pub(crate) fn lease(&self, worker: &str) -> String {
+        format!("{}:lease:{worker}", self.tag)
+    }
+
+    /// The tokens of a worker's leases that have started.
+    pub(crate) fn started(&self, worker: &str) -> String {
+        format!("{}:started:{worker}", self.tag)
     }
 }
 
@@ -97,18 +98,15 @@ mod tests {
     #[test]
     fn queue_keys_share_one_hash_tag() {
         let k = QueueKeys::new("hq", "memory_ops");
-        for key in k.waiting.iter().chain([
-            &k.msg,
-            &k.delayed,
-            &k.lease,
-            &k.seq,
-            &k.deliveries,
-            &k.dead,
-            &k.notify,
-        ]) {
+        let per_worker = [k.lease("w1"), k.started("w1")];
+        for key in k
+            .waiting
+            .iter()
+            .chain([&k.delayed, &k.seq, &k.lessees, &k.dead, &k.notify])
+            .chain(per_worker.iter())
+        {
             assert!(key.starts_with("hq:{memory_ops}:"), "{key}");
         }
-        assert_eq!(k.held("w1"), "hq:{memory_ops}:held:w1");
     }
 
     #[test]

@@ -38,8 +38,11 @@ mod config;
 mod conn;
 mod keys;
 mod listener;
+mod record;
 mod results;
 mod scripts;
+#[cfg(feature = "test-server")]
+pub mod test_server;
 mod values;
 
 pub use backend::RedisBackend;

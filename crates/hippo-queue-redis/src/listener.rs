@@ -14,15 +14,29 @@ use tokio::task::JoinHandle;
 /// Where notifications go.
 #[derive(Default)]
 pub(crate) struct Hub {
-    waiters: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    waiters: Mutex<HashMap<String, (Arc<Slot>, usize)>>,
     revocations: Mutex<Vec<mpsc::Sender<Revocation>>>,
+}
+
+/// Where a published result lands for the waiters of one task.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub notify: Notify,
+    data: Mutex<Option<Vec<u8>>>,
+}
+
+impl Slot {
+    /// The encoded record that was published, if any.
+    pub(crate) fn take(&self) -> Option<Vec<u8>> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// A registered waiter; unregisters on drop.
 pub(crate) struct Waiter<'a> {
     hub: &'a Hub,
     id: String,
-    pub notify: Arc<Notify>,
+    pub slot: Arc<Slot>,
 }
 
 impl Drop for Waiter<'_> {
@@ -42,34 +56,40 @@ impl Hub {
         let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         let entry = w
             .entry(id.to_string())
-            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+            .or_insert_with(|| (Arc::new(Slot::default()), 0));
         entry.1 += 1;
         Waiter {
             hub: self,
             id: id.to_string(),
-            notify: entry.0.clone(),
+            slot: entry.0.clone(),
         }
     }
 
-    fn result_ready(&self, id: &str) {
-        if let Some((n, _)) = self
+    /// A published result: `<id length>:<id><encoded record>`.
+    fn result_ready(&self, msg: &[u8]) {
+        let Some((id, data)) = split_announcement(msg) else {
+            tracing::warn!("ignored a malformed result announcement");
+            return;
+        };
+        if let Some((slot, _)) = self
             .waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(id)
+            .get(id.as_str())
         {
-            n.notify_waiters();
+            *slot.data.lock().unwrap_or_else(|p| p.into_inner()) = Some(data.to_vec());
+            slot.notify.notify_waiters();
         }
     }
 
     fn wake_all(&self) {
-        for (n, _) in self
+        for (slot, _) in self
             .waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
-            n.notify_waiters();
+            slot.notify.notify_waiters();
         }
     }
 
@@ -91,6 +111,18 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             });
     }
+}
+
+fn split_announcement(msg: &[u8]) -> Option<(String, &[u8])> {
+    let colon = msg.iter().position(|c| *c == b':')?;
+    let len: usize = std::str::from_utf8(&msg[..colon]).ok()?.parse().ok()?;
+    let rest = &msg[colon + 1..];
+    (rest.len() >= len).then(|| {
+        (
+            String::from_utf8_lossy(&rest[..len]).into_owned(),
+            &rest[len..],
+        )
+    })
 }
 
 /// Encodes a revocation as a channel message: `<terminate 0|1>:<until ms>:<id>`.
@@ -143,10 +175,10 @@ async fn listen(client: &redis::Client, ch: &Channels, hub: &Hub) -> redis::Redi
     let mut stream = pubsub.on_message();
     while let Some(msg) = stream.next().await {
         let channel = msg.get_channel_name();
-        let payload = String::from_utf8_lossy(msg.get_payload_bytes());
         if ch.results.as_deref() == Some(channel) {
-            hub.result_ready(&payload);
+            hub.result_ready(msg.get_payload_bytes());
         } else if ch.revocations.as_deref() == Some(channel) {
+            let payload = String::from_utf8_lossy(msg.get_payload_bytes());
             match decode_revocation(&payload) {
                 Some(r) => hub.revoked(r),
                 None => tracing::warn!(%payload, "ignored a malformed revocation message"),

@@ -1,6 +1,6 @@
 //! [`RedisBackend`]: the [`ResultBackend`] half.
 //!
-//! A record is a hash `{s: state, f: fence, d: encoded TaskMeta}` with the result's
+//! A record is a string `<STATE>|<fence>|<encoded TaskMeta>` with the result's
 //! lifetime as its expiry, under a key hash-tagged by a shard of the task id. Writes of
 //! one batch are grouped by shard: one script call per shard, all in one round trip.
 
@@ -19,15 +19,24 @@ use crate::values::{array, int};
 const STORE_CHUNK: usize = 256;
 
 impl RedisBackend {
-    fn decode_meta(&self, bytes: Option<Vec<u8>>) -> Result<Option<TaskMeta>, BackendError> {
-        match bytes {
-            None => Ok(None),
-            Some(b) => self
-                .inner
-                .codec
-                .decode(&b)
-                .map(Some)
-                .map_err(|e| BackendError::Protocol(format!("stored result: {e}"))),
+    fn decode_data(&self, data: &[u8]) -> Result<TaskMeta, BackendError> {
+        self.inner
+            .codec
+            .decode(data)
+            .map_err(|e| BackendError::Protocol(format!("stored result: {e}")))
+    }
+
+    /// Decodes a stored value, `<STATE>|<fence>|<encoded record>`.
+    fn decode_stored(&self, value: Option<Vec<u8>>) -> Result<Option<TaskMeta>, BackendError> {
+        let Some(v) = value else { return Ok(None) };
+        let mut bars = v
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == b'|')
+            .map(|(i, _)| i);
+        match (bars.next(), bars.next()) {
+            (Some(_), Some(second)) => self.decode_data(&v[second + 1..]).map(Some),
+            _ => Err(BackendError::Protocol("stored result has no header".into())),
         }
     }
 }
@@ -65,7 +74,6 @@ impl ResultBackend for RedisBackend {
                         .arg(id)
                         .arg(w.meta.state.as_str())
                         .arg(w.meta.fence.map_or(-1, |f| f as i64))
-                        .arg(u8::from(w.meta.state.is_ready()))
                         .arg(ttl)
                         .arg(data);
                 }
@@ -97,9 +105,9 @@ impl ResultBackend for RedisBackend {
 
     async fn get(&self, id: &str) -> Result<Option<TaskMeta>, BackendError> {
         let mut pipe = redis::pipe();
-        pipe.hget(self.inner.global.result(id), "d");
-        let (data,): (Option<Vec<u8>>,) = self.inner.results.query(&pipe).await?;
-        self.decode_meta(data)
+        pipe.get(self.inner.global.result(id));
+        let (value,): (Option<Vec<u8>>,) = self.inner.results.query(&pipe).await?;
+        self.decode_stored(value)
     }
 
     async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<TaskMeta>, BackendError> {
@@ -108,9 +116,15 @@ impl ResultBackend for RedisBackend {
         let waiter = self.inner.hub.wait_for(id);
         let mut announce = true;
         loop {
-            let notified = waiter.notify.notified();
+            let notified = waiter.slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if let Some(data) = waiter.slot.take() {
+                let meta = self.decode_data(&data)?;
+                if meta.state.is_ready() {
+                    return Ok(Some(meta));
+                }
+            }
             let mut pipe = redis::pipe();
             if announce {
                 // Ask the store script to announce this task; then look at it.
@@ -123,9 +137,9 @@ impl ResultBackend for RedisBackend {
                     .ignore();
                 announce = false;
             }
-            pipe.hget(g.result(id), "d");
-            let (data,): (Option<Vec<u8>>,) = self.inner.results.query(&pipe).await?;
-            let current = self.decode_meta(data)?;
+            pipe.get(g.result(id));
+            let (value,): (Option<Vec<u8>>,) = self.inner.results.query(&pipe).await?;
+            let current = self.decode_stored(value)?;
             if current.as_ref().is_some_and(|m| m.state.is_ready()) {
                 return Ok(current);
             }

@@ -41,23 +41,18 @@ pub(crate) fn int(v: &Value) -> Result<i64, BackendError> {
     }
 }
 
-/// Parses a dead-letter entry: `<len>:<id><len>:<reason><envelope>`.
-pub(crate) fn dead_letter(entry: &[u8]) -> Option<(String, String, Vec<u8>)> {
-    fn field(b: &[u8]) -> Option<(String, &[u8])> {
-        let colon = b.iter().position(|c| *c == b':')?;
-        let len: usize = std::str::from_utf8(&b[..colon]).ok()?.parse().ok()?;
-        let rest = &b[colon + 1..];
-        if rest.len() < len {
-            return None;
-        }
-        Some((
-            String::from_utf8_lossy(&rest[..len]).into_owned(),
-            &rest[len..],
-        ))
+/// Splits a dead-letter entry, `<reason length>:<reason><record>`.
+pub(crate) fn dead_letter(entry: &[u8]) -> Option<(String, &[u8])> {
+    let colon = entry.iter().position(|c| *c == b':')?;
+    let len: usize = std::str::from_utf8(&entry[..colon]).ok()?.parse().ok()?;
+    let rest = &entry[colon + 1..];
+    if rest.len() < len {
+        return None;
     }
-    let (id, rest) = field(entry)?;
-    let (reason, body) = field(rest)?;
-    Some((id, reason, body.to_vec()))
+    Some((
+        String::from_utf8_lossy(&rest[..len]).into_owned(),
+        &rest[len..],
+    ))
 }
 
 #[cfg(test)]
@@ -65,11 +60,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dead_letter_entries_parse() {
-        let e = b"3:abc11:worker lost\x01\x02payload";
-        let (id, reason, body) = dead_letter(e).unwrap();
-        assert_eq!((id.as_str(), reason.as_str()), ("abc", "worker lost"));
-        assert_eq!(body, b"\x01\x02payload");
+    fn dead_letter_entries_split() {
+        let (reason, rec) = dead_letter(b"11:worker lost\x01\x02rest").unwrap();
+        assert_eq!(reason, "worker lost");
+        assert_eq!(rec, b"\x01\x02rest");
         assert!(dead_letter(b"garbage").is_none());
         assert!(dead_letter(b"99:short").is_none());
     }

@@ -1,7 +1,7 @@
 //! The core conformance suite on Redis, each test on its own `redis-server`, with the
 //! guide's layout (broker on db 1, results on db 2).
 
-mod support;
+use hippo_queue_redis::test_server as support;
 
 use hippo_queue_core::conformance::Backends;
 use hippo_queue_redis::{RedisBackend, RedisConfig};

@@ -3,7 +3,7 @@
 //! The test binary re-runs itself as the worker process (`child_worker`, ignored in
 //! normal runs), so the crash is a real process death: no destructor, no flush.
 
-mod support;
+use hippo_queue_redis::test_server as support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

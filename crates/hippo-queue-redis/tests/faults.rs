@@ -1,6 +1,6 @@
 //! Connection faults and large backlogs against a real `redis-server`.
 
-mod support;
+use hippo_queue_redis::test_server as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -215,15 +215,17 @@ impl State {
                 continue;
             };
             let mut msg = lease.msg;
-            let outcome = if !lease.started {
+            let outcome = if msg.flags.requeue_when_lost() {
+                if msg.deliveries >= max_deliveries {
+                    RecoveryOutcome::TooManyDeliveries
+                } else {
+                    RecoveryOutcome::Requeued
+                }
+            } else if !lease.started {
                 msg.deliveries = msg.deliveries.saturating_sub(1);
                 RecoveryOutcome::Requeued
-            } else if !msg.flags.requeue_when_lost() {
-                RecoveryOutcome::WorkerLost
-            } else if msg.deliveries >= max_deliveries {
-                RecoveryOutcome::TooManyDeliveries
             } else {
-                RecoveryOutcome::Requeued
+                RecoveryOutcome::WorkerLost
             };
             out.push(Recovered {
                 id: msg.id.clone(),

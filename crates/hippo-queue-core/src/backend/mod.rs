@@ -16,10 +16,11 @@
 //! ```
 //!
 //! Every arrow is one atomic step. A worker that stops heartbeating is dead: a
-//! [`Broker::recover`] call requeues its reserved messages, requeues its started
-//! messages that have both `acks_late` and `reject_on_worker_lost`, and dead-letters
-//! its other started messages (the caller then records FAILURE). A message delivered
-//! more than `max_deliveries` times is dead-lettered instead of requeued.
+//! [`Broker::recover`] call requeues its messages that have both `acks_late` and
+//! `reject_on_worker_lost` (started or not: such messages need no start mark), requeues
+//! its other reserved messages without counting that delivery, and dead-letters its
+//! other started messages (the caller then records FAILURE). A message with both flags
+//! delivered `max_deliveries` times is dead-lettered instead of requeued.
 //!
 //! Every delivery carries a fencing token that grows each time the same message is
 //! delivered again. A settle whose token is no longer the message's lease is refused

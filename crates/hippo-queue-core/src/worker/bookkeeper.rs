@@ -106,29 +106,28 @@ impl Bookkeeper {
                 Op::Flush(tx) => flushes.push(tx),
             }
         }
-        let stored = if writes.is_empty() {
-            Vec::new()
-        } else {
-            let backend = self.app.backend().clone();
-            match self
-                .retrying("store results", || backend.store(&writes))
-                .await
-            {
-                Some(s) => s,
-                None => return false,
+        // Results and start marks go out together; settlements only after their
+        // results are stored.
+        let backend = self.app.backend().clone();
+        let broker = self.app.broker().clone();
+        let store = async {
+            if writes.is_empty() {
+                Some(Vec::new())
+            } else {
+                self.retrying("store results", || backend.store(&writes))
+                    .await
             }
         };
-        let broker = self.app.broker().clone();
-        let started = if starts.is_empty() {
-            Vec::new()
-        } else {
-            match self
-                .retrying("mark started", || broker.start(&self.worker, &starts))
-                .await
-            {
-                Some(s) => s,
-                None => return false,
+        let start = async {
+            if starts.is_empty() {
+                Some(Vec::new())
+            } else {
+                self.retrying("mark started", || broker.start(&self.worker, &starts))
+                    .await
             }
+        };
+        let (Some(stored), Some(started)) = tokio::join!(store, start) else {
+            return false;
         };
         if !settlements.is_empty() {
             match self

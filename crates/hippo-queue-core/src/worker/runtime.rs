@@ -279,7 +279,13 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
 
     let started_meta =
         (env.track_started && !env.ignore_result).then(|| write(&env, base(TaskState::Started)));
-    match books.start(d.to_ref(), started_meta).await {
+    // A message that is requeued whether or not it started needs no start mark.
+    let reply = if started_meta.is_none() && d.flags.requeue_when_lost() {
+        Some(StartReply::Go)
+    } else {
+        books.start(d.to_ref(), started_meta).await
+    };
+    match reply {
         Some(StartReply::Go) => {}
         Some(StartReply::Fenced) | None => {
             tracing::warn!("lease lost before start; skipped");

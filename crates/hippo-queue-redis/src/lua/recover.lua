@@ -1,55 +1,54 @@
 -- Recover up to ARGV[3] messages a dead worker held in one queue.
--- Unstarted: requeued. Started with acks_late and reject_on_worker_lost (flags 3):
--- requeued, or dead-lettered once delivered ARGV[2] times. Other started ones:
--- dead-lettered as worker lost.
+-- flags 3 (acks_late and reject_on_worker_lost): requeued, or dead-lettered once
+-- delivered ARGV[2] times. Otherwise unstarted: requeued (not counted as a
+-- delivery); started: dead-lettered as worker lost.
 -- KEYS[1..10]  waiting lists
--- KEYS[11]     message hash
--- KEYS[12]     lease hash
--- KEYS[13]     the dead worker's held set
--- KEYS[14]     delivery-count hash
--- KEYS[15]     dead-letter list
--- KEYS[16]     notify list
+-- KEYS[11]     the dead worker's lease hash
+-- KEYS[12]     the dead worker's started set
+-- KEYS[13]     set of workers holding leases in this queue
+-- KEYS[14]     dead-letter list
+-- KEYS[15]     notify list
 -- ARGV         worker, max deliveries, batch, dead-letter cap
--- Returns { ids still held, id, outcome (q|l|m), envelope, ... }.
-local ids = redis.call('SPOP', KEYS[13], tonumber(ARGV[3]))
+-- Returns { leases left, outcome (q|l|m), record, ... }.
+local pairs_ = redis.call('HRANDFIELD', KEYS[11], tonumber(ARGV[3]), 'WITHVALUES')
 local out = { 0 }
 local wake = 0
-for _, id in ipairs(ids) do
-  local l = redis.call('HGET', KEYS[12], id)
-  if l then
-    local _, started, w = string.match(l, '^(%d+)|(%d)|(.*)$')
-    local v = redis.call('HGET', KEYS[11], id)
-    if w == ARGV[1] and v then
-      redis.call('HDEL', KEYS[12], id)
-      local outcome = 'q'
-      if started == '0' then
-        redis.call('HINCRBY', KEYS[14], id, -1)
-      elseif string.byte(v, 2) % 4 ~= 3 then
-        outcome = 'l'
-      elseif tonumber(redis.call('HGET', KEYS[14], id) or '0') >= tonumber(ARGV[2]) then
-        outcome = 'm'
-      end
-      local body = string.sub(v, 3)
-      if outcome == 'q' then
-        redis.call('LPUSH', KEYS[string.byte(v, 1) + 1], id)
-        wake = 1
-      else
-        redis.call('HDEL', KEYS[11], id)
-        redis.call('HDEL', KEYS[14], id)
-        local reason = 'worker lost'
-        if outcome == 'm' then reason = 'delivered too many times' end
-        redis.call('RPUSH', KEYS[15], #id .. ':' .. id .. #reason .. ':' .. reason .. body)
-        redis.call('LTRIM', KEYS[15], -tonumber(ARGV[4]), -1)
-      end
-      out[#out + 1] = id
-      out[#out + 1] = outcome
-      out[#out + 1] = body
-    end
+local max = tonumber(ARGV[2])
+for i = 1, #pairs_, 2 do
+  local token = pairs_[i]
+  local rec = pairs_[i + 1]
+  redis.call('HDEL', KEYS[11], token)
+  local started = redis.call('SREM', KEYS[12], token) == 1
+  local d = string.byte(rec, 3)
+  local outcome = 'q'
+  if string.byte(rec, 2) % 4 == 3 then
+    if d >= max then outcome = 'm' end
+  elseif started then
+    outcome = 'l'
+  else
+    if d > 0 then d = d - 1 end
+    rec = string.sub(rec, 1, 2) .. string.char(d) .. string.sub(rec, 4)
   end
+  if outcome == 'q' then
+    redis.call('LPUSH', KEYS[string.byte(rec, 1) + 1], rec)
+    wake = 1
+  else
+    local reason = 'worker lost'
+    if outcome == 'm' then reason = 'delivered too many times' end
+    redis.call('RPUSH', KEYS[14], #reason .. ':' .. reason .. rec)
+    redis.call('LTRIM', KEYS[14], -tonumber(ARGV[4]), -1)
+  end
+  out[#out + 1] = outcome
+  out[#out + 1] = rec
+end
+local left = redis.call('HLEN', KEYS[11])
+if left == 0 then
+  redis.call('DEL', KEYS[12])
+  redis.call('SREM', KEYS[13], ARGV[1])
 end
 if wake == 1 then
-  redis.call('RPUSH', KEYS[16], 1)
-  redis.call('LTRIM', KEYS[16], -16, -1)
+  redis.call('RPUSH', KEYS[15], 1)
+  redis.call('LTRIM', KEYS[15], -16, -1)
 end
-out[1] = redis.call('SCARD', KEYS[13])
+out[1] = left
 return out

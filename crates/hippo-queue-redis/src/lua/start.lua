@@ -1,19 +1,19 @@
 -- Mark leased messages as started.
--- KEYS[1]  lease hash
--- ARGV     worker, then pairs: id, token
+-- KEYS[1]  the worker's lease hash
+-- KEYS[2]  the worker's started set
+-- ARGV     tokens
 -- Returns 1 per started message, 0 when the lease is gone (fenced).
 local out = {}
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  local ok = 0
-  local l = redis.call('HGET', KEYS[1], id)
-  if l then
-    local token, _, w = string.match(l, '^(%d+)|(%d)|(.*)$')
-    if token == ARGV[i + 1] and w == ARGV[1] then
-      redis.call('HSET', KEYS[1], id, token .. '|1|' .. w)
-      ok = 1
-    end
+local started = {}
+for i = 1, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    started[#started + 1] = ARGV[i]
+    out[i] = 1
+  else
+    out[i] = 0
   end
-  out[#out + 1] = ok
+end
+if #started > 0 then
+  redis.call('SADD', KEYS[2], unpack(started))
 end
 return out

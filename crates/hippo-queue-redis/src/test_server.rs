@@ -1,6 +1,12 @@
-//! A real `redis-server` per test, on a free port, that tests can stop and restart.
-
-#![allow(dead_code)]
+//! A throw-away `redis-server` on a free port, for tests and benchmarks (feature
+//! `test-server`). It can be killed and restarted on the same port and directory.
+//!
+//! ```no_run
+//! use hippo_queue_redis::test_server::RedisServer;
+//! let server = RedisServer::start(); // needs `redis-server` on PATH
+//! let url = server.url(1);
+//! # let _ = url;
+//! ```
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,8 +14,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A `redis-server` child process, killed on drop.
 pub struct RedisServer {
     child: Option<Child>,
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
     dir: PathBuf,
     persistent: bool,
@@ -106,6 +114,7 @@ impl RedisServer {
         matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
     }
 
+    /// `redis://127.0.0.1:<port>/<db>`.
     pub fn url(&self, db: u8) -> String {
         format!("redis://127.0.0.1:{}/{db}", self.port)
     }

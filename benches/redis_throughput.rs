@@ -1,0 +1,224 @@
+//! End-to-end throughput and latency through a real Redis (started on a free port),
+//! with results stored and `acks_late` on: the figures in `docs/benchmarks.md`.
+//!
+//! ```text
+//! cargo bench --bench redis_throughput
+//! ```
+//!
+//! Environment: `HQ_BENCH_SCALE` multiplies the task counts (default 1.0),
+//! `HQ_BENCH_CONCURRENCY` sets the draining worker's concurrency (default 64).
+
+use std::time::{Duration, Instant};
+
+use hippo_queue::redis::test_server::RedisServer;
+use hippo_queue::redis::{RedisBackend, RedisConfig};
+use hippo_queue::{App, SendOptions, Task, TaskContext, TaskError, TaskOptions};
+
+struct Noop;
+
+#[hippo_queue::async_trait]
+impl Task for Noop {
+    const NAME: &'static str = "bench.noop";
+    type Args = u64;
+    type Output = u64;
+    fn options() -> TaskOptions {
+        // the guide's production settings
+        TaskOptions::new()
+            .acks_late(true)
+            .reject_on_worker_lost(true)
+    }
+    async fn run(&self, _: &TaskContext, x: u64) -> Result<u64, TaskError> {
+        Ok(x)
+    }
+}
+
+fn scaled(n: usize) -> usize {
+    let scale: f64 = std::env::var("HQ_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64) * scale).max(100.0) as usize
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn pct(&mut self, p: f64) -> f64 {
+        self.0.sort();
+        let i = (((self.0.len() as f64) * p / 100.0).ceil() as usize).clamp(1, self.0.len()) - 1;
+        self.0[i].as_secs_f64() * 1000.0
+    }
+
+    fn summary(&mut self) -> String {
+        format!(
+            "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+            self.pct(50.0),
+            self.pct(90.0),
+            self.pct(99.0)
+        )
+    }
+}
+
+fn row(name: &str, n: usize, took: Duration, extra: &str) {
+    println!(
+        "{name:<34} {n:>9} tasks {:>10.0} tasks/s   {extra}",
+        n as f64 / took.as_secs_f64()
+    );
+}
+
+async fn app_on(server: &RedisServer) -> Result<App, Box<dyn std::error::Error>> {
+    let redis =
+        RedisBackend::connect(RedisConfig::new(server.url(1)).results_url(server.url(2))).await?;
+    let app = App::builder().broker(redis.clone()).backend(redis).build();
+    app.register(Noop);
+    Ok(app)
+}
+
+async fn wait_drained(app: &App, worker: &hippo_queue::WorkerHandle, n: u64) {
+    while worker.stats().succeeded < n {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let _ = app;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let concurrency: usize = std::env::var("HQ_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let server = RedisServer::start();
+    let app = app_on(&server).await?;
+    println!("hippo-queue end-to-end benchmark: Redis on loopback, results stored, acks_late");
+    println!("(broker db 1, results db 2; worker concurrency {concurrency}, prefetch 4)\n");
+
+    // 1. one-by-one enqueue from one producer
+    let n = scaled(20_000);
+    let mut lat = Latencies(Vec::with_capacity(n));
+    let t = Instant::now();
+    for i in 0..n {
+        let t0 = Instant::now();
+        app.delay::<Noop>(i as u64).await?;
+        lat.0.push(t0.elapsed());
+    }
+    row(
+        "enqueue one by one, sequential",
+        n,
+        t.elapsed(),
+        &lat.summary(),
+    );
+    app.broker().purge("default").await?;
+
+    // 1b. one-by-one enqueue from one producer process with 32 concurrent callers
+    let n = scaled(100_000);
+    let callers = 32;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in (c..n).step_by(callers) {
+                let t0 = Instant::now();
+                app.delay::<Noop>(i as u64).await?;
+                lat.push(t0.elapsed());
+            }
+            Ok::<_, hippo_queue::Error>(lat)
+        }));
+    }
+    let mut lat = Latencies(Vec::with_capacity(n));
+    for t in tasks {
+        lat.0.extend(t.await??);
+    }
+    row(
+        "enqueue one by one, 32 callers",
+        n,
+        t.elapsed(),
+        &lat.summary(),
+    );
+    app.broker().purge("default").await?;
+
+    // 2. bulk enqueue
+    let n = scaled(200_000);
+    let t = Instant::now();
+    for start in (0..n).step_by(1000) {
+        let end = (start + 1000).min(n);
+        app.send_many::<Noop>((start..end).map(|i| (i as u64, SendOptions::new())))
+            .await?;
+    }
+    row("enqueue in bulk (batches of 1000)", n, t.elapsed(), "");
+    app.broker().purge("default").await?;
+
+    // 3. drain of a backlog by one worker
+    let n = scaled(100_000);
+    for start in (0..n).step_by(1000) {
+        let end = (start + 1000).min(n);
+        app.send_many::<Noop>((start..end).map(|i| (i as u64, SendOptions::new())))
+            .await?;
+    }
+    let worker = app
+        .worker()
+        .concurrency(concurrency)
+        .prefetch_multiplier(4)
+        .start()
+        .await?;
+    let t = Instant::now();
+    wait_drained(&app, &worker, n as u64).await;
+    row(
+        "drain backlog (1 worker process)",
+        n,
+        t.elapsed(),
+        "results stored",
+    );
+
+    // 4. submit-to-result round trip, one task at a time
+    let n = scaled(5_000);
+    let mut lat = Latencies(Vec::with_capacity(n));
+    let t = Instant::now();
+    for i in 0..n {
+        let t0 = Instant::now();
+        let h = app.delay::<Noop>(i as u64).await?;
+        h.get(Duration::from_secs(10)).await?;
+        lat.0.push(t0.elapsed());
+    }
+    row(
+        "submit-to-result round trip",
+        n,
+        t.elapsed(),
+        &lat.summary(),
+    );
+    worker.shutdown().await;
+
+    // reference: the same drain on the in-memory backend (worker overhead alone)
+    let mem = App::in_memory();
+    mem.register(Noop);
+    let n = scaled(100_000);
+    for start in (0..n).step_by(1000) {
+        let end = (start + 1000).min(n);
+        mem.send_many::<Noop>((start..end).map(|i| (i as u64, SendOptions::new())))
+            .await?;
+    }
+    let worker = mem
+        .worker()
+        .concurrency(concurrency)
+        .prefetch_multiplier(4)
+        .start()
+        .await?;
+    let t = Instant::now();
+    wait_drained(&mem, &worker, n as u64).await;
+    row(
+        "drain backlog (in-memory backend)",
+        n,
+        t.elapsed(),
+        "reference",
+    );
+    worker.shutdown().await;
+
+    if std::env::var("HQ_BENCH_STATS").is_ok() {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &server.port.to_string(), "INFO", "commandstats"])
+            .output()?;
+        println!("\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(())
+}
