@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Broker, DeliveryFlags, Outgoing, ResultBackend, ResultWrite, Revocation};
+use crate::backend::{Broker, DeliveryFlags, Outgoing, ResultBackend, Revocation};
 use crate::codec::{Codec, to_msgpack};
 use crate::config::Config;
+use crate::events::{Event, EventKind};
 use crate::message::{ENVELOPE_VERSION, Envelope, RetrySpec, origin};
 use crate::registry::{Handler, Registry};
-use crate::result::{AsyncResult, TaskMeta};
+use crate::result::AsyncResult;
 use crate::routing::Router;
-use crate::task::kinds;
 use crate::time::{duration_ms, now_ms, to_ms};
 use crate::worker::WorkerBuilder;
-use crate::{Error, SendOptions, Task, TaskFailure, TaskOptions, TaskState};
+use crate::{Error, SendOptions, Task, TaskOptions};
 
 /// How long a revocation is remembered by default: workers that start within this time
 /// still honour it.
@@ -65,6 +65,7 @@ struct AppInner {
     codec: Codec,
     registry: Registry,
     revocation_ttl: Duration,
+    task_events: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -85,6 +86,7 @@ pub struct AppBuilder {
     config: Option<Config>,
     codec: Option<Codec>,
     revocation_ttl: Option<Duration>,
+    task_events: bool,
 }
 
 impl AppBuilder {
@@ -136,6 +138,12 @@ impl AppBuilder {
         self
     }
 
+    /// Publishes a `task-sent` event for every task sent (default off).
+    pub fn task_events(mut self, on: bool) -> Self {
+        self.task_events = on;
+        self
+    }
+
     /// Builds the app. Without a broker or backend, one shared in-memory backend serves
     /// both.
     pub fn build(self) -> App {
@@ -157,6 +165,7 @@ impl AppBuilder {
                 codec: self.codec.unwrap_or_default(),
                 registry: Registry::default(),
                 revocation_ttl: self.revocation_ttl.unwrap_or(DEFAULT_REVOCATION_TTL),
+                task_events: self.task_events,
             }),
         }
     }
@@ -231,7 +240,7 @@ impl App {
     ) -> Result<AsyncResult<T::Output>, Error> {
         let args = to_msgpack(&args)?;
         let (env, out) = self.prepare(T::NAME, args, &T::options(), opts)?;
-        self.inner.broker.publish(vec![out]).await?;
+        self.publish(vec![out], &[&env]).await?;
         Ok(AsyncResult::new(env.id, self.clone()))
     }
 
@@ -241,17 +250,18 @@ impl App {
         calls: impl IntoIterator<Item = (T::Args, SendOptions)>,
     ) -> Result<Vec<AsyncResult<T::Output>>, Error> {
         let defaults = T::options();
-        let mut ids = Vec::new();
+        let mut envs = Vec::new();
         let mut batch = Vec::new();
         for (args, opts) in calls {
             let (env, out) = self.prepare(T::NAME, to_msgpack(&args)?, &defaults, opts)?;
-            ids.push(env.id);
+            envs.push(env);
             batch.push(out);
         }
-        self.inner.broker.publish(batch).await?;
-        Ok(ids
+        self.publish(batch, &envs.iter().collect::<Vec<_>>())
+            .await?;
+        Ok(envs
             .into_iter()
-            .map(|id| AsyncResult::new(id, self.clone()))
+            .map(|env| AsyncResult::new(env.id, self.clone()))
             .collect())
     }
 
@@ -265,7 +275,7 @@ impl App {
     ) -> Result<String, Error> {
         let defaults = self.handler(name).map(|h| h.options()).unwrap_or_default();
         let (env, out) = self.prepare(name, args_msgpack, &defaults, opts)?;
-        self.inner.broker.publish(vec![out]).await?;
+        self.publish(vec![out], &[&env]).await?;
         Ok(env.id)
     }
 
@@ -274,9 +284,10 @@ impl App {
         AsyncResult::new(id.into(), self.clone())
     }
 
-    /// Revokes a task: it will not start, and with `terminate` a running one is aborted.
-    /// The revocation is durable (workers started later honour it) and the task's
-    /// state becomes REVOKED unless it already finished.
+    /// Revokes a task: it will not start, and with `terminate` a running one is aborted
+    /// (state REVOKED). Without `terminate`, a task already running finishes and keeps
+    /// its result, as in Celery. The revocation is durable: workers started later
+    /// honour it until it expires.
     pub async fn revoke(&self, id: &str, terminate: bool) -> Result<(), Error> {
         let until = now_ms().saturating_add(duration_ms(self.inner.revocation_ttl));
         self.inner
@@ -287,16 +298,25 @@ impl App {
                 until,
             })
             .await?;
-        let mut meta = TaskMeta::new(id, "", TaskState::Revoked);
-        meta.error = Some(TaskFailure::new(kinds::REVOKED, "revoked"));
-        self.inner
-            .backend
-            .store(&[ResultWrite {
-                meta,
-                ttl: self.inner.config.result_expires,
-                compress: false,
-            }])
-            .await?;
+        Ok(())
+    }
+
+    /// Publishes messages, then their `task-sent` events when enabled.
+    async fn publish(&self, out: Vec<Outgoing>, envs: &[&Envelope]) -> Result<(), Error> {
+        self.inner.broker.publish(out).await?;
+        if self.inner.task_events {
+            let events: Vec<Event> = envs
+                .iter()
+                .map(|env| {
+                    let mut e = Event::task(EventKind::TaskSent, &env.id, &env.name);
+                    e.queue = Some(env.queue.clone());
+                    e
+                })
+                .collect();
+            if let Err(e) = self.inner.broker.emit(&events).await {
+                tracing::warn!(error = %e, "task-sent events dropped");
+            }
+        }
         Ok(())
     }
 

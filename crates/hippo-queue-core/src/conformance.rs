@@ -23,6 +23,7 @@ use crate::backend::{
     Broker, DeliveryFlags, Outgoing, RecoveryOutcome, ResultBackend, ResultWrite, Settle,
     SettleOutcome, Settlement, WriteOutcome,
 };
+use crate::events::EventKind;
 use crate::result::TaskMeta;
 use crate::task::kinds;
 use crate::testing::test_worker;
@@ -83,7 +84,8 @@ macro_rules! conformance_suite {
             killed_worker_acks_late, killed_worker_early_ack, graceful_shutdown,
             shutdown_grace_expires, result_expiry, garbage_messages, fencing, panic_is_failure,
             get_waits_and_times_out, countdown_not_early, consumers_change, bulk_send,
-            ignore_result, compressed_result, too_many_deliveries, blocking_and_solo_pools
+            ignore_result, compressed_result, too_many_deliveries, blocking_and_solo_pools,
+            events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -941,6 +943,23 @@ pub async fn shutdown_grace_expires(b: Backends) {
     );
     let m = final_meta(&k.app, early.id()).await;
     assert_eq!(m.error.expect("error").kind, kinds::WORKER_SHUTDOWN);
+    // the solo pool honours the grace period too
+    k.app.broker().purge("default").await.expect("purge");
+    let solo = test_worker(&k.app)
+        .pool(crate::Pool::Solo)
+        .start()
+        .await
+        .expect("worker");
+    let long = k
+        .app
+        .delay::<Sleepy>(sleepy(60_000, false))
+        .await
+        .expect("send");
+    wait_state(&k.app, long.id(), TaskState::Started, WAIT).await;
+    let t = Instant::now();
+    let report = solo.shutdown_within(Duration::from_millis(200)).await;
+    assert_eq!(report.aborted, 1);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
 /// Results expire after `result_expires`; the state is PENDING again.
@@ -1393,4 +1412,155 @@ pub async fn blocking_and_solo_pools(b: Backends) {
         after.get(WAIT).await.expect("slot freed");
         w.shutdown().await;
     }
+}
+
+/// Workers register and publish worker events; task events are published when enabled
+/// and can be read from a cursor.
+pub async fn events_and_registry(b: Backends) {
+    let app = App::builder()
+        .broker_arc(b.broker.clone())
+        .backend_arc(b.results.clone())
+        .task_events(true)
+        .build();
+    let log: Log = Arc::default();
+    app.register(Record(log.clone()));
+    let w = test_worker(&app)
+        .task_events(true)
+        .start()
+        .await
+        .expect("worker");
+    let h = app.delay::<Record>("evt".into()).await.expect("send");
+    h.get(WAIT).await.expect("ran");
+    let broker = app.broker().clone();
+    let workers = broker.workers().await.expect("workers");
+    let me = workers.iter().find(|i| i.id == w.id()).expect("registered");
+    assert_eq!(me.queues, ["default"]);
+    assert!(me.pid > 0 && !me.hostname.is_empty());
+    let want = [
+        EventKind::TaskSent,
+        EventKind::TaskReceived,
+        EventKind::TaskStarted,
+        EventKind::TaskSucceeded,
+    ];
+    let deadline = Instant::now() + WAIT;
+    let mut seen: Vec<EventKind>;
+    loop {
+        let events = broker.events(None, 10_000).await.expect("events");
+        seen = events
+            .iter()
+            .filter(|(_, e)| e.task_id.as_deref() == Some(h.id()))
+            .map(|(_, e)| e.kind)
+            .collect();
+        let online = events
+            .iter()
+            .any(|(_, e)| e.kind == EventKind::WorkerOnline && e.worker.as_deref() == Some(w.id()));
+        if online && want.iter().all(|k| seen.contains(k)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events missing: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let succeeded = broker
+        .events(None, 10_000)
+        .await
+        .expect("events")
+        .into_iter()
+        .find(|(_, e)| e.kind == EventKind::TaskSucceeded && e.task_id.as_deref() == Some(h.id()))
+        .expect("succeeded event");
+    assert!(succeeded.1.runtime.is_some());
+    // a cursor returns only what came after it
+    let after = broker
+        .events(Some(&succeeded.0), 10_000)
+        .await
+        .expect("events");
+    assert!(after.iter().all(|(id, _)| *id != succeeded.0));
+    let id = w.id().to_string();
+    w.shutdown().await;
+    assert!(
+        !broker
+            .workers()
+            .await
+            .expect("workers")
+            .iter()
+            .any(|i| i.id == id)
+    );
+    let events = broker
+        .events(Some(&succeeded.0), 10_000)
+        .await
+        .expect("events");
+    assert!(events.iter().any(
+        |(_, e)| e.kind == EventKind::WorkerOffline && e.worker.as_deref() == Some(id.as_str())
+    ));
+}
+
+/// A revoke without `terminate` does not stop a running task, which keeps its result
+/// (as in Celery).
+pub async fn revoke_running_keeps_result(b: Backends) {
+    let k = kit(&b, Router::default());
+    let w = test_worker(&k.app).start().await.expect("worker");
+    let h = k
+        .app
+        .delay::<Sleepy>(sleepy(300, false))
+        .await
+        .expect("send");
+    wait_state(&k.app, h.id(), TaskState::Started, WAIT).await;
+    h.revoke(false).await.expect("revoke");
+    assert_eq!(h.get(WAIT).await.expect("finished"), 300);
+    w.shutdown().await;
+}
+
+/// A message redelivered after its task already finished is acked without running
+/// again.
+pub async fn redelivered_finished_not_rerun(b: Backends) {
+    let k = kit(&b, Router::default());
+    let broker = k.app.broker().clone();
+    let h = k
+        .app
+        .apply_async::<Sleepy>(
+            sleepy(1, false),
+            SendOptions::new().with(
+                TaskOptions::new()
+                    .acks_late(true)
+                    .reject_on_worker_lost(true),
+            ),
+        )
+        .await
+        .expect("send");
+    broker
+        .heartbeat("finisher", Duration::from_millis(150))
+        .await
+        .expect("beat");
+    let q = vec!["default".to_string()];
+    let d = broker
+        .fetch("finisher", &q, 1, Duration::from_secs(1))
+        .await
+        .expect("fetch")
+        .remove(0);
+    // it finished and stored its result, then died before acking
+    let mut m = TaskMeta::new(h.id(), Sleepy::NAME, TaskState::Success);
+    m.result = Some(crate::codec::to_msgpack(&1u64).expect("encode"));
+    m.fence = Some(d.token);
+    k.app
+        .backend()
+        .store(&[ResultWrite {
+            meta: m,
+            ttl: Duration::from_secs(60),
+            compress: false,
+        }])
+        .await
+        .expect("store");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let w = test_worker(&k.app).start().await.expect("worker");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = stats(&k.app, "default").await;
+        if s.waiting() == 0 && s.reserved == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not consumed: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(k.runs.load(Ordering::SeqCst), 0, "not run again");
+    assert_eq!(h.get(WAIT).await.expect("result kept"), 1);
+    w.shutdown().await;
 }

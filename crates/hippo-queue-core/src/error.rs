@@ -59,12 +59,9 @@ pub enum Error {
         /// What went wrong, with its chain of causes.
         failure: crate::TaskFailure,
     },
-    /// The task succeeded but its result was not stored (`ignore_result`) or has expired.
-    #[error("task {0} has no stored result (ignore_result, forgotten or expired)")]
+    /// The task succeeded but its record holds no output.
+    #[error("task {0} succeeded but its record holds no output")]
     NoResult(String),
-    /// The worker is not running (already shut down).
-    #[error("worker is not running")]
-    WorkerStopped,
 }
 
 /// A `Result` with the library's [`Error`].

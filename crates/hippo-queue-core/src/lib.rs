@@ -49,10 +49,11 @@
 //! - [`options`]: [`TaskOptions`] and per-call [`SendOptions`];
 //! - [`routing`]: queues, topic routing keys, task routes, fetch order;
 //! - [`message`] and [`codec`]: the envelope and its wire format;
-//! - [`retry`]: backoff;
+//! - [`retry`]: backoff delays;
 //! - [`backend`]: the [`Broker`](backend::Broker) and
 //!   [`ResultBackend`](backend::ResultBackend) traits and the in-memory backend;
 //! - [`result`]: stored records and [`AsyncResult`];
+//! - [`events`]: task and worker events, the worker registry record;
 //! - [`worker`]: the worker runtime;
 //! - [`config`]: configuration, environment variables and presets;
 //! - [`testing`]: eager mode and helpers for tests;
@@ -66,6 +67,7 @@ pub mod codec;
 pub mod config;
 mod context;
 mod error;
+pub mod events;
 pub mod message;
 pub mod options;
 mod registry;

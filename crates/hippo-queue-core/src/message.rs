@@ -81,9 +81,12 @@ pub struct RetrySpec {
 }
 
 impl RetrySpec {
-    /// Whether errors of `kind` are retried automatically.
+    /// Whether errors of `kind` are retried automatically. `"*"` matches every kind
+    /// except argument errors, which a retry cannot fix.
     pub fn autoretries(&self, kind: &str) -> bool {
-        self.autoretry_for.iter().any(|k| k == "*" || k == kind)
+        self.autoretry_for
+            .iter()
+            .any(|k| k == kind || (k == "*" && kind != crate::task::kinds::ARGUMENTS))
     }
 }
 
@@ -107,4 +110,28 @@ pub fn hostname() -> String {
                 .filter(|h| !h.is_empty())
         })
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_autoretry_skips_argument_errors() {
+        let spec = RetrySpec {
+            max_retries: 3,
+            autoretry_for: vec!["*".into()],
+            delay: 0,
+            backoff: None,
+            backoff_max: 0,
+            jitter: false,
+        };
+        assert!(spec.autoretries("io"));
+        assert!(!spec.autoretries(crate::task::kinds::ARGUMENTS));
+        let explicit = RetrySpec {
+            autoretry_for: vec![crate::task::kinds::ARGUMENTS.into()],
+            ..spec
+        };
+        assert!(explicit.autoretries(crate::task::kinds::ARGUMENTS));
+    }
 }

@@ -302,7 +302,7 @@ pub fn fetch_order(queues: &[(String, u8)], n: u64, fairness_interval: u64) -> V
     let mut sorted: Vec<&(String, u8)> = queues.iter().collect();
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut names: Vec<String> = sorted.into_iter().map(|q| q.0.clone()).collect();
-    if fairness_interval > 0 && n > 0 && n % fairness_interval == 0 && names.len() > 1 {
+    if fairness_interval > 0 && n > 0 && n.is_multiple_of(fairness_interval) && names.len() > 1 {
         let round = n / fairness_interval;
         let shift = 1 + (round as usize - 1) % (names.len() - 1);
         names.rotate_left(shift);

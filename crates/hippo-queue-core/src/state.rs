@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 pub enum TaskState {
     /// Waiting, or unknown.
     Pending,
-    /// Received by a worker, not started yet.
+    /// Received by a worker, not started yet (kept for compatibility with Celery's state
+    /// names; workers record STARTED, with `track_started`, and final states).
     Received,
     /// Running on a worker.
     Started,
@@ -33,7 +34,7 @@ pub enum TaskState {
     Retry,
     /// Revoked, expired or terminated: it will not run (again).
     Revoked,
-    /// Rejected by the task itself or by the worker (for example an unparseable message).
+    /// Rejected by the task itself ([`TaskError::reject`](crate::TaskError::reject)).
     Rejected,
 }
 

@@ -77,8 +77,6 @@ pub mod kinds {
     pub const WORKER_LOST: &str = "WorkerLostError";
     /// The worker shut down before the task finished and it could not be requeued.
     pub const WORKER_SHUTDOWN: &str = "WorkerShutdown";
-    /// The retry limit was reached.
-    pub const MAX_RETRIES: &str = "MaxRetriesExceededError";
     /// The message was delivered too many times.
     pub const TOO_MANY_DELIVERIES: &str = "TooManyDeliveries";
     /// The task was revoked (with `terminate` when running).

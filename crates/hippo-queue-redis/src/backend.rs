@@ -11,6 +11,7 @@ use hippo_queue_core::backend::{
     Revocation, Settle, SettleOutcome, Settlement,
 };
 use hippo_queue_core::codec::Codec;
+use hippo_queue_core::events::{Event, WorkerInfo};
 use hippo_queue_core::time::now_ms;
 use redis::Value;
 use tokio::sync::mpsc;
@@ -160,6 +161,20 @@ impl RedisBackend {
 
     fn server(&self) -> &Server {
         &self.inner.broker
+    }
+
+    fn encode<T: serde::Serialize>(&self, value: &T) -> Result<Vec<u8>, BackendError> {
+        self.inner
+            .codec
+            .encode(value, false)
+            .map_err(|e| BackendError::Backend(e.to_string()))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, data: &[u8]) -> Result<T, BackendError> {
+        self.inner
+            .codec
+            .decode(data)
+            .map_err(|e| BackendError::Protocol(e.to_string()))
     }
 
     /// Runs one script call per queue in one round trip and puts the per-message
@@ -343,6 +358,8 @@ impl RedisBackend {
         pipe.zrem(&self.inner.global.workers, worker)
             .ignore()
             .del(&wq)
+            .ignore()
+            .del(self.inner.global.worker_info(worker))
             .ignore();
         server.query::<()>(&pipe).await?;
         self.inner
@@ -738,5 +755,84 @@ impl Broker for RedisBackend {
         pipe.invoke_script(&inv);
         let (n,): (u64,) = self.server().query(&pipe).await?;
         Ok(n)
+    }
+
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        let data = self.encode(info)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.inner.global.worker_info(&info.id))
+            .arg(data)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .ignore();
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, BackendError> {
+        let g = &self.inner.global;
+        let mut pipe = redis::pipe();
+        pipe.zrange(&g.workers, 0, -1);
+        let (ids,): (Vec<String>,) = self.server().query(&pipe).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        let keys: Vec<String> = ids.iter().map(|id| g.worker_info(id)).collect();
+        pipe.mget(&keys);
+        let (infos,): (Vec<Option<Vec<u8>>>,) = self.server().query(&pipe).await?;
+        let mut out = Vec::new();
+        for data in infos.into_iter().flatten() {
+            out.push(self.decode::<WorkerInfo>(&data)?);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn emit(&self, events: &[Event]) -> Result<(), BackendError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let g = &self.inner.global;
+        let mut pipe = redis::pipe();
+        for e in events {
+            pipe.cmd("XADD")
+                .arg(&g.events)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.inner.config.event_cap)
+                .arg("*")
+                .arg("e")
+                .arg(self.encode(e)?)
+                .ignore();
+        }
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn events(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Event)>, BackendError> {
+        let start = match after {
+            Some(c) => format!("({c}"),
+            None => "-".to_string(),
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("XRANGE")
+            .arg(&self.inner.global.events)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count.max(1));
+        let (entries,): (Vec<(String, Vec<(String, Vec<u8>)>)>,) =
+            self.server().query(&pipe).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, fields) in entries {
+            if let Some((_, data)) = fields.into_iter().find(|(k, _)| k == "e") {
+                out.push((id, self.decode::<Event>(&data)?));
+            }
+        }
+        Ok(out)
     }
 }

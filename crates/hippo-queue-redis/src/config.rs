@@ -35,6 +35,8 @@ pub struct RedisConfig {
     pub dead_letter_cap: u64,
     /// Number of result shards (hash tags) results are spread over.
     pub result_shards: u32,
+    /// Approximate number of events kept in the event stream.
+    pub event_cap: u64,
 }
 
 impl RedisConfig {
@@ -49,6 +51,7 @@ impl RedisConfig {
             recovery_grace: Duration::from_secs(10),
             dead_letter_cap: 100_000,
             result_shards: 64,
+            event_cap: 100_000,
         }
     }
 
@@ -79,6 +82,12 @@ impl RedisConfig {
     /// Sets the recovery grace after a connection failure.
     pub fn recovery_grace(mut self, d: Duration) -> Self {
         self.recovery_grace = d;
+        self
+    }
+
+    /// Sets how many events the event stream keeps (approximately).
+    pub fn event_cap(mut self, n: u64) -> Self {
+        self.event_cap = n.max(100);
         self
     }
 

@@ -48,8 +48,10 @@ pub(crate) struct GlobalKeys {
     pub revoked: String,
     /// Channel of new revocations.
     pub revocations_channel: String,
-    /// Channel announcing ready results (payload: task id).
+    /// Channel announcing ready results (payload: task id and record).
     pub results_channel: String,
+    /// Capped stream of task and worker events.
+    pub events: String,
     shards: u32,
 }
 
@@ -61,8 +63,14 @@ impl GlobalKeys {
             revoked: format!("{prefix}:revoked"),
             revocations_channel: format!("{prefix}:chan:revocations"),
             results_channel: format!("{prefix}:chan:results"),
+            events: format!("{prefix}:events"),
             shards: shards.max(1),
         }
+    }
+
+    /// A worker's registry record (expires unless its heartbeat renews it).
+    pub(crate) fn worker_info(&self, worker: &str) -> String {
+        format!("{}:worker:{worker}", self.prefix)
     }
 
     /// The set of queues a worker has leased from.

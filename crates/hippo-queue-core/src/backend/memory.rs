@@ -25,12 +25,15 @@ use super::{
     Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle, SettleOutcome,
     Settlement, WriteOutcome,
 };
+use crate::events::{Event, WorkerInfo};
 use crate::result::{TaskMeta, accepts};
 use crate::time::now_ms;
 
 /// Most delayed messages moved to their queues by one fetch (the same bound the Redis
 /// scripts use).
 const DUE_BATCH: usize = 1000;
+/// Events kept in the event log.
+const EVENT_CAP: usize = 10_000;
 
 /// In-process broker and result backend. Cheap to clone; clones share state.
 #[derive(Clone, Default)]
@@ -60,6 +63,9 @@ struct State {
     revoked: HashMap<String, Revocation>,
     subscribers: Vec<mpsc::Sender<Revocation>>,
     results: HashMap<String, (TaskMeta, Instant)>,
+    registry: HashMap<String, (WorkerInfo, Instant)>,
+    events: VecDeque<(u64, Event)>,
+    event_seq: u64,
     seq: u64,
     next_token: u64,
     last_sweep: Option<Instant>,
@@ -365,8 +371,9 @@ impl Broker for MemoryBackend {
                                 st.delay(*eta, msg);
                             } else {
                                 st.enqueue_back(msg);
-                                wake = true;
                             }
+                            // a waiting fetch must see the new due time
+                            wake = true;
                         }
                         Settle::DeadLetter { reason } => st.dead_letter(msg, reason),
                         Settle::Requeue => {
@@ -413,6 +420,7 @@ impl Broker for MemoryBackend {
         let out = {
             let mut st = self.lock();
             st.workers.remove(worker);
+            st.registry.remove(worker);
             st.recover_worker(worker, u32::MAX)
         };
         self.shared.arrivals.notify_waiters();
@@ -524,6 +532,56 @@ impl Broker for MemoryBackend {
         st.delayed.retain(|_, m| m.queue != queue);
         n += (before - st.delayed.len()) as u64;
         Ok(n)
+    }
+
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        self.lock()
+            .registry
+            .insert(info.id.clone(), (info.clone(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.registry.retain(|_, (_, exp)| *exp > now);
+        let mut out: Vec<WorkerInfo> = st.registry.values().map(|(i, _)| i.clone()).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn emit(&self, events: &[Event]) -> Result<(), BackendError> {
+        let mut st = self.lock();
+        for e in events {
+            st.event_seq += 1;
+            let n = st.event_seq;
+            st.events.push_back((n, e.clone()));
+        }
+        while st.events.len() > EVENT_CAP {
+            st.events.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Event)>, BackendError> {
+        let after: u64 = match after {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| BackendError::Backend(format!("invalid event cursor {c:?}")))?,
+        };
+        Ok(self
+            .lock()
+            .events
+            .iter()
+            .filter(|(n, _)| *n > after)
+            .take(count)
+            .map(|(n, e)| (n.to_string(), e.clone()))
+            .collect())
     }
 }
 

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use crate::error::BackendError;
+use crate::events::{Event, WorkerInfo};
 use crate::result::TaskMeta;
 
 /// A message to publish.
@@ -296,6 +297,23 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Removes every waiting and delayed message of a queue; returns how many.
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;
+
+    /// Records a worker in the registry for `ttl` (renewed on every heartbeat).
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError>;
+
+    /// The workers whose registry records have not expired.
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, BackendError>;
+
+    /// Appends events to the capped event log.
+    async fn emit(&self, events: &[Event]) -> Result<(), BackendError>;
+
+    /// Up to `count` events after the cursor `after` (from the oldest kept when
+    /// `None`), each with its cursor.
+    async fn events(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Event)>, BackendError>;
 }
 
 /// Why a result write was refused.

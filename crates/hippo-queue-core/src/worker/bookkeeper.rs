@@ -1,5 +1,5 @@
 //! Batches a worker's writes: start marks, results and settlements of many tasks go to
-//! the backends in one round trip each.
+//! the backends in one round trip each, in two overlapping stages.
 //!
 //! Results are always stored before their message is settled, so a crash between the
 //! two redelivers a task whose result is already final (and the fencing rule keeps it).
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::App;
 use crate::backend::{DeliveryRef, ResultWrite, SettleOutcome, Settlement, WriteOutcome};
+use crate::events::Event;
 
 /// Most operations written in one batch.
 const MAX_BATCH: usize = 512;
@@ -41,6 +42,8 @@ pub(crate) enum Op {
     /// Results with no message to settle (recovered tasks, garbage messages already
     /// settled).
     Record(ResultWrite),
+    /// A task event, written with the batch.
+    Event(Event),
     /// Everything before this has been written.
     Flush(oneshot::Sender<()>),
 }
@@ -51,37 +54,95 @@ pub(crate) struct Bookkeeper {
     pub kill: CancellationToken,
 }
 
+/// What the recording stage hands to the settling stage.
+enum Settling {
+    Settle(Settlement),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Takes up to `MAX_BATCH` items: waits for the first, then takes what is ready.
+async fn next_batch<T>(
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    kill: &CancellationToken,
+) -> Option<Vec<T>> {
+    let first = tokio::select! {
+        item = rx.recv() => item,
+        _ = kill.cancelled() => None,
+    }?;
+    let mut batch = Vec::with_capacity(64);
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 impl Bookkeeper {
-    pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<Op>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let first = tokio::select! {
-                op = rx.recv() => op,
-                _ = self.kill.cancelled() => return,
-            };
-            let Some(first) = first else { return };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
-            if !self.write(std::mem::take(&mut batch)).await {
+    /// Runs two stages: one stores results and start marks, the other settles
+    /// messages whose results are stored. Each batches whatever arrived while its
+    /// previous write was in flight, and the two overlap.
+    pub(crate) async fn run(self, rx: mpsc::UnboundedReceiver<Op>) {
+        let me = Arc::new(self);
+        let (tx, settle_rx) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(me.clone().settle_stage(settle_rx));
+        me.record_stage(rx, tx).await;
+        let _ = settler.await;
+    }
+
+    async fn record_stage(
+        &self,
+        mut rx: mpsc::UnboundedReceiver<Op>,
+        settle: mpsc::UnboundedSender<Settling>,
+    ) {
+        while let Some(ops) = next_batch(&mut rx, &self.kill).await {
+            if !self.record(ops, &settle).await {
                 return;
             }
         }
     }
 
-    /// Writes one batch, retrying backend errors with backoff until they succeed or
-    /// the worker is killed. Returns false when killed.
-    async fn write(&self, ops: Vec<Op>) -> bool {
+    async fn settle_stage(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Settling>) {
+        let broker = self.app.broker().clone();
+        while let Some(items) = next_batch(&mut rx, &self.kill).await {
+            let mut settlements = Vec::with_capacity(items.len());
+            let mut flushes = Vec::new();
+            for item in items {
+                match item {
+                    Settling::Settle(s) => settlements.push(s),
+                    Settling::Flush(tx) => flushes.push(tx),
+                }
+            }
+            if !settlements.is_empty() {
+                let Some(outcomes) = self
+                    .retrying("settle", || broker.settle(&self.worker, &settlements))
+                    .await
+                else {
+                    return;
+                };
+                for (s, o) in settlements.iter().zip(outcomes) {
+                    if o == SettleOutcome::Fenced {
+                        tracing::warn!(task_id = %s.delivery.id, "settle refused: the lease was recovered by another worker");
+                    }
+                }
+            }
+            for f in flushes {
+                let _ = f.send(());
+            }
+        }
+    }
+
+    /// Stores one batch of results and start marks, answers the starts, and passes
+    /// the settlements on. Returns false when the worker was killed.
+    async fn record(&self, ops: Vec<Op>, settle: &mpsc::UnboundedSender<Settling>) -> bool {
         let mut starts = Vec::new();
         let mut start_metas: Vec<Option<usize>> = Vec::new();
         let mut replies = Vec::new();
-        let mut settlements = Vec::new();
         let mut writes = Vec::new();
-        let mut flushes = Vec::new();
+        let mut after = Vec::new();
+        let mut events = Vec::new();
         for op in ops {
             match op {
                 Op::Start {
@@ -100,14 +161,13 @@ impl Bookkeeper {
                     if let Some(r) = result {
                         writes.push(r);
                     }
-                    settlements.push(settlement);
+                    after.push(Settling::Settle(settlement));
                 }
                 Op::Record(w) => writes.push(w),
-                Op::Flush(tx) => flushes.push(tx),
+                Op::Event(e) => events.push(e),
+                Op::Flush(tx) => after.push(Settling::Flush(tx)),
             }
         }
-        // Results and start marks go out together; settlements only after their
-        // results are stored.
         let backend = self.app.backend().clone();
         let broker = self.app.broker().clone();
         let store = async {
@@ -126,24 +186,17 @@ impl Bookkeeper {
                     .await
             }
         };
-        let (Some(stored), Some(started)) = tokio::join!(store, start) else {
+        let emit = async {
+            if !events.is_empty()
+                && let Err(e) = broker.emit(&events).await
+            {
+                // Events are for monitoring: never hold tasks back for them.
+                tracing::warn!(worker = %self.worker, error = %e, "events dropped");
+            }
+        };
+        let (Some(stored), Some(started), ()) = tokio::join!(store, start, emit) else {
             return false;
         };
-        if !settlements.is_empty() {
-            match self
-                .retrying("settle", || broker.settle(&self.worker, &settlements))
-                .await
-            {
-                Some(outcomes) => {
-                    for (s, o) in settlements.iter().zip(outcomes) {
-                        if o == SettleOutcome::Fenced {
-                            tracing::warn!(task_id = %s.delivery.id, "settle refused: the lease was recovered by another worker");
-                        }
-                    }
-                }
-                None => return false,
-            }
-        }
         for ((reply, outcome), meta_idx) in replies.into_iter().zip(started).zip(start_metas) {
             let answer = if outcome == SettleOutcome::Fenced {
                 StartReply::Fenced
@@ -154,8 +207,9 @@ impl Bookkeeper {
             };
             let _ = reply.send(answer);
         }
-        for f in flushes {
-            let _ = f.send(());
+        for item in after {
+            // The settling stage only stops when the worker is killed.
+            let _ = settle.send(item);
         }
         true
     }

@@ -40,8 +40,11 @@
 //! 2. Each one is decoded. Garbage is dead-lettered and recorded as FAILURE; an expired
 //!    or revoked task is recorded as REVOKED and acked; an unknown task name is
 //!    FAILURE and dead-lettered. The worker keeps running in every case.
-//! 3. When a concurrency slot is free, the task is marked started (and STARTED stored)
-//!    in a batched write; if its lease was lost it is skipped.
+//! 3. When a concurrency slot is free, the task is marked started in a batched write
+//!    (with STARTED stored when `track_started` is on); if its lease was lost it is
+//!    skipped. A message with both `acks_late` and `reject_on_worker_lost` needs no start
+//!    mark (recovery requeues it either way). A redelivered message whose result is
+//!    already final is acked without running again.
 //! 4. It runs on the [`Pool`]: the soft limit signals the context, the hard limit or a
 //!    `terminate` revocation aborts it, a panic becomes FAILURE.
 //! 5. Its result is stored, then its message is settled (ack, retry through the broker's
@@ -67,6 +70,7 @@ use tokio_util::task::TaskTracker;
 pub use pool::Pool;
 
 use crate::backend::{DeliveryRef, Revocation};
+use crate::events::{Event, EventKind, WorkerInfo};
 use crate::{App, Error};
 use bookkeeper::{Bookkeeper, Books};
 use pool::{StopReason, StopSwitch};
@@ -83,6 +87,7 @@ pub(crate) struct Settings {
     pub max_deliveries: u32,
     pub fetch_wait: Duration,
     pub fairness_interval: u64,
+    pub task_events: bool,
 }
 
 /// Builds and starts a worker.
@@ -106,6 +111,7 @@ impl WorkerBuilder {
             max_deliveries: 5,
             fetch_wait: Duration::from_secs(1),
             fairness_interval: 8,
+            task_events: false,
         };
         WorkerBuilder {
             app,
@@ -189,6 +195,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// Publishes task events (received, started, succeeded, failed, retried, revoked,
+    /// rejected) to the event log (default off: one more write per event, as Celery's
+    /// `-E`). Worker events (online, heartbeat, offline) are always published.
+    pub fn task_events(mut self, on: bool) -> Self {
+        self.settings.task_events = on;
+        self
+    }
+
     /// Starts the worker on the current tokio runtime.
     pub async fn start(self) -> Result<WorkerHandle, Error> {
         let s = &self.settings;
@@ -259,6 +273,13 @@ impl WorkerBuilder {
         let dispatcher = tokio::spawn(runtime::dispatch_loop(shared.clone(), dispatch_rx));
         let heartbeat = tokio::spawn(runtime::heartbeat_loop(shared.clone()));
         let listener = tokio::spawn(runtime::revocation_loop(shared.clone(), revocations));
+        let info = shared.info();
+        broker
+            .register_worker(&info, shared.settings.worker_lost_after)
+            .await?;
+        broker
+            .emit(&[Event::worker(EventKind::WorkerOnline, &info)])
+            .await?;
         tracing::info!(worker = %id, concurrency, pool = ?shared.settings.pool, "worker started");
         Ok(WorkerHandle {
             shared,
@@ -293,6 +314,50 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops every running task; returns how many.
+    pub(crate) fn stop_all(&self, reason: StopReason) -> usize {
+        let running = self.lock_running();
+        for r in running.values() {
+            r.stop.stop(reason);
+        }
+        running.len()
+    }
+
+    /// The registry record of this worker now.
+    pub(crate) fn info(&self) -> WorkerInfo {
+        let s = &self.stats;
+        WorkerInfo {
+            id: self.id.clone(),
+            hostname: crate::message::hostname(),
+            pid: std::process::id(),
+            queues: self
+                .queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            concurrency: self.settings.concurrency,
+            prefetch_multiplier: self.settings.prefetch_multiplier,
+            pool: format!("{:?}", self.settings.pool).to_ascii_lowercase(),
+            started_at: crate::time::to_ms(self.started_at),
+            heartbeat_at: crate::time::now_ms(),
+            succeeded: s.succeeded.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            retried: s.retried.load(Ordering::Relaxed),
+            revoked: s.revoked.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            active: self.lock_running().len() as u64,
+        }
+    }
+
+    /// Sends a task event through the bookkeeper when task events are on.
+    pub(crate) fn task_event(&self, event: impl FnOnce() -> Event) {
+        if self.settings.task_events {
+            let mut e = event();
+            e.worker = Some(self.id.clone());
+            self.books.send(bookkeeper::Op::Event(e));
+        }
     }
 
     pub(crate) fn is_revoked(&self, id: &str) -> Option<Revocation> {
@@ -464,17 +529,16 @@ impl WorkerHandle {
             .await
             .is_err()
         {
-            let running = shared.lock_running();
-            aborted = running.len();
-            for r in running.values() {
-                r.stop.stop(StopReason::Shutdown);
-            }
-            drop(running);
+            aborted = shared.stop_all(StopReason::Shutdown);
             shared.tracker.wait().await;
         }
         shared.books.flush().await;
         for h in &self.background {
             h.abort();
+        }
+        let offline = Event::worker(EventKind::WorkerOffline, &shared.info());
+        if let Err(e) = shared.app.broker().emit(&[offline]).await {
+            tracing::warn!(worker = %shared.id, error = %e, "could not publish worker-offline");
         }
         shared.kill.cancel();
         let _ = self.bookkeeper.await;
@@ -503,8 +567,6 @@ impl WorkerHandle {
         for h in &self.background {
             h.abort();
         }
-        for r in self.shared.lock_running().values() {
-            r.stop.stop(StopReason::Shutdown);
-        }
+        self.shared.stop_all(StopReason::Shutdown);
     }
 }

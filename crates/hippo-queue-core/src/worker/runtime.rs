@@ -14,6 +14,7 @@ use super::bookkeeper::{Op, StartReply};
 use super::pool::{Limits, RunEnd, StopReason, StopSwitch, supervise};
 use crate::backend::{Delivery, RecoveryOutcome, ResultWrite, Revocation, Settle, Settlement};
 use crate::context::TaskContext;
+use crate::events::{Event, EventKind};
 use crate::message::Envelope;
 use crate::result::TaskMeta;
 use crate::retry::delay_for;
@@ -25,6 +26,7 @@ use crate::{TaskFailure, TaskState};
 /// Leases messages while there is room, and hands them to the dispatcher.
 pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::UnboundedSender<Delivery>) {
     let limit = shared.settings.concurrency * shared.settings.prefetch_multiplier;
+    let low_water = (limit / 4).max(1);
     let mut n: u64 = 0;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -35,7 +37,9 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::UnboundedSen
         tokio::pin!(freed);
         freed.as_mut().enable();
         let in_flight = shared.in_flight.load(Ordering::Acquire);
-        if in_flight >= limit {
+        // Refill in batches: wait until a quarter of the window is free (or the
+        // worker is idle) rather than fetching one message per freed slot.
+        if in_flight > 0 && in_flight + low_water > limit {
             tokio::select! {
                 _ = &mut freed => {}
                 _ = shared.stop_fetch.cancelled() => return,
@@ -120,12 +124,10 @@ pub(super) async fn dispatch_loop(
             pending = Some(delivery);
             break;
         }
-        let fut = execute(shared.clone(), delivery, permit);
-        if shared.settings.pool == super::Pool::Solo {
-            shared.tracker.track_future(fut).await;
-        } else {
-            shared.tracker.spawn(fut);
-        }
+        // Solo has one permit, so it runs one task at a time like the others.
+        shared
+            .tracker
+            .spawn(execute(shared.clone(), delivery, permit));
     }
     // Hand back everything reserved but not started.
     rx.close();
@@ -228,6 +230,17 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
     };
     tracing::Span::current().record("task_name", env.name.as_str());
     let base = |state| meta_for(&env, &d, &shared.id, state);
+    let event = |kind: EventKind, error: Option<TaskFailure>, runtime: Option<f64>| {
+        shared.task_event(|| {
+            let mut e = Event::task(kind, &env.id, &env.name);
+            e.queue = Some(d.queue.clone());
+            e.retries = Some(env.retries);
+            e.error = error;
+            e.runtime = runtime;
+            e
+        })
+    };
+    event(EventKind::TaskReceived, None, None);
 
     if let Some(r) = shared.is_revoked(&env.id) {
         tracing::info!(terminate = r.terminate, "revoked before start");
@@ -277,6 +290,22 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
         return;
     };
 
+    if d.deliveries > 1 && !env.ignore_result {
+        match shared.app.backend().get(&env.id).await {
+            Ok(Some(m)) if m.state.is_ready() => {
+                tracing::info!(state = %m.state, "redelivered after it finished; acked without running again");
+                books.send(Op::Finish {
+                    result: None,
+                    settlement: settle(Settle::Ack),
+                });
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the result of a redelivered task")
+            }
+        }
+    }
     let started_meta =
         (env.track_started && !env.ignore_result).then(|| write(&env, base(TaskState::Started)));
     // A message that is requeued whether or not it started needs no start mark.
@@ -301,6 +330,7 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
         }
     }
 
+    event(EventKind::TaskStarted, None, None);
     let stop = StopSwitch::default();
     shared.lock_running().insert(
         env.id.clone(),
@@ -405,6 +435,16 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
             (Some(m), Settle::Ack)
         }
     };
+    if let Some(m) = &result {
+        let kind = match m.state {
+            TaskState::Success => EventKind::TaskSucceeded,
+            TaskState::Retry => EventKind::TaskRetried,
+            TaskState::Revoked => EventKind::TaskRevoked,
+            TaskState::Rejected => EventKind::TaskRejected,
+            _ => EventKind::TaskFailed,
+        };
+        event(kind, m.error.clone(), Some(runtime.as_secs_f64()));
+    }
     let result = result
         .filter(|m| !env.ignore_result || m.state != TaskState::Success)
         .map(|m| write(&env, m));
@@ -480,14 +520,24 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
             tracing::warn!(worker = %shared.id, error = %e, "heartbeat failed");
             continue;
         }
+        let info = shared.info();
+        let beat = Event::worker(EventKind::WorkerHeartbeat, &info);
+        let (registered, emitted) = tokio::join!(
+            broker.register_worker(&info, shared.settings.worker_lost_after),
+            broker.emit(std::slice::from_ref(&beat))
+        );
+        if let Err(e) = registered.and(emitted) {
+            tracing::warn!(worker = %shared.id, error = %e, "registry update failed");
+        }
         match broker.recover(shared.settings.max_deliveries).await {
             Ok(recovered) => record_recovered(&shared, recovered),
             Err(e) => tracing::warn!(worker = %shared.id, error = %e, "recovery failed"),
         }
         match broker.revocations().await {
             Ok(list) => {
+                let now = now_ms();
                 let mut map = shared.revoked.lock().unwrap_or_else(|p| p.into_inner());
-                map.clear();
+                map.retain(|_, r| r.until > now);
                 map.extend(list.into_iter().map(|r| (r.id.clone(), r)));
             }
             Err(e) => tracing::warn!(worker = %shared.id, error = %e, "revocation refresh failed"),
