@@ -212,6 +212,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed(),
         "reference",
     );
+    let n = scaled(5_000);
+    let mut lat = Latencies(Vec::with_capacity(n));
+    let t = Instant::now();
+    for i in 0..n {
+        let t0 = Instant::now();
+        mem.delay::<Noop>(i as u64)
+            .await?
+            .get(Duration::from_secs(10))
+            .await?;
+        lat.0.push(t0.elapsed());
+    }
+    row(
+        "round trip (in-memory backend)",
+        n,
+        t.elapsed(),
+        &lat.summary(),
+    );
     worker.shutdown().await;
 
     if std::env::var("HQ_BENCH_STATS").is_ok() {

@@ -72,6 +72,9 @@ pub(crate) struct Inner {
     pub hub: Arc<Hub>,
     queues: Mutex<HashMap<String, Arc<QueueKeys>>>,
     registered: Mutex<HashSet<(String, String)>>,
+    blockers: Mutex<HashMap<String, redis::aio::MultiplexedConnection>>,
+    /// Workers whose last fetch drained their queues, with the next due time then.
+    idle: Mutex<HashMap<String, Option<u64>>>,
     listeners: Vec<JoinHandle<()>>,
 }
 
@@ -142,6 +145,8 @@ impl RedisBackend {
                 config,
                 queues: Mutex::new(HashMap::new()),
                 registered: Mutex::new(HashSet::new()),
+                blockers: Mutex::new(HashMap::new()),
+                idle: Mutex::new(HashMap::new()),
                 listeners,
             }),
         })
@@ -277,8 +282,15 @@ impl RedisBackend {
         Ok((out, (due >= 0).then_some(due as u64)))
     }
 
-    /// Blocks on the queues' wake-up lists for up to `timeout`.
-    async fn block(&self, queues: &[String], timeout: Duration) -> Result<(), BackendError> {
+    /// Blocks on the queues' wake-up lists for up to `timeout`, on a connection
+    /// dedicated to this worker's waits (kept between waits; dropped, and so closed,
+    /// when a wait fails or is cancelled).
+    async fn block(
+        &self,
+        worker: &str,
+        queues: &[String],
+        timeout: Duration,
+    ) -> Result<(), BackendError> {
         let keys: Vec<String> = queues.iter().map(|q| self.keys(q).notify.clone()).collect();
         let limit = self
             .inner
@@ -287,15 +299,28 @@ impl RedisBackend {
             .saturating_sub(Duration::from_millis(500))
             .max(Duration::from_millis(10));
         let secs = timeout.min(limit).as_secs_f64().max(0.01);
-        let mut guard = Dedicated::new(self.server().dedicated().await?);
+        let cached = self
+            .inner
+            .blockers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(worker);
+        let mut conn = match cached {
+            Some(c) => c,
+            None => deadpool_redis::Connection::take(self.server().dedicated().await?),
+        };
         let r: Result<Value, _> = redis::cmd("BLPOP")
             .arg(&keys)
             .arg(secs)
-            .query_async(guard.conn())
+            .query_async(&mut conn)
             .await;
         match r {
             Ok(_) => {
-                guard.done();
+                self.inner
+                    .blockers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(worker.to_string(), conn);
                 Ok(())
             }
             Err(e) => Err(self.server().error(e)),
@@ -367,41 +392,12 @@ impl RedisBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(w, _)| w != worker);
+        self.inner
+            .blockers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(worker);
         Ok(out)
-    }
-}
-
-/// A dedicated connection that is closed instead of returned to the pool when the
-/// command on it did not complete (a cancelled blocking wait).
-struct Dedicated {
-    conn: Option<deadpool_redis::Connection>,
-    completed: bool,
-}
-
-impl Dedicated {
-    fn new(conn: deadpool_redis::Connection) -> Self {
-        Dedicated {
-            conn: Some(conn),
-            completed: false,
-        }
-    }
-
-    fn conn(&mut self) -> &mut deadpool_redis::Connection {
-        self.conn.as_mut().expect("present until drop")
-    }
-
-    fn done(&mut self) {
-        self.completed = true;
-    }
-}
-
-impl Drop for Dedicated {
-    fn drop(&mut self) {
-        if !self.completed
-            && let Some(c) = self.conn.take()
-        {
-            drop(deadpool_redis::Connection::take(c));
-        }
     }
 }
 
@@ -479,6 +475,25 @@ impl Broker for RedisBackend {
     ) -> Result<Vec<Delivery>, BackendError> {
         self.register_queues(worker, queues).await?;
         let deadline = tokio::time::Instant::now() + wait;
+        // The last call drained these queues: wait for a wake-up first instead of
+        // asking again at once (a publish since then has left a wake-up token).
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(worker);
+        if let Some(next_due) = idle
+            && max > 0
+        {
+            let mut block = wait;
+            if let Some(due) = next_due {
+                block = block.min(Duration::from_millis(due.saturating_sub(now_ms())));
+            }
+            if block >= Duration::from_millis(2) {
+                self.block(worker, queues, block).await?;
+            }
+        }
         loop {
             let mut out = Vec::new();
             let mut next_due: Option<u64> = None;
@@ -495,6 +510,13 @@ impl Broker for RedisBackend {
             }
             let now = tokio::time::Instant::now();
             if !out.is_empty() || max == 0 || now >= deadline {
+                if out.len() < max {
+                    self.inner
+                        .idle
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(worker.to_string(), next_due);
+                }
                 return Ok(out);
             }
             let mut block = deadline - now;
@@ -502,7 +524,7 @@ impl Broker for RedisBackend {
                 block = block.min(Duration::from_millis(due.saturating_sub(now_ms())));
             }
             if block >= Duration::from_millis(2) {
-                self.block(queues, block).await?;
+                self.block(worker, queues, block).await?;
             } else {
                 tokio::time::sleep(block).await;
             }

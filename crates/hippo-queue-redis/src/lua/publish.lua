@@ -6,17 +6,28 @@
 -- ARGV[2..]    pairs: eta (ms, 0 = now), record
 -- A record is: priority byte, flags byte, deliveries byte, id length (2 bytes, big
 -- endian), id, envelope.
+-- Blocked fetchers are woken when messages become ready, and when a delayed message
+-- becomes the earliest one (so that they shorten their wait).
 -- Returns the number of messages made ready now.
 local now = tonumber(ARGV[1])
 local ready = 0
+local earliest = nil
 for i = 2, #ARGV, 2 do
   local eta = tonumber(ARGV[i])
   local rec = ARGV[i + 1]
   if eta > now then
     redis.call('ZADD', KEYS[11], eta, rec)
+    if earliest == nil or eta < earliest then earliest = eta end
   else
     redis.call('RPUSH', KEYS[string.byte(rec, 1) + 1], rec)
     ready = ready + 1
+  end
+end
+if earliest ~= nil then
+  local first = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
+  if tonumber(first[2]) == earliest then
+    redis.call('RPUSH', KEYS[12], 0)
+    redis.call('LTRIM', KEYS[12], -16, -1)
   end
 end
 if ready > 0 then

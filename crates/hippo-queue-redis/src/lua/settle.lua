@@ -31,6 +31,8 @@ for i = 3, #ARGV, 4 do
         local eta = tonumber(ARGV[i + 3])
         if eta > now then
           redis.call('ZADD', KEYS[11], eta, new)
+          local first = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
+          if tonumber(first[2]) == eta then wake = 1 end
         else
           redis.call('RPUSH', KEYS[string.byte(new, 1) + 1], new)
           wake = 1
