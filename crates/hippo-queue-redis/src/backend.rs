@@ -11,6 +11,7 @@ use hippo_queue_core::backend::{
     Revocation, Settle, SettleOutcome, Settlement,
 };
 use hippo_queue_core::codec::Codec;
+use hippo_queue_core::control::{RateLimit, Reply, Request};
 use hippo_queue_core::events::{Event, WorkerInfo};
 use hippo_queue_core::time::now_ms;
 use redis::Value;
@@ -114,6 +115,7 @@ impl RedisBackend {
                 Channels {
                     results: Some(global.results_channel.clone()),
                     revocations: Some(global.revocations_channel.clone()),
+                    control: Some(global.control_channel.clone()),
                 },
                 hub.clone(),
             ));
@@ -123,6 +125,7 @@ impl RedisBackend {
                 Channels {
                     results: None,
                     revocations: Some(global.revocations_channel.clone()),
+                    control: Some(global.control_channel.clone()),
                 },
                 hub.clone(),
             ));
@@ -131,6 +134,7 @@ impl RedisBackend {
                 Channels {
                     results: Some(global.results_channel.clone()),
                     revocations: None,
+                    control: None,
                 },
                 hub.clone(),
             ));
@@ -856,5 +860,130 @@ impl Broker for RedisBackend {
             }
         }
         Ok(out)
+    }
+
+    async fn scheduled(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Delivery)>, BackendError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(&k.delayed)
+            .arg(0)
+            .arg(limit as isize - 1)
+            .arg("WITHSCORES");
+        let (pairs,): (Vec<(Vec<u8>, f64)>,) = self.server().query(&pipe).await?;
+        let mut out = Vec::with_capacity(pairs.len());
+        for (rec, eta) in pairs {
+            let r = record::decode(rec)?;
+            out.push((
+                eta as u64,
+                Delivery {
+                    id: r.id,
+                    queue: queue.to_string(),
+                    priority: r.priority,
+                    flags: r.flags,
+                    payload: r.payload,
+                    token: 0,
+                    deliveries: r.deliveries,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn broadcast(&self, request: &Request) -> Result<(), BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.publish(&self.inner.global.control_channel, self.encode(request)?)
+            .ignore();
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn subscribe_control(&self) -> Result<mpsc::Receiver<Request>, BackendError> {
+        Ok(self.inner.hub.subscribe_control())
+    }
+
+    async fn reply(&self, reply: &Reply, ttl: Duration) -> Result<(), BackendError> {
+        let key = self.inner.global.replies(&reply.request_id);
+        let mut pipe = redis::pipe();
+        pipe.rpush(&key, self.encode(reply)?)
+            .ignore()
+            .pexpire(&key, ttl.as_millis().max(1) as i64)
+            .ignore();
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn collect_replies(
+        &self,
+        request_id: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, BackendError> {
+        let key = self.inner.global.replies(request_id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut conn = deadpool_redis::Connection::take(self.server().dedicated().await?);
+        let mut out = Vec::new();
+        while expected == 0 || out.len() < expected {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left < Duration::from_millis(1) {
+                break;
+            }
+            let got: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+                .arg(&key)
+                .arg(left.as_secs_f64().max(0.01))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.server().error(e))?;
+            match got {
+                Some((_, data)) => out.push(self.decode::<Reply>(&data)?),
+                None => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.del(&key).ignore();
+        self.server().query::<()>(&pipe).await?;
+        Ok(out)
+    }
+
+    async fn set_rate_limit(
+        &self,
+        task: &str,
+        rate: Option<RateLimit>,
+    ) -> Result<(), BackendError> {
+        let mut pipe = redis::pipe();
+        match rate {
+            Some(r) => pipe.hset(&self.inner.global.rate_limits, task, r.to_string()),
+            None => pipe.hdel(&self.inner.global.rate_limits, task),
+        }
+        .ignore();
+        self.server().query::<()>(&pipe).await
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<(String, RateLimit)>, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(&self.inner.global.rate_limits);
+        let (map,): (Vec<(String, String)>,) = self.server().query(&pipe).await?;
+        let mut out: Vec<(String, RateLimit)> = map
+            .into_iter()
+            .filter_map(|(task, r)| r.parse().ok().map(|r| (task, r)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn acquire_rate(&self, task: &str, rate: RateLimit) -> Result<Duration, BackendError> {
+        let mut inv = self.server().scripts.rate.prepare_invoke();
+        inv.key(self.inner.global.rate(task))
+            .arg(now_ms())
+            .arg(rate.interval().as_millis().max(1) as u64);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let (wait,): (u64,) = self.server().query(&pipe).await?;
+        Ok(Duration::from_millis(wait))
     }
 }

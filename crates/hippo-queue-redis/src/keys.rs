@@ -52,6 +52,10 @@ pub(crate) struct GlobalKeys {
     pub results_channel: String,
     /// Capped stream of task and worker events.
     pub events: String,
+    /// Channel of control requests.
+    pub control_channel: String,
+    /// Rate limits: hash task -> "N/s".
+    pub rate_limits: String,
     shards: u32,
 }
 
@@ -64,8 +68,20 @@ impl GlobalKeys {
             revocations_channel: format!("{prefix}:chan:revocations"),
             results_channel: format!("{prefix}:chan:results"),
             events: format!("{prefix}:events"),
+            control_channel: format!("{prefix}:chan:control"),
+            rate_limits: format!("{prefix}:ratelimits"),
             shards: shards.max(1),
         }
+    }
+
+    /// The replies to a control request (list, expires).
+    pub(crate) fn replies(&self, request_id: &str) -> String {
+        format!("{}:reply:{request_id}", self.prefix)
+    }
+
+    /// A rate-limited task's next allowed start.
+    pub(crate) fn rate(&self, task: &str) -> String {
+        format!("{}:rate:{{{task}}}", self.prefix)
     }
 
     /// A worker's registry record (expires unless its heartbeat renews it).

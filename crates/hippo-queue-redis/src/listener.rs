@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use hippo_queue_core::backend::Revocation;
+use hippo_queue_core::codec::Codec;
+use hippo_queue_core::control::Request;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -16,6 +18,7 @@ use tokio::task::JoinHandle;
 pub(crate) struct Hub {
     waiters: Mutex<HashMap<String, (Arc<Slot>, usize)>>,
     revocations: Mutex<Vec<mpsc::Sender<Revocation>>>,
+    control: Mutex<Vec<mpsc::Sender<Request>>>,
 }
 
 /// Where a published result lands for the waiters of one task.
@@ -102,6 +105,25 @@ impl Hub {
         rx
     }
 
+    pub(crate) fn subscribe_control(&self) -> mpsc::Receiver<Request> {
+        let (tx, rx) = mpsc::channel(256);
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    fn control_request(&self, r: Request) {
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|tx| match tx.try_send(r.clone()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+    }
+
     fn revoked(&self, r: Revocation) {
         self.revocations
             .lock()
@@ -146,6 +168,7 @@ pub(crate) fn decode_revocation(s: &str) -> Option<Revocation> {
 pub(crate) struct Channels {
     pub results: Option<String>,
     pub revocations: Option<String>,
+    pub control: Option<String>,
 }
 
 /// Starts the listener task; it runs until aborted.
@@ -168,7 +191,12 @@ pub(crate) fn spawn(client: redis::Client, channels: Channels, hub: Arc<Hub>) ->
 
 async fn listen(client: &redis::Client, ch: &Channels, hub: &Hub) -> redis::RedisResult<()> {
     let mut pubsub = client.get_async_pubsub().await?;
-    let names: Vec<&String> = ch.results.iter().chain(ch.revocations.iter()).collect();
+    let names: Vec<&String> = ch
+        .results
+        .iter()
+        .chain(ch.revocations.iter())
+        .chain(ch.control.iter())
+        .collect();
     pubsub.subscribe(names).await?;
     // Anything published while we were away: let waiters look again.
     hub.wake_all();
@@ -177,6 +205,11 @@ async fn listen(client: &redis::Client, ch: &Channels, hub: &Hub) -> redis::Redi
         let channel = msg.get_channel_name();
         if ch.results.as_deref() == Some(channel) {
             hub.result_ready(msg.get_payload_bytes());
+        } else if ch.control.as_deref() == Some(channel) {
+            match Codec::default().decode::<Request>(msg.get_payload_bytes()) {
+                Ok(r) => hub.control_request(r),
+                Err(e) => tracing::warn!(error = %e, "ignored a malformed control request"),
+            }
         } else if ch.revocations.as_deref() == Some(channel) {
             let payload = String::from_utf8_lossy(msg.get_payload_bytes());
             match decode_revocation(&payload) {

@@ -16,6 +16,7 @@ pub(crate) struct Scripts {
     pub recover: Script,
     pub purge: Script,
     pub store_results: Script,
+    pub rate: Script,
 }
 
 impl Scripts {
@@ -30,10 +31,11 @@ impl Scripts {
             recover: Script::new(include_str!("lua/recover.lua")),
             purge: Script::new(include_str!("lua/purge.lua")),
             store_results: Script::new(include_str!("lua/store_results.lua")),
+            rate: Script::new(include_str!("lua/rate.lua")),
         })
     }
 
-    fn all(&self) -> [&Script; 8] {
+    fn all(&self) -> [&Script; 9] {
         [
             &self.publish,
             &self.fetch,
@@ -43,6 +45,7 @@ impl Scripts {
             &self.recover,
             &self.purge,
             &self.store_results,
+            &self.rate,
         ]
     }
 

@@ -25,6 +25,7 @@ use super::{
     Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle, SettleOutcome,
     Settlement, WriteOutcome,
 };
+use crate::control::{RateLimit, Reply, Request};
 use crate::events::{Event, WorkerInfo};
 use crate::result::{TaskMeta, accepts};
 use crate::time::now_ms;
@@ -52,6 +53,7 @@ struct Shared {
     state: Mutex<State>,
     arrivals: Notify,
     results_ready: Notify,
+    replies_ready: Notify,
 }
 
 #[derive(Default)]
@@ -64,6 +66,10 @@ struct State {
     subscribers: Vec<mpsc::Sender<Revocation>>,
     results: HashMap<String, (TaskMeta, Instant)>,
     registry: HashMap<String, (WorkerInfo, Instant)>,
+    control_subscribers: Vec<mpsc::Sender<Request>>,
+    replies: HashMap<String, (Vec<Reply>, Instant)>,
+    rate_limits: HashMap<String, RateLimit>,
+    rate_tat: HashMap<String, u64>,
     events: VecDeque<(u64, Event)>,
     event_seq: u64,
     seq: u64,
@@ -249,6 +255,14 @@ impl State {
             }
         }
         out
+    }
+
+    fn subscribers_control_send(&mut self, request: &Request) {
+        self.control_subscribers
+            .retain(|tx| match tx.try_send(request.clone()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
     }
 
     fn sweep_results(&mut self, now: Instant) {
@@ -582,6 +596,129 @@ impl Broker for MemoryBackend {
             .take(count)
             .map(|(n, e)| (n.to_string(), e.clone()))
             .collect())
+    }
+    async fn scheduled(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Delivery)>, BackendError> {
+        let st = self.lock();
+        Ok(st
+            .delayed
+            .iter()
+            .filter(|(_, m)| m.queue == queue)
+            .take(limit)
+            .map(|((eta, _), m)| {
+                (
+                    *eta,
+                    Delivery {
+                        id: m.id.clone(),
+                        queue: m.queue.clone(),
+                        priority: m.priority,
+                        payload: m.payload.clone(),
+                        token: 0,
+                        deliveries: m.deliveries,
+                        flags: m.flags,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn broadcast(&self, request: &Request) -> Result<(), BackendError> {
+        let mut st = self.lock();
+        st.subscribers_control_send(request);
+        Ok(())
+    }
+
+    async fn subscribe_control(&self) -> Result<mpsc::Receiver<Request>, BackendError> {
+        let (tx, rx) = mpsc::channel(256);
+        self.lock().control_subscribers.push(tx);
+        Ok(rx)
+    }
+
+    async fn reply(&self, reply: &Reply, ttl: Duration) -> Result<(), BackendError> {
+        {
+            let mut st = self.lock();
+            let now = Instant::now();
+            st.replies.retain(|_, (_, exp)| *exp > now);
+            let entry = st
+                .replies
+                .entry(reply.request_id.clone())
+                .or_insert_with(|| (Vec::new(), now + ttl));
+            entry.0.push(reply.clone());
+        }
+        self.shared.replies_ready.notify_waiters();
+        Ok(())
+    }
+
+    async fn collect_replies(
+        &self,
+        request_id: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, BackendError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.replies_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let have = self
+                .lock()
+                .replies
+                .get(request_id)
+                .map_or(0, |(r, _)| r.len());
+            if have >= expected && expected > 0 {
+                break;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        Ok(self
+            .lock()
+            .replies
+            .remove(request_id)
+            .map(|(r, _)| r)
+            .unwrap_or_default())
+    }
+
+    async fn set_rate_limit(
+        &self,
+        task: &str,
+        rate: Option<RateLimit>,
+    ) -> Result<(), BackendError> {
+        let mut st = self.lock();
+        match rate {
+            Some(r) => st.rate_limits.insert(task.to_string(), r),
+            None => st.rate_limits.remove(task),
+        };
+        Ok(())
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<(String, RateLimit)>, BackendError> {
+        let mut v: Vec<_> = self
+            .lock()
+            .rate_limits
+            .iter()
+            .map(|(k, r)| (k.clone(), *r))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(v)
+    }
+
+    async fn acquire_rate(&self, task: &str, rate: RateLimit) -> Result<Duration, BackendError> {
+        let now = now_ms();
+        let interval = rate.interval().as_millis().max(1) as u64;
+        let mut st = self.lock();
+        let tat = st.rate_tat.get(task).copied().unwrap_or(0);
+        if tat > now {
+            return Ok(Duration::from_millis(tat - now));
+        }
+        st.rate_tat
+            .insert(task.to_string(), tat.max(now) + interval);
+        Ok(Duration::ZERO)
     }
 }
 

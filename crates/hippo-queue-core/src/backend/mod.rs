@@ -35,6 +35,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::control::{RateLimit, Reply, Request};
 pub use crate::error::BackendError;
 use crate::events::{Event, WorkerInfo};
 use crate::result::TaskMeta;
@@ -314,6 +315,42 @@ pub trait Broker: Send + Sync + 'static {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<(String, Event)>, BackendError>;
+
+    /// Up to `limit` delayed messages of a queue, soonest first, with their due time.
+    async fn scheduled(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Delivery)>, BackendError>;
+
+    /// Sends a control request to every worker.
+    async fn broadcast(&self, request: &Request) -> Result<(), BackendError>;
+
+    /// A live feed of control requests.
+    async fn subscribe_control(&self) -> Result<mpsc::Receiver<Request>, BackendError>;
+
+    /// Answers a request; the reply expires after `ttl` if nobody collects it.
+    async fn reply(&self, reply: &Reply, ttl: Duration) -> Result<(), BackendError>;
+
+    /// Gathers replies to a request until `expected` arrived or `timeout` passed, then
+    /// deletes what is left.
+    async fn collect_replies(
+        &self,
+        request_id: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, BackendError>;
+
+    /// Stores (or clears) a task's rate limit.
+    async fn set_rate_limit(&self, task: &str, rate: Option<RateLimit>)
+    -> Result<(), BackendError>;
+
+    /// The rate limits in force, by task name.
+    async fn rate_limits(&self) -> Result<Vec<(String, RateLimit)>, BackendError>;
+
+    /// Takes a start slot of a rate-limited task (shared by all workers): returns zero
+    /// when the task may start now, or how long to wait before asking again.
+    async fn acquire_rate(&self, task: &str, rate: RateLimit) -> Result<Duration, BackendError>;
 }
 
 /// Why a result write was refused.

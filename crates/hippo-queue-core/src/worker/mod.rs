@@ -54,6 +54,7 @@
 //! messages of workers that stopped beating.
 
 mod bookkeeper;
+mod control;
 mod pool;
 mod runtime;
 
@@ -69,7 +70,8 @@ use tokio_util::task::TaskTracker;
 
 pub use pool::Pool;
 
-use crate::backend::{DeliveryRef, Revocation};
+use crate::backend::{Delivery, DeliveryRef, Revocation};
+use crate::control::RateLimit;
 use crate::events::{Event, EventKind, WorkerInfo};
 use crate::{App, Error};
 use bookkeeper::{Bookkeeper, Books};
@@ -234,6 +236,8 @@ impl WorkerBuilder {
         broker.heartbeat(&id, s.worker_lost_after).await?;
         let revocations = broker.subscribe_revocations().await?;
         let revoked = broker.revocations().await?;
+        let control_rx = broker.subscribe_control().await?;
+        let rate_limits = broker.rate_limits().await?;
 
         let (tx, rx) = mpsc::unbounded_channel();
         let kill = CancellationToken::new();
@@ -258,9 +262,18 @@ impl WorkerBuilder {
             kill: kill.clone(),
             books: Books(Arc::new(tx)),
             permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency: AtomicUsize::new(concurrency),
+            reserved: Mutex::new(HashMap::new()),
+            autoscale: Mutex::new(None),
+            time_limits: Mutex::new(HashMap::new()),
+            rate_limits: Mutex::new(rate_limits.into_iter().collect()),
+            by_task: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             started_at: SystemTime::now(),
             tracker: TaskTracker::new(),
+            handles: Mutex::new(None),
+            stopped: CancellationToken::new(),
+            report: Mutex::new(None),
         });
         let keeper = Bookkeeper {
             app: self.app.clone(),
@@ -273,6 +286,14 @@ impl WorkerBuilder {
         let dispatcher = tokio::spawn(runtime::dispatch_loop(shared.clone(), dispatch_rx));
         let heartbeat = tokio::spawn(runtime::heartbeat_loop(shared.clone()));
         let listener = tokio::spawn(runtime::revocation_loop(shared.clone(), revocations));
+        let controller = tokio::spawn(control::control_loop(shared.clone(), control_rx));
+        let autoscaler = tokio::spawn(control::autoscale_loop(shared.clone()));
+        *shared.handles.lock().unwrap_or_else(|p| p.into_inner()) = Some(Handles {
+            fetcher,
+            dispatcher,
+            bookkeeper,
+            background: vec![heartbeat, listener, controller, autoscaler],
+        });
         let info = shared.info();
         broker
             .register_worker(&info, shared.settings.worker_lost_after)
@@ -281,13 +302,7 @@ impl WorkerBuilder {
             .emit(&[Event::worker(EventKind::WorkerOnline, &info)])
             .await?;
         tracing::info!(worker = %id, concurrency, pool = ?shared.settings.pool, "worker started");
-        Ok(WorkerHandle {
-            shared,
-            fetcher,
-            dispatcher,
-            bookkeeper,
-            background: vec![heartbeat, listener],
-        })
+        Ok(WorkerHandle { shared })
     }
 }
 
@@ -306,12 +321,153 @@ pub(crate) struct Shared {
     pub kill: CancellationToken,
     pub books: Books,
     pub permits: Arc<Semaphore>,
+    /// Current number of concurrency slots.
+    pub concurrency: AtomicUsize,
+    /// Reserved, not yet started messages, by token.
+    pub reserved: Mutex<HashMap<u64, Arc<Delivery>>>,
+    /// Autoscale bounds (max, min).
+    pub autoscale: Mutex<Option<(usize, usize)>>,
+    /// Per-task time limit overrides (soft, hard).
+    pub time_limits: Mutex<HashMap<String, TimeLimits>>,
+    /// Rate limits by task name.
+    pub rate_limits: Mutex<HashMap<String, RateLimit>>,
+    /// (succeeded, failed) by task name.
+    pub by_task: Mutex<HashMap<String, (u64, u64)>>,
     pub stats: Stats,
     pub started_at: SystemTime,
     pub tracker: TaskTracker,
+    handles: Mutex<Option<Handles>>,
+    /// Cancelled once the worker has stopped.
+    pub stopped: CancellationToken,
+    report: Mutex<Option<ShutdownReport>>,
+}
+
+/// A task's (soft, hard) time limit override.
+pub(crate) type TimeLimits = (Option<Duration>, Option<Duration>);
+
+/// The worker's own tasks.
+struct Handles {
+    fetcher: JoinHandle<()>,
+    dispatcher: JoinHandle<usize>,
+    bookkeeper: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
+    /// The prefetch window: `concurrency * prefetch_multiplier`.
+    pub(crate) fn window(&self) -> usize {
+        self.concurrency.load(Ordering::Relaxed) * self.settings.prefetch_multiplier
+    }
+
+    /// Adds concurrency slots.
+    pub(crate) fn grow(&self, n: usize) {
+        if n > 0 {
+            self.concurrency.fetch_add(n, Ordering::AcqRel);
+            self.permits.add_permits(n);
+            self.slot_freed.notify_one();
+        }
+    }
+
+    /// Removes up to `n` concurrency slots, keeping at least one; a slot in use is
+    /// removed when its task finishes. Returns how many were removed.
+    pub(crate) fn shrink(&self, n: usize) -> usize {
+        let mut removed = 0;
+        while removed < n {
+            let cur = self.concurrency.load(Ordering::Acquire);
+            if cur <= 1 {
+                break;
+            }
+            if self
+                .concurrency
+                .compare_exchange(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            let permits = self.permits.clone();
+            let kill = self.kill.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    p = permits.acquire_many_owned(removed as u32) => {
+                        if let Ok(p) = p {
+                            p.forget();
+                        }
+                    }
+                    _ = kill.cancelled() => {}
+                }
+            });
+        }
+        removed
+    }
+
+    /// Graceful shutdown (see [`WorkerHandle::shutdown`]); runs once, later calls wait
+    /// for the first one and return its report.
+    pub(crate) async fn shutdown(self: &Arc<Self>, grace: Duration) -> ShutdownReport {
+        let Some(h) = lock(&self.handles).take() else {
+            self.stopped.cancelled().await;
+            return lock(&self.report).unwrap_or_default();
+        };
+        tracing::info!(worker = %self.id, "worker shutting down");
+        self.stop_fetch.cancel();
+        let _ = h.fetcher.await;
+        let released = h.dispatcher.await.unwrap_or(0);
+        self.tracker.close();
+        let mut aborted = 0;
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            aborted = self.stop_all(StopReason::Shutdown);
+            self.tracker.wait().await;
+        }
+        self.books.flush().await;
+        for b in &h.background {
+            b.abort();
+        }
+        let offline = Event::worker(EventKind::WorkerOffline, &self.info());
+        if let Err(e) = self.app.broker().emit(&[offline]).await {
+            tracing::warn!(worker = %self.id, error = %e, "could not publish worker-offline");
+        }
+        self.kill.cancel();
+        let _ = h.bookkeeper.await;
+        match self.app.broker().unregister(&self.id).await {
+            Ok(left) if !left.is_empty() => {
+                tracing::warn!(worker = %self.id, count = left.len(), "messages still leased at exit were recovered")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(worker = %self.id, error = %e, "could not unregister; leases will be recovered after the heartbeat expires")
+            }
+        }
+        tracing::info!(worker = %self.id, released, aborted, "worker stopped");
+        let report = ShutdownReport { released, aborted };
+        *lock(&self.report) = Some(report);
+        self.stopped.cancel();
+        report
+    }
+
+    /// Stops everything at once, recording nothing (crash simulation).
+    pub(crate) fn kill(&self) {
+        self.kill.cancel();
+        self.stop_fetch.cancel();
+        if let Some(h) = lock(&self.handles).take() {
+            h.fetcher.abort();
+            h.dispatcher.abort();
+            h.bookkeeper.abort();
+            for b in &h.background {
+                b.abort();
+            }
+        }
+        self.stop_all(StopReason::Shutdown);
+        self.stopped.cancel();
+    }
+
     pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -337,7 +493,7 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            concurrency: self.settings.concurrency,
+            concurrency: self.concurrency.load(Ordering::Relaxed),
             prefetch_multiplier: self.settings.prefetch_multiplier,
             pool: format!("{:?}", self.settings.pool).to_ascii_lowercase(),
             started_at: crate::time::to_ms(self.started_at),
@@ -431,10 +587,6 @@ pub struct ShutdownReport {
 /// [`WorkerHandle::shutdown`] to stop it.
 pub struct WorkerHandle {
     shared: Arc<Shared>,
-    fetcher: JoinHandle<()>,
-    dispatcher: JoinHandle<usize>,
-    bookkeeper: JoinHandle<()>,
-    background: Vec<JoinHandle<()>>,
 }
 
 impl WorkerHandle {
@@ -510,7 +662,7 @@ impl WorkerHandle {
     /// Stops gracefully: no new messages are fetched, reserved unstarted messages are
     /// handed back to their queues, running tasks get the grace period to finish, then
     /// are aborted (requeued when `acks_late`, FAILURE otherwise), results are flushed
-    /// and the worker leaves the registry.
+    /// and the worker leaves the registry. A remote `shutdown` command does the same.
     pub async fn shutdown(self) -> ShutdownReport {
         let grace = self.shared.settings.shutdown_grace;
         self.shutdown_within(grace).await
@@ -518,55 +670,29 @@ impl WorkerHandle {
 
     /// [`WorkerHandle::shutdown`] with a chosen grace period.
     pub async fn shutdown_within(self, grace: Duration) -> ShutdownReport {
-        let shared = self.shared.clone();
-        tracing::info!(worker = %shared.id, "worker shutting down");
-        shared.stop_fetch.cancel();
-        let _ = self.fetcher.await;
-        let released = self.dispatcher.await.unwrap_or(0);
-        shared.tracker.close();
-        let mut aborted = 0;
-        if tokio::time::timeout(grace, shared.tracker.wait())
-            .await
-            .is_err()
-        {
-            aborted = shared.stop_all(StopReason::Shutdown);
-            shared.tracker.wait().await;
-        }
-        shared.books.flush().await;
-        for h in &self.background {
-            h.abort();
-        }
-        let offline = Event::worker(EventKind::WorkerOffline, &shared.info());
-        if let Err(e) = shared.app.broker().emit(&[offline]).await {
-            tracing::warn!(worker = %shared.id, error = %e, "could not publish worker-offline");
-        }
-        shared.kill.cancel();
-        let _ = self.bookkeeper.await;
-        match shared.app.broker().unregister(&shared.id).await {
-            Ok(left) if !left.is_empty() => {
-                tracing::warn!(worker = %shared.id, count = left.len(), "messages still leased at exit were recovered")
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(worker = %shared.id, error = %e, "could not unregister; leases will be recovered after the heartbeat expires")
-            }
-        }
-        tracing::info!(worker = %shared.id, released, aborted, "worker stopped");
-        ShutdownReport { released, aborted }
+        self.shared.shutdown(grace).await
+    }
+
+    /// Completes when the worker has stopped (for example after a remote `shutdown`
+    /// command). A host can `select!` on it next to its own shutdown signal.
+    pub async fn stopped(&self) {
+        self.shared.stopped.cancelled().await
+    }
+
+    /// Whether the worker has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.is_cancelled()
+    }
+
+    /// Current concurrency (changed by `pool_grow`, `pool_shrink` and `autoscale`).
+    pub fn concurrency(&self) -> usize {
+        self.shared.concurrency.load(Ordering::Relaxed)
     }
 
     /// Stops the worker at once as if its process had died: nothing is acked, released
     /// or recorded, and heartbeats stop. Other workers recover its messages once its
     /// heartbeat expires. For crash tests.
     pub fn kill(self) {
-        self.shared.kill.cancel();
-        self.shared.stop_fetch.cancel();
-        self.fetcher.abort();
-        self.dispatcher.abort();
-        self.bookkeeper.abort();
-        for h in &self.background {
-            h.abort();
-        }
-        self.shared.stop_all(StopReason::Shutdown);
+        self.shared.kill();
     }
 }

@@ -24,9 +24,10 @@ use crate::time::{duration_ms, now_ms};
 use crate::{TaskFailure, TaskState};
 
 /// Leases messages while there is room, and hands them to the dispatcher.
-pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::UnboundedSender<Delivery>) {
-    let limit = shared.settings.concurrency * shared.settings.prefetch_multiplier;
-    let low_water = (limit / 4).max(1);
+pub(super) async fn fetch_loop(
+    shared: Arc<Shared>,
+    dispatch: mpsc::UnboundedSender<Arc<Delivery>>,
+) {
     let mut n: u64 = 0;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -37,9 +38,12 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::UnboundedSen
         tokio::pin!(freed);
         freed.as_mut().enable();
         let in_flight = shared.in_flight.load(Ordering::Acquire);
+        // the window follows pool_grow, pool_shrink and autoscale
+        let limit = shared.window();
+        let low_water = (limit / 4).max(1);
         // Refill in batches: wait until a quarter of the window is free (or the
         // worker is idle) rather than fetching one message per freed slot.
-        if in_flight > 0 && in_flight + low_water > limit {
+        if in_flight >= limit || (in_flight > 0 && in_flight + low_water > limit) {
             tokio::select! {
                 _ = &mut freed => {}
                 _ = shared.stop_fetch.cancelled() => return,
@@ -76,6 +80,12 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::UnboundedSen
                 backoff = Duration::from_millis(100);
                 for d in deliveries {
                     shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                    let d = Arc::new(d);
+                    shared
+                        .reserved
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(d.token, d.clone());
                     if dispatch.send(d).is_err() {
                         return;
                     }
@@ -97,9 +107,9 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::UnboundedSen
 /// unstarted ones back to the broker and returns how many.
 pub(super) async fn dispatch_loop(
     shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    mut rx: mpsc::UnboundedReceiver<Arc<Delivery>>,
 ) -> usize {
-    let mut pending: Option<Delivery> = None;
+    let mut pending: Option<Arc<Delivery>> = None;
     loop {
         let next = match pending.take() {
             Some(d) => Some(d),
@@ -131,13 +141,19 @@ pub(super) async fn dispatch_loop(
     }
     // Hand back everything reserved but not started.
     rx.close();
-    let mut unstarted: Vec<Delivery> = pending.into_iter().collect();
+    let mut unstarted: Vec<Arc<Delivery>> = pending.into_iter().collect();
     while let Ok(d) = rx.try_recv() {
         unstarted.push(d);
     }
     let count = unstarted.len();
     if count > 0 {
-        let refs: Vec<_> = unstarted.iter().map(Delivery::to_ref).collect();
+        let refs: Vec<_> = unstarted.iter().map(|d| d.to_ref()).collect();
+        {
+            let mut reserved = shared.reserved.lock().unwrap_or_else(|p| p.into_inner());
+            for d in &unstarted {
+                reserved.remove(&d.token);
+            }
+        }
         let mut delay = Duration::from_millis(50);
         for attempt in 0..5 {
             match shared.app.broker().release(&shared.id, &refs).await {
@@ -190,7 +206,12 @@ fn failed(mut meta: TaskMeta, failure: TaskFailure) -> TaskMeta {
 }
 
 /// Runs one delivered message to its end.
-async fn execute(shared: Arc<Shared>, delivery: Delivery, permit: OwnedSemaphorePermit) {
+async fn execute(shared: Arc<Shared>, delivery: Arc<Delivery>, permit: OwnedSemaphorePermit) {
+    shared
+        .reserved
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&delivery.token);
     let span = tracing::info_span!("task", task_id = %delivery.id, task_name = tracing::field::Empty, queue = %delivery.queue, worker = %shared.id);
     let slot = Slot {
         shared: shared.clone(),
@@ -200,7 +221,7 @@ async fn execute(shared: Arc<Shared>, delivery: Delivery, permit: OwnedSemaphore
     drop(slot);
 }
 
-async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
+async fn execute_inner(shared: Arc<Shared>, d: Arc<Delivery>) {
     let books = &shared.books;
     let settle = |action: Settle| Settlement {
         delivery: d.to_ref(),
@@ -290,6 +311,7 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
         return;
     };
 
+    wait_for_rate(&shared, &env.name).await;
     if d.deliveries > 1 && !env.ignore_result {
         match shared.app.backend().get(&env.id).await {
             Ok(Some(m)) if m.state.is_ready() => {
@@ -364,10 +386,7 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
             supervise(
                 shared.settings.pool,
                 fut,
-                Limits {
-                    soft: env.soft_time_limit.map(Duration::from_millis),
-                    hard: env.time_limit.map(Duration::from_millis),
-                },
+                limits_for(&shared, &env),
                 soft_signal,
                 stop,
                 shared.kill.clone(),
@@ -382,6 +401,7 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
         RunEnd::Killed => return,
         RunEnd::Finished(Ok(output)) => {
             shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            count_by_task(&shared, &env.name, true);
             tracing::info!(?runtime, "succeeded");
             let mut m = base(TaskState::Success);
             m.result = Some(output);
@@ -435,6 +455,12 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
             (Some(m), Settle::Ack)
         }
     };
+    if result
+        .as_ref()
+        .is_some_and(|m| m.state == TaskState::Failure)
+    {
+        count_by_task(&shared, &env.name, false);
+    }
     if let Some(m) = &result {
         let kind = match m.state {
             TaskState::Success => EventKind::TaskSucceeded,
@@ -452,6 +478,63 @@ async fn execute_inner(shared: Arc<Shared>, d: Delivery) {
         result,
         settlement: settle(action),
     });
+}
+
+/// The time limits of a run: the worker's override for the task (`time_limit`
+/// command), else the message's.
+fn limits_for(shared: &Shared, env: &Envelope) -> Limits {
+    let overrides = shared
+        .time_limits
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&env.name)
+        .copied();
+    match overrides {
+        Some((soft, hard)) => Limits { soft, hard },
+        None => Limits {
+            soft: env.soft_time_limit.map(Duration::from_millis),
+            hard: env.time_limit.map(Duration::from_millis),
+        },
+    }
+}
+
+/// Waits for a start slot of a rate-limited task (shared by all workers).
+async fn wait_for_rate(shared: &Shared, task: &str) {
+    loop {
+        let rate = shared
+            .rate_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(task)
+            .copied();
+        let Some(rate) = rate else { return };
+        match shared.app.broker().acquire_rate(task, rate).await {
+            Ok(wait) if wait.is_zero() => return,
+            Ok(wait) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shared.kill.cancelled() => return,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shared.kill.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+fn count_by_task(shared: &Shared, task: &str, ok: bool) {
+    let mut map = shared.by_task.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = map.entry(task.to_string()).or_default();
+    if ok {
+        entry.0 += 1;
+    } else {
+        entry.1 += 1;
+    }
 }
 
 /// Decides what a task error leads to: a retry, a rejection or a failure.

@@ -1,0 +1,376 @@
+//! Remote inspection and control of workers (Celery's `inspect` and `control`).
+//!
+//! A [`Control`] client broadcasts a [`Command`] to every worker (or to named ones)
+//! through the broker and gathers their [`Reply`]s until all live workers answered or
+//! the timeout passed. Reply queues expire by themselves.
+//!
+//! ```
+//! use std::time::Duration;
+//! use hippo_queue_core::App;
+//! use hippo_queue_core::control::{Command, ReplyBody};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::Error> {
+//! let app = App::in_memory();
+//! let worker = app.worker().start().await?;
+//! let replies = app.control().call(None, Command::Ping, Duration::from_secs(1)).await?;
+//! assert_eq!(replies.len(), 1);
+//! assert!(matches!(replies[0].body, ReplyBody::Pong));
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::QueueStats;
+use crate::events::WorkerInfo;
+use crate::time::now_ms;
+use crate::{App, Error};
+
+/// How long replies wait for their collector before they expire.
+pub const REPLY_TTL: Duration = Duration::from_secs(60);
+
+/// A rate limit: at most `count` task starts per `per`, across all workers.
+///
+/// ```
+/// use std::time::Duration;
+/// use hippo_queue_core::control::RateLimit;
+/// let r: RateLimit = "100/m".parse().unwrap();
+/// assert_eq!(r.interval(), Duration::from_millis(600));
+/// assert!("ten/s".parse::<RateLimit>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Starts allowed per period.
+    pub count: u32,
+    /// The period, in seconds (1, 60 or 3600).
+    pub per_secs: u32,
+}
+
+impl RateLimit {
+    /// The spacing between two starts.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(u64::from(self.per_secs)) / self.count.max(1)
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per_secs {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("invalid rate limit {s:?}: expected N/s, N/m or N/h with N >= 1");
+        let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        let per_secs = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(bad());
+        }
+        Ok(RateLimit { count, per_secs })
+    }
+}
+
+/// A command for workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Answer `Pong`.
+    Ping,
+    /// Tasks running now.
+    Active,
+    /// Messages reserved (prefetched) and not started.
+    Reserved,
+    /// Delayed messages (countdown, eta, retry) of the consumed queues.
+    Scheduled,
+    /// Revocations in force.
+    Revoked,
+    /// Registered task names.
+    Registered,
+    /// Counters, pool, concurrency, prefetch, uptime, memory use.
+    Stats,
+    /// Queues consumed.
+    ActiveQueues,
+    /// What the worker knows of these task ids.
+    QueryTask(Vec<String>),
+    /// Graceful shutdown.
+    Shutdown,
+    /// Let running tasks finish before starting new ones (recycles the executor).
+    PoolRestart,
+    /// Add concurrency slots.
+    PoolGrow(usize),
+    /// Remove concurrency slots (at least one stays).
+    PoolShrink(usize),
+    /// Concurrency follows the backlog between `min` and `max`.
+    Autoscale {
+        /// Upper bound.
+        max: usize,
+        /// Lower bound.
+        min: usize,
+    },
+    /// Start consuming a queue.
+    AddConsumer(String),
+    /// Stop consuming a queue.
+    CancelConsumer(String),
+    /// Set (or clear, with `None`) a task's rate limit, enforced across all workers.
+    RateLimit {
+        /// Task name.
+        task: String,
+        /// The limit.
+        rate: Option<RateLimit>,
+    },
+    /// Set a task's soft and hard time limits (seconds) on the workers.
+    TimeLimit {
+        /// Task name.
+        task: String,
+        /// Soft limit.
+        soft: Option<f64>,
+        /// Hard limit.
+        hard: Option<f64>,
+    },
+    /// Revoke a task (durably) and, with `terminate`, abort it where it runs.
+    Revoke {
+        /// Task id.
+        id: String,
+        /// Abort it if running.
+        terminate: bool,
+    },
+}
+
+impl Command {
+    /// The Celery name of the command.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Ping => "ping",
+            Command::Active => "active",
+            Command::Reserved => "reserved",
+            Command::Scheduled => "scheduled",
+            Command::Revoked => "revoked",
+            Command::Registered => "registered",
+            Command::Stats => "stats",
+            Command::ActiveQueues => "active_queues",
+            Command::QueryTask(_) => "query_task",
+            Command::Shutdown => "shutdown",
+            Command::PoolRestart => "pool_restart",
+            Command::PoolGrow(_) => "pool_grow",
+            Command::PoolShrink(_) => "pool_shrink",
+            Command::Autoscale { .. } => "autoscale",
+            Command::AddConsumer(_) => "add_consumer",
+            Command::CancelConsumer(_) => "cancel_consumer",
+            Command::RateLimit { .. } => "rate_limit",
+            Command::TimeLimit { .. } => "time_limit",
+            Command::Revoke { .. } => "revoke",
+        }
+    }
+}
+
+/// A broadcast request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Request id; replies are collected under it.
+    pub id: String,
+    /// The workers addressed (`None`: all).
+    pub destination: Option<Vec<String>>,
+    /// The command.
+    pub command: Command,
+    /// When it was sent, ms since the epoch.
+    pub sent_at: u64,
+}
+
+impl Request {
+    /// Whether `worker` is addressed.
+    pub fn is_for(&self, worker: &str) -> bool {
+        self.destination
+            .as_ref()
+            .is_none_or(|d| d.iter().any(|w| w == worker))
+    }
+}
+
+/// A task as seen by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: String,
+    /// Task name (empty when the message could not be read).
+    pub name: String,
+    /// Queue.
+    pub queue: String,
+    /// Priority.
+    pub priority: u8,
+    /// Start time (active) or due time (scheduled), ms since the epoch.
+    pub time: Option<u64>,
+}
+
+/// A worker's statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Registry record: counters, pool, concurrency, prefetch, start time.
+    pub info: WorkerInfo,
+    /// Seconds since start.
+    pub uptime: f64,
+    /// Resident memory in bytes (0 where it cannot be read).
+    pub memory_rss: u64,
+    /// Tasks that succeeded, by name.
+    pub succeeded_by_task: BTreeMap<String, u64>,
+    /// Tasks that failed, by name.
+    pub failed_by_task: BTreeMap<String, u64>,
+    /// Autoscale bounds, when autoscaling.
+    pub autoscale: Option<(usize, usize)>,
+}
+
+/// A queue consumed by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    /// Name.
+    pub name: String,
+    /// Bound routing key.
+    pub routing_key: String,
+    /// Queue priority.
+    pub priority: u8,
+}
+
+/// What a worker answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReplyBody {
+    /// To `Ping`.
+    Pong,
+    /// Task lists (`Active`, `Reserved`, `Scheduled`).
+    Tasks(Vec<TaskInfo>),
+    /// Id or name lists (`Revoked`, `Registered`).
+    Names(Vec<String>),
+    /// To `Stats`.
+    Stats(Box<Stats>),
+    /// To `ActiveQueues`.
+    Queues(Vec<QueueInfo>),
+    /// To `QueryTask`: id -> "active", "reserved" or "unknown".
+    TaskStates(BTreeMap<String, String>),
+    /// A control command was applied.
+    Ok(String),
+    /// A command failed.
+    Error(String),
+}
+
+/// One worker's reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request answered.
+    pub request_id: String,
+    /// The worker.
+    pub worker: String,
+    /// The answer.
+    pub body: ReplyBody,
+}
+
+/// The client side of remote control. Get one with [`App::control`].
+#[derive(Clone, Debug)]
+pub struct Control {
+    app: App,
+}
+
+impl App {
+    /// Remote inspection and control of this app's workers.
+    pub fn control(&self) -> Control {
+        Control { app: self.clone() }
+    }
+}
+
+impl Control {
+    /// Broadcasts `command` to `destination` (all workers when `None`) and gathers
+    /// replies until every addressed live worker answered or `timeout` passed.
+    pub async fn call(
+        &self,
+        destination: Option<&[String]>,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, Error> {
+        let broker = self.app.broker();
+        if let Command::RateLimit { task, rate } = &command {
+            broker.set_rate_limit(task, *rate).await?;
+        }
+        if let Command::Revoke { id, terminate } = &command {
+            self.app.revoke(id, *terminate).await?;
+        }
+        let expected = match destination {
+            Some(d) => d.len(),
+            None => broker.workers().await?.len(),
+        };
+        let request = Request {
+            id: uuid::Uuid::new_v4().to_string(),
+            destination: destination.map(<[String]>::to_vec),
+            command,
+            sent_at: now_ms(),
+        };
+        broker.broadcast(&request).await?;
+        let mut replies = broker
+            .collect_replies(&request.id, expected, timeout)
+            .await?;
+        replies.sort_by(|a, b| a.worker.cmp(&b.worker));
+        Ok(replies)
+    }
+
+    /// Lengths of the given queues (no worker involved).
+    pub async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, Error> {
+        Ok(self.app.broker().queue_stats(queues).await?)
+    }
+}
+
+/// Resident memory of this process in bytes (Linux; 0 elsewhere).
+pub(crate) fn memory_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_parse() {
+        assert_eq!(
+            "10/s".parse::<RateLimit>().unwrap().interval(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            "1000/h".parse::<RateLimit>().unwrap().interval(),
+            Duration::from_millis(3600)
+        );
+        assert_eq!("100/m".parse::<RateLimit>().unwrap().to_string(), "100/m");
+        for bad in ["", "10", "0/s", "-1/s", "10/d", "x/s"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn destinations() {
+        let r = Request {
+            id: "r".into(),
+            destination: Some(vec!["a".into()]),
+            command: Command::Ping,
+            sent_at: 0,
+        };
+        assert!(r.is_for("a") && !r.is_for("b"));
+        assert!(
+            Request {
+                destination: None,
+                ..r
+            }
+            .is_for("b")
+        );
+    }
+}

@@ -1,0 +1,14 @@
+-- Take a start slot of a rate-limited task (GCRA, no burst): starts are spaced at
+-- least ARGV[2] ms apart across every worker.
+-- KEYS[1]  the task's next allowed start (ms)
+-- ARGV     now (ms), interval (ms)
+-- Returns 0 when the task may start now, else the ms to wait.
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat > now then
+  return tat - now
+end
+local nxt = math.max(tat, now) + interval
+redis.call('SET', KEYS[1], nxt, 'PX', interval * 2 + 1000)
+return 0
