@@ -55,6 +55,7 @@
 //! - [`result`]: stored records and [`AsyncResult`];
 //! - [`events`]: task and worker events, the worker registry record;
 //! - [`worker`]: the worker runtime;
+//! - [`control`]: remote inspection and control of workers;
 //! - [`config`]: configuration, environment variables and presets;
 //! - [`testing`]: eager mode and helpers for tests;
 //! - `conformance` (feature `conformance`): the suite every backend passes.
@@ -66,6 +67,7 @@ pub mod backend;
 pub mod codec;
 pub mod config;
 mod context;
+pub mod control;
 mod error;
 pub mod events;
 pub mod message;
