@@ -64,6 +64,7 @@
 
 mod app;
 pub mod backend;
+pub mod beat;
 pub mod codec;
 pub mod config;
 mod context;

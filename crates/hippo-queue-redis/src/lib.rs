@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod beat;
 mod config;
 mod conn;
 mod keys;

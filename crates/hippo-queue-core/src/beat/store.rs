@@ -1,0 +1,283 @@
+//! Where schedulers keep what they must agree on: the leader lease and, per entry, the
+//! last tick sent. [`MemoryBeatStore`] keeps it in process; `hippo-queue-redis`
+//! implements [`BeatStore`] for its `RedisBackend`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::BackendError;
+use crate::time::{duration_ms, now_ms};
+
+/// Shared state of the schedulers of one deployment.
+///
+/// Two guarantees make a double send impossible, even while two schedulers both
+/// believe they lead (a stalled leader whose lease expired, a clock jump):
+/// - [`claim_tick`](Self::claim_tick) is an atomic compare-and-set: it records a tick
+///   only if it is newer than the stored one, so each tick of an entry is claimed at
+///   most once, by one scheduler, and the stored tick never goes back;
+/// - a scheduler sends a tick only after claiming it.
+///
+/// The lease decides who normally sends, so that followers do not race the leader on
+/// every tick. Times are milliseconds since the Unix epoch.
+///
+/// ```
+/// use std::time::Duration;
+/// use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+/// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+/// let store = MemoryBeatStore::new();
+/// assert!(store.try_acquire_leader("beat-a", Duration::from_secs(10)).await?);
+/// assert!(!store.try_acquire_leader("beat-b", Duration::from_secs(10)).await?);
+/// assert!(store.claim_tick("nightly", 1_000).await?);
+/// assert!(!store.claim_tick("nightly", 1_000).await?); // the same tick again
+/// assert!(!store.claim_tick("nightly", 500).await?); // an older tick
+/// assert_eq!(store.last_run("nightly").await?, Some(1_000));
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait BeatStore: Send + Sync + 'static {
+    /// Takes the leader lease for `ttl` if nobody holds it, or extends it if `beat_id`
+    /// already does. Returns whether `beat_id` now leads.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// let ttl = Duration::from_secs(10);
+    /// assert!(store.try_acquire_leader("a", ttl).await?);
+    /// assert!(store.try_acquire_leader("a", ttl).await?); // extends
+    /// assert!(!store.try_acquire_leader("b", ttl).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn try_acquire_leader(&self, beat_id: &str, ttl: Duration) -> Result<bool, BackendError>;
+
+    /// Extends the lease for `ttl` from now if `beat_id` still holds it. `false` means
+    /// the lease expired or another scheduler holds it: stop sending.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// let ttl = Duration::from_secs(10);
+    /// store.try_acquire_leader("a", ttl).await?;
+    /// assert!(store.renew_leader("a", ttl).await?);
+    /// assert!(!store.renew_leader("b", ttl).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn renew_leader(&self, beat_id: &str, ttl: Duration) -> Result<bool, BackendError>;
+
+    /// Gives the lease up if `beat_id` holds it (so that a follower takes over at once
+    /// instead of after the lease expires). Returns whether it was held.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// store.try_acquire_leader("a", Duration::from_secs(10)).await?;
+    /// assert!(!store.release_leader("b").await?);
+    /// assert!(store.release_leader("a").await?);
+    /// assert!(store.try_acquire_leader("b", Duration::from_secs(10)).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn release_leader(&self, beat_id: &str) -> Result<bool, BackendError>;
+
+    /// The current leader and when its lease expires (ms), if any.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// assert_eq!(store.leader().await?, None);
+    /// store.try_acquire_leader("a", Duration::from_secs(10)).await?;
+    /// let (id, expires_ms) = store.leader().await?.ok_or(hippo_queue_core::BackendError::Backend("no leader".into()))?;
+    /// assert_eq!(id, "a");
+    /// assert!(expires_ms > hippo_queue_core::time::now_ms());
+    /// # Ok(()) }
+    /// ```
+    async fn leader(&self) -> Result<Option<(String, u64)>, BackendError>;
+
+    /// The last tick (ms) sent for an entry, if any.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// assert_eq!(store.last_run("nightly").await?, None);
+    /// store.claim_tick("nightly", 86_400_000).await?;
+    /// assert_eq!(store.last_run("nightly").await?, Some(86_400_000));
+    /// # Ok(()) }
+    /// ```
+    async fn last_run(&self, entry: &str) -> Result<Option<u64>, BackendError>;
+
+    /// The last ticks of several entries, in order. The default asks one at a time.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// store.claim_tick("a", 5).await?;
+    /// let names = ["a".to_string(), "b".to_string()];
+    /// assert_eq!(store.last_runs(&names).await?, [Some(5), None]);
+    /// # Ok(()) }
+    /// ```
+    async fn last_runs(&self, entries: &[String]) -> Result<Vec<Option<u64>>, BackendError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            out.push(self.last_run(e).await?);
+        }
+        Ok(out)
+    }
+
+    /// Atomically records `tick_ms` as the entry's last tick if it is newer than the
+    /// stored one (or none is stored). `true` means this caller owns the tick and must
+    /// send it; `false` means it was claimed already (or a newer one was).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// assert!(store.claim_tick("e", 2_000).await?);
+    /// assert!(!store.claim_tick("e", 2_000).await?); // claimed once only
+    /// assert!(!store.claim_tick("e", 1_000).await?); // never backwards
+    /// assert!(store.claim_tick("e", 3_000).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn claim_tick(&self, entry: &str, tick_ms: u64) -> Result<bool, BackendError>;
+
+    /// Forgets an entry's last tick (for entries removed from the schedule). A
+    /// scheduler that still has the entry starts it afresh.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// store.claim_tick("retired", 5).await?;
+    /// store.forget("retired").await?;
+    /// assert_eq!(store.last_run("retired").await?, None);
+    /// # Ok(()) }
+    /// ```
+    async fn forget(&self, entry: &str) -> Result<(), BackendError>;
+}
+
+/// A [`BeatStore`] in process memory, for schedulers in one process (tests, an
+/// embedded app on the in-memory backend). Clones share the same state. Nothing
+/// survives the process.
+///
+/// ```
+/// use std::time::Duration;
+/// use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+/// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+/// let store = MemoryBeatStore::new();
+/// let shared = store.clone();
+/// store.try_acquire_leader("beat-a", Duration::from_secs(5)).await?;
+/// assert_eq!(shared.leader().await?.map(|(id, _)| id).as_deref(), Some("beat-a"));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBeatStore {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    leader: Option<(String, u64)>,
+    last: HashMap<String, u64>,
+}
+
+impl State {
+    /// The leader whose lease has not expired.
+    fn live_leader(&mut self, now: u64) -> Option<&(String, u64)> {
+        if self.leader.as_ref().is_some_and(|(_, until)| *until <= now) {
+            self.leader = None;
+        }
+        self.leader.as_ref()
+    }
+}
+
+impl MemoryBeatStore {
+    /// An empty store.
+    ///
+    /// ```
+    /// let store = hippo_queue_core::beat::MemoryBeatStore::new();
+    /// # let _ = store;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl BeatStore for MemoryBeatStore {
+    async fn try_acquire_leader(&self, beat_id: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let now = now_ms();
+        let mut s = self.lock();
+        match s.live_leader(now) {
+            Some((id, _)) if id != beat_id => Ok(false),
+            _ => {
+                s.leader = Some((beat_id.to_string(), now.saturating_add(duration_ms(ttl))));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn renew_leader(&self, beat_id: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let now = now_ms();
+        let mut s = self.lock();
+        match s.live_leader(now) {
+            Some((id, _)) if id == beat_id => {
+                s.leader = Some((beat_id.to_string(), now.saturating_add(duration_ms(ttl))));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_leader(&self, beat_id: &str) -> Result<bool, BackendError> {
+        let mut s = self.lock();
+        match s.live_leader(now_ms()) {
+            Some((id, _)) if id == beat_id => {
+                s.leader = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn leader(&self) -> Result<Option<(String, u64)>, BackendError> {
+        Ok(self.lock().live_leader(now_ms()).cloned())
+    }
+
+    async fn last_run(&self, entry: &str) -> Result<Option<u64>, BackendError> {
+        Ok(self.lock().last.get(entry).copied())
+    }
+
+    async fn claim_tick(&self, entry: &str, tick_ms: u64) -> Result<bool, BackendError> {
+        let mut s = self.lock();
+        match s.last.get(entry) {
+            Some(last) if *last >= tick_ms => Ok(false),
+            _ => {
+                s.last.insert(entry.to_string(), tick_ms);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn forget(&self, entry: &str) -> Result<(), BackendError> {
+        self.lock().last.remove(entry);
+        Ok(())
+    }
+}
