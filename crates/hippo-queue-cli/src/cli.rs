@@ -1,0 +1,208 @@
+//! Command-line arguments.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Inspect and control hippo-queue workers, queues, results and events.
+#[derive(Debug, Parser)]
+#[command(name = "hippo-queue", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Where the broker and results are.
+#[derive(Debug, Args)]
+pub struct Conn {
+    /// Broker URL.
+    #[arg(
+        long,
+        global = true,
+        env = "CELERY_BROKER_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub broker: String,
+    /// Result backend URL (default: the broker's).
+    #[arg(long, global = true, env = "CELERY_RESULT_BACKEND")]
+    pub results: Option<String>,
+    /// Key prefix.
+    #[arg(long, global = true, env = "HIPPO_QUEUE_PREFIX", default_value = "hq")]
+    pub prefix: String,
+}
+
+/// Which workers, and how long to wait for their replies.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Only these workers (comma-separated ids).
+    #[arg(short, long, global = true, value_delimiter = ',')]
+    pub destination: Option<Vec<String>>,
+    /// How long to wait for replies, in seconds.
+    #[arg(short, long, global = true, default_value = "1.0", value_parser = seconds)]
+    pub timeout: Duration,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Ask workers about themselves.
+    Inspect {
+        #[command(subcommand)]
+        what: Inspect,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change running workers.
+    Control {
+        #[command(subcommand)]
+        what: Control,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Queue lengths: waiting by priority, delayed, reserved, dead-letter.
+    Queues {
+        /// Queues to show (default: the guide's four queues).
+        names: Vec<String>,
+    },
+    /// Remove every waiting and delayed message of a queue.
+    Purge {
+        /// The queue.
+        queue: String,
+    },
+    /// A task's state, result and traceback.
+    Result {
+        /// Task id.
+        task_id: String,
+        /// Wait up to this many seconds for the task to finish.
+        #[arg(long, value_parser = seconds)]
+        wait: Option<Duration>,
+    },
+    /// Revoke a task (durably); with --terminate, abort it where it runs.
+    Revoke {
+        /// Task id.
+        task_id: String,
+        /// Abort it if running.
+        #[arg(long)]
+        terminate: bool,
+    },
+    /// Print task and worker events.
+    Events {
+        /// Keep printing new events.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many past events to print first.
+        #[arg(short = 'n', long, default_value = "20")]
+        last: usize,
+    },
+    /// Live workers from the registry.
+    Workers,
+    /// Dead-lettered messages of a queue.
+    DeadLetters {
+        /// The queue.
+        queue: String,
+        /// How many.
+        #[arg(short = 'n', long, default_value = "20")]
+        limit: usize,
+    },
+}
+
+/// Inspect commands.
+#[derive(Debug, Subcommand)]
+pub enum Inspect {
+    /// Are the workers alive?
+    Ping,
+    /// Tasks running now.
+    Active,
+    /// Messages reserved (prefetched), not started.
+    Reserved,
+    /// Delayed messages (countdown, eta, retry) of the workers' queues.
+    Scheduled,
+    /// Revocations in force.
+    Revoked,
+    /// Registered task names.
+    Registered,
+    /// Counters, pool, concurrency, prefetch, uptime, memory.
+    Stats,
+    /// Queues consumed.
+    ActiveQueues,
+    /// What workers know of these task ids.
+    QueryTask {
+        /// Task ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+/// Control commands.
+#[derive(Debug, Subcommand)]
+pub enum Control {
+    /// Graceful shutdown.
+    Shutdown,
+    /// Let running tasks finish before new ones start.
+    PoolRestart,
+    /// Add concurrency slots.
+    PoolGrow {
+        /// How many.
+        #[arg(default_value = "1")]
+        n: usize,
+    },
+    /// Remove concurrency slots.
+    PoolShrink {
+        /// How many.
+        #[arg(default_value = "1")]
+        n: usize,
+    },
+    /// Concurrency follows the backlog between MIN and MAX.
+    Autoscale {
+        /// Upper bound.
+        max: usize,
+        /// Lower bound.
+        min: usize,
+    },
+    /// Start consuming a queue.
+    AddConsumer {
+        /// The queue.
+        queue: String,
+    },
+    /// Stop consuming a queue.
+    CancelConsumer {
+        /// The queue.
+        queue: String,
+    },
+    /// Set a task's rate limit across all workers (`10/s`, `100/m`, `1000/h`; `0` removes it).
+    RateLimit {
+        /// Task name.
+        task: String,
+        /// The limit.
+        rate: String,
+    },
+    /// Set a task's soft and hard time limits, in seconds (0 removes one).
+    TimeLimit {
+        /// Task name.
+        task: String,
+        /// Soft limit.
+        soft: f64,
+        /// Hard limit.
+        hard: f64,
+    },
+    /// Revoke a task; with --terminate, abort it where it runs.
+    Revoke {
+        /// Task id.
+        task_id: String,
+        /// Abort it if running.
+        #[arg(long)]
+        terminate: bool,
+    },
+}
