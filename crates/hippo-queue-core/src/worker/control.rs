@@ -268,8 +268,13 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(task.clone(), (soft, hard));
+            let show = |d: Option<Duration>| {
+                d.map_or_else(|| "none".to_string(), |d| format!("{}s", d.as_secs_f64()))
+            };
             ReplyBody::Ok(format!(
-                "time limits of {task} set to soft {soft:?}, hard {hard:?}"
+                "time limits of {task} set to soft {}, hard {}",
+                show(soft),
+                show(hard)
             ))
         }
         Command::Revoke { id, terminate } => {
