@@ -108,6 +108,11 @@ pub enum Cmd {
     },
     /// Live workers from the registry.
     Workers,
+    /// The periodic-task scheduler.
+    Beat {
+        #[command(subcommand)]
+        what: Beat,
+    },
     /// Dead-lettered messages of a queue.
     DeadLetters {
         /// The queue.
@@ -116,6 +121,13 @@ pub enum Cmd {
         #[arg(short = 'n', long, default_value = "20")]
         limit: usize,
     },
+}
+
+/// Beat commands.
+#[derive(Debug, Subcommand)]
+pub enum Beat {
+    /// Entries with their last and next runs, and the current leader.
+    Status,
 }
 
 /// Inspect commands.

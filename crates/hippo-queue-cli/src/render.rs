@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use hippo_queue_core::TaskMeta;
 use hippo_queue_core::backend::{DeadLetter, QueueStats};
+use hippo_queue_core::beat::BeatStatus;
 use hippo_queue_core::codec::Codec;
 use hippo_queue_core::control::{Reply, ReplyBody};
 use hippo_queue_core::events::{Event, WorkerInfo};
@@ -317,6 +318,50 @@ pub fn event(e: &Event, json: bool) -> R {
         let _ = write!(s, " active={} processed={}", i.active, i.processed());
     }
     Ok(s)
+}
+
+pub fn beat(leader: Option<&(String, u64)>, status: Option<&BeatStatus>, json: bool) -> R {
+    if json {
+        let v = serde_json::json!({
+            "leader": leader.map(|(id, until)| serde_json::json!({"beat_id": id, "lease_expires": time(*until)})),
+            "entries": status.map(|s| &s.entries),
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
+    }
+    let mut out = match leader {
+        Some((id, until)) => format!("leader  {id} (lease until {})\n", time(*until)),
+        None => "leader  none: no beat is running\n".to_string(),
+    };
+    match status {
+        Some(s) => {
+            out.push('\n');
+            let rows: Vec<Vec<String>> = s
+                .entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.name.clone(),
+                        e.task.clone(),
+                        e.schedule.clone(),
+                        format!("{:?}", e.missed),
+                        e.last_run_ms.map_or_else(|| "never".into(), time),
+                        e.next_run_ms.map_or_else(|| "-".into(), time),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "ENTRY", "TASK", "SCHEDULE", "MISSED", "LAST RUN", "NEXT RUN",
+                ],
+                &rows,
+            ));
+        }
+        None if leader.is_some() => {
+            out.push_str("(the leader has not published its entries yet)\n")
+        }
+        None => {}
+    }
+    Ok(out)
 }
 
 pub fn workers(ws: &[WorkerInfo], json: bool) -> R {

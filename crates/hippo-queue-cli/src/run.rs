@@ -7,8 +7,9 @@ use hippo_queue_core::control::{Command, RateLimit, Reply};
 use hippo_queue_core::{App, Router, TaskState};
 use hippo_queue_redis::{RedisBackend, RedisConfig};
 
-use crate::cli::{Cli, Cmd, Control, Inspect, Target};
+use crate::cli::{Cli, Cmd, Conn, Control, Inspect, Target};
 use crate::render;
+use hippo_queue_core::beat::BeatStore;
 
 /// A runtime error (Redis unreachable, bad reply).
 pub const EXIT_ERROR: u8 = 1;
@@ -19,12 +20,16 @@ pub const EXIT_TASK_FAILED: u8 = 4;
 
 type Res = Result<ExitCode, Box<dyn std::error::Error>>;
 
-async fn connect(cli: &Cli) -> Result<App, Box<dyn std::error::Error>> {
-    let mut cfg = RedisConfig::new(cli.conn.broker.clone()).prefix(cli.conn.prefix.clone());
-    if let Some(r) = &cli.conn.results {
+async fn redis_backend(conn: &Conn) -> Result<RedisBackend, Box<dyn std::error::Error>> {
+    let mut cfg = RedisConfig::new(conn.broker.clone()).prefix(conn.prefix.clone());
+    if let Some(r) = &conn.results {
         cfg = cfg.results_url(r.clone());
     }
-    let redis = RedisBackend::connect(cfg).await?;
+    Ok(RedisBackend::connect(cfg).await?)
+}
+
+async fn connect(cli: &Cli) -> Result<App, Box<dyn std::error::Error>> {
+    let redis = redis_backend(&cli.conn).await?;
     Ok(App::builder()
         .broker(redis.clone())
         .backend(redis)
@@ -134,6 +139,19 @@ pub async fn run(cli: Cli) -> Res {
             let workers = app.broker().workers().await?;
             print!("{}", render::workers(&workers, json)?);
             Ok(if workers.is_empty() {
+                ExitCode::from(EXIT_NOTHING)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Beat {
+            what: crate::cli::Beat::Status,
+        } => {
+            let store = redis_backend(&cli.conn).await?;
+            let leader = store.leader().await?;
+            let status = store.published_status().await?;
+            print!("{}", render::beat(leader.as_ref(), status.as_ref(), json)?);
+            Ok(if leader.is_none() {
                 ExitCode::from(EXIT_NOTHING)
             } else {
                 ExitCode::SUCCESS

@@ -244,3 +244,52 @@ async fn usage_and_connection_errors_have_distinct_exit_codes() {
     let o = hq("redis://127.0.0.1:1/0", &["inspect", "ping", "-t", "-1"]).await;
     assert_eq!(code(&o), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beat_status_shows_the_leader_and_its_entries() {
+    use hippo_queue_core::beat::{Beat, Entry, Schedule};
+    let server = RedisServer::start();
+    let url = server.url(1);
+    let redis = RedisBackend::connect(RedisConfig::new(url.clone()))
+        .await
+        .expect("connect");
+    let app = App::builder()
+        .broker(redis.clone())
+        .backend(redis.clone())
+        .build();
+    let o = hq(&url, &["beat", "status"]).await;
+    assert_eq!(code(&o), 3, "no beat yet");
+    assert!(out(&o).contains("no beat is running"));
+    let beat = Beat::builder(app, redis.clone())
+        .id("beat-1")
+        .lease_ttl(Duration::from_secs(2))
+        .entry(
+            Entry::new::<Sleep>("nap", 1, Schedule::every(Duration::from_secs(3600)))
+                .expect("entry"),
+        )
+        .build()
+        .expect("beat");
+    let handle = beat.spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = hq(&url, &["beat", "status"]).await;
+        if code(&o) == 0 && out(&o).contains("nap") {
+            let text = out(&o);
+            assert!(
+                text.contains("beat-1") && text.contains("cli.sleep"),
+                "{text}"
+            );
+            assert!(text.contains("NEXT RUN"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "status not published");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let o = hq(&url, &["--json", "beat", "status"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["leader"]["beat_id"], "beat-1");
+    assert_eq!(v["entries"][0]["name"], "nap");
+    handle.shutdown().await;
+    let o = hq(&url, &["beat", "status"]).await;
+    assert_eq!(code(&o), 3, "the lease was given up");
+}

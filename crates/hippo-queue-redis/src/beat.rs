@@ -4,6 +4,7 @@
 //! | key | type | content | lifetime |
 //! | --- | --- | --- | --- |
 //! | `<prefix>:beat:leader` | string | the leading beat's id | the lease: set with `PX` = lease TTL (default 10 s), extended by the holder every third of it, deleted when the holder stops cleanly; gone by itself at most one TTL after the holder dies |
+//! | `<prefix>:beat:status` | string | the leader's status (entries, last and next runs), MessagePack | three lease periods, refreshed by the leader with each lease renewal |
 //! | `<prefix>:beat:last` | hash | entry name -> last tick claimed (ms since the epoch, decimal) | no expiry: it is the schedule's place, needed across restarts however long (a yearly entry must remember last year). One small field per entry ever scheduled; `BeatStore::forget` removes an entry's field when the entry is retired |
 //!
 //! Each operation is one small Lua script on one key (Cluster-safe without hash tags):
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hippo_queue_core::BackendError;
-use hippo_queue_core::beat::BeatStore;
+use hippo_queue_core::beat::{BeatStatus, BeatStore};
 use hippo_queue_core::time::{duration_ms, now_ms};
 use redis::{Script, Value};
 
@@ -45,6 +46,10 @@ fn scripts() -> &'static BeatScripts {
 }
 
 impl RedisBackend {
+    fn beat_status_key(&self) -> String {
+        format!("{}:beat:status", self.inner.config.prefix)
+    }
+
     fn beat_leader_key(&self) -> String {
         format!("{}:beat:leader", self.inner.config.prefix)
     }
@@ -191,5 +196,34 @@ impl BeatStore for RedisBackend {
         let mut pipe = redis::pipe();
         pipe.hdel(self.beat_last_key(), entry).ignore();
         self.inner.broker.query::<()>(&pipe).await
+    }
+
+    async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError> {
+        let data = self
+            .inner
+            .codec
+            .encode(status, false)
+            .map_err(|e| BackendError::Backend(e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.beat_status_key())
+            .arg(data)
+            .arg("PX")
+            .arg(duration_ms(ttl).max(1))
+            .ignore();
+        self.inner.broker.query::<()>(&pipe).await
+    }
+
+    async fn published_status(&self) -> Result<Option<BeatStatus>, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.get(self.beat_status_key());
+        let (data,): (Option<Vec<u8>>,) = self.inner.broker.query(&pipe).await?;
+        data.map(|d| {
+            self.inner
+                .codec
+                .decode(&d)
+                .map_err(|e| BackendError::Protocol(e.to_string()))
+        })
+        .transpose()
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hippo_queue_core::beat::conformance::check_store;
-use hippo_queue_core::beat::{Beat, BeatHandle, BeatStore, Entry, Missed, Schedule};
+use hippo_queue_core::beat::{Beat, BeatHandle, BeatStatus, BeatStore, Entry, Missed, Schedule};
 use hippo_queue_core::message::Envelope;
 use hippo_queue_core::time::now_ms;
 use hippo_queue_core::{App, BackendError};
@@ -342,6 +342,12 @@ impl BeatStore for EveryoneLeads {
     }
     async fn forget(&self, entry: &str) -> Result<(), BackendError> {
         self.0.forget(entry).await
+    }
+    async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError> {
+        self.0.publish_status(status, ttl).await
+    }
+    async fn published_status(&self) -> Result<Option<BeatStatus>, BackendError> {
+        self.0.published_status().await
     }
 }
 

@@ -28,6 +28,44 @@ use super::BeatStore;
 pub async fn check_store<S: BeatStore + ?Sized>(store: &S) {
     lease(store).await;
     claims(store).await;
+    published(store).await;
+}
+
+async fn published<S: BeatStore + ?Sized>(s: &S) {
+    use super::{BeatStatus, EntryStatus, LeaderInfo, Missed};
+    assert_eq!(ok("published", s.published_status()).await, None);
+    let status = BeatStatus {
+        beat_id: "a".into(),
+        is_leader: true,
+        leader: Some(LeaderInfo {
+            beat_id: "a".into(),
+            expires_ms: 1,
+        }),
+        entries: vec![EntryStatus {
+            name: "e".into(),
+            task: "t".into(),
+            schedule: "every 1m".into(),
+            missed: Missed::Skip,
+            last_run_ms: Some(60_000),
+            next_run_ms: Some(120_000),
+        }],
+    };
+    ok(
+        "publish",
+        s.publish_status(&status, Duration::from_millis(300)),
+    )
+    .await;
+    assert_eq!(
+        ok("published", s.published_status()).await,
+        Some(status),
+        "the published status reads back"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        ok("published", s.published_status()).await,
+        None,
+        "the published status expires"
+    );
 }
 
 async fn ok<T, E: std::fmt::Display>(what: &str, r: impl Future<Output = Result<T, E>>) -> T {

@@ -17,7 +17,7 @@ use super::{BeatError, Schedule};
 /// use hippo_queue_core::beat::Missed;
 /// assert_eq!(Missed::default(), Missed::RunOnce);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Missed {
     /// Drop them: nothing is sent for missed ticks, and the entry next fires at its
     /// next tick. A tick sent later than the scheduler's tolerance (see

@@ -490,6 +490,7 @@ impl Beat {
             match inner.store.renew_leader(&inner.id, ttl).await {
                 Ok(true) => {
                     state.lease = Some(started + ttl);
+                    self.publish_status(ttl).await;
                     return started + renew_every;
                 }
                 Ok(false) => {
@@ -508,6 +509,8 @@ impl Beat {
                 state.lease = Some(started + ttl);
                 state.reset();
                 tracing::info!("became the leader");
+                inner.leading.store(true, Ordering::Relaxed);
+                self.publish_status(ttl).await;
                 let names: Vec<String> = inner.entries.iter().map(|e| e.name().into()).collect();
                 match inner.store.last_runs(&names).await {
                     Ok(lasts) => state.cursors.extend(names.into_iter().zip(lasts)),
@@ -522,6 +525,19 @@ impl Beat {
                 tracing::warn!(error = %e, "could not reach the beat store; retrying");
                 Instant::now() + retry
             }
+        }
+    }
+
+    /// Publishes this leader's status for other processes, kept for three lease
+    /// periods.
+    async fn publish_status(&self, ttl: Duration) {
+        match self.status().await {
+            Ok(status) => {
+                if let Err(e) = self.inner.store.publish_status(&status, ttl * 3).await {
+                    tracing::warn!(error = %e, "could not publish the beat status");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not compute the beat status"),
         }
     }
 

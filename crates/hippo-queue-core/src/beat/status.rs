@@ -17,7 +17,7 @@ use super::Missed;
 /// assert!(status.entries[0].next_run_ms.is_some());
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BeatStatus {
     /// This scheduler's id.
     pub beat_id: String,
@@ -36,7 +36,7 @@ pub struct BeatStatus {
 /// let l = LeaderInfo { beat_id: "beat-a".into(), expires_ms: 1_000 };
 /// assert_eq!(l.beat_id, "beat-a");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeaderInfo {
     /// The leading scheduler's id.
     pub beat_id: String,
@@ -58,7 +58,7 @@ pub struct LeaderInfo {
 /// };
 /// assert!(s.next_run_ms > s.last_run_ms);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntryStatus {
     /// The entry's name.
     pub name: String,

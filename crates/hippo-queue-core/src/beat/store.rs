@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::BeatStatus;
 use crate::BackendError;
 use crate::time::{duration_ms, now_ms};
 
@@ -167,6 +168,13 @@ pub trait BeatStore: Send + Sync + 'static {
     /// # Ok(()) }
     /// ```
     async fn forget(&self, entry: &str) -> Result<(), BackendError>;
+
+    /// Publishes the leader's view of the schedule, kept for `ttl`, so that other
+    /// processes (the `hippo-queue beat status` command) can show it.
+    async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError>;
+
+    /// The last status a leader published, if it has not expired.
+    async fn published_status(&self) -> Result<Option<BeatStatus>, BackendError>;
 }
 
 /// A [`BeatStore`] in process memory, for schedulers in one process (tests, an
@@ -192,6 +200,7 @@ pub struct MemoryBeatStore {
 struct State {
     leader: Option<(String, u64)>,
     last: HashMap<String, u64>,
+    status: Option<(BeatStatus, u64)>,
 }
 
 impl State {
@@ -279,5 +288,20 @@ impl BeatStore for MemoryBeatStore {
     async fn forget(&self, entry: &str) -> Result<(), BackendError> {
         self.lock().last.remove(entry);
         Ok(())
+    }
+
+    async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError> {
+        self.lock().status = Some((status.clone(), now_ms().saturating_add(duration_ms(ttl))));
+        Ok(())
+    }
+
+    async fn published_status(&self) -> Result<Option<BeatStatus>, BackendError> {
+        let now = now_ms();
+        Ok(self
+            .lock()
+            .status
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .map(|(s, _)| s.clone()))
     }
 }
