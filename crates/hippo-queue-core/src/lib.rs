@@ -56,6 +56,7 @@
 //! - [`events`]: task and worker events, the worker registry record;
 //! - [`worker`]: the worker runtime;
 //! - [`control`]: remote inspection and control of workers;
+//! - [`beat`]: the periodic-task scheduler;
 //! - [`config`]: configuration, environment variables and presets;
 //! - [`testing`]: eager mode and helpers for tests;
 //! - `conformance` (feature `conformance`): the suite every backend passes.
