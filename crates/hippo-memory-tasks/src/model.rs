@@ -439,7 +439,10 @@ mod tests {
         assert!(!m.is_archived);
         let back: Memory = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
         assert_eq!(back, m);
-        assert_eq!("Prospective".parse::<MemoryType>().unwrap(), MemoryType::Prospective);
+        assert_eq!(
+            "Prospective".parse::<MemoryType>().unwrap(),
+            MemoryType::Prospective
+        );
         assert!("other".parse::<MemoryType>().is_err());
     }
 }

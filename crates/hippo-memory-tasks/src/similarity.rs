@@ -541,7 +541,7 @@ fn drive<S: Sink>(
         }
     };
     let results: Vec<Result<S, SimilarityError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads).map(|_| s.spawn(&work)).collect();
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
         let mut out = vec![work()];
         for h in handles {
             out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));

@@ -153,7 +153,11 @@ impl MemoryStore for InMemoryStore {
             None => Bound::Unbounded,
         };
         let mut iter = st.memories.range((lower, Bound::Unbounded));
-        let items: Vec<String> = iter.by_ref().take(page.size()).map(|(k, _)| k.clone()).collect();
+        let items: Vec<String> = iter
+            .by_ref()
+            .take(page.size())
+            .map(|(k, _)| k.clone())
+            .collect();
         let next = match (iter.next(), items.last()) {
             (Some(_), Some(last)) => Some(last.clone()),
             _ => None,
@@ -167,7 +171,11 @@ impl MemoryStore for InMemoryStore {
         user_id: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<ExpiredRef>, StoreError> {
-        let cursor = page.after.as_deref().map(ExpiryCursor::decode).transpose()?;
+        let cursor = page
+            .after
+            .as_deref()
+            .map(ExpiryCursor::decode)
+            .transpose()?;
         let limit_ms = ms(before);
         let st = self.lock();
         let lower = match cursor {

@@ -78,10 +78,7 @@ pub struct PageRequest {
 impl PageRequest {
     /// The first page.
     pub fn first(limit: usize) -> Self {
-        PageRequest {
-            after: None,
-            limit,
-        }
+        PageRequest { after: None, limit }
     }
 
     /// The page after `cursor`, same size.

@@ -97,8 +97,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn redis_error(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
-    {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Backend(e.to_string())
@@ -209,7 +208,9 @@ impl RedisStore {
         limit: usize,
     ) -> Result<(Vec<(String, i64)>, bool), StoreError> {
         let mut conn = self.conn().await?;
-        let lo = cursor.as_ref().map_or("-inf".to_string(), |c| c.0.to_string());
+        let lo = cursor
+            .as_ref()
+            .map_or("-inf".to_string(), |c| c.0.to_string());
         let mut offset = 0usize;
         let mut out = Vec::new();
         loop {
@@ -321,7 +322,10 @@ impl MemoryStore for RedisStore {
             let vector = bare.embedding.take();
             let json = serde_json::to_string(&bare)
                 .map_err(|e| StoreError::Backend(format!("encoding memory {}: {e}", m.id)))?;
-            tx.zadd(&ids, &m.id, 0).ignore().hset(&doc, &m.id, json).ignore();
+            tx.zadd(&ids, &m.id, 0)
+                .ignore()
+                .hset(&doc, &m.id, json)
+                .ignore();
             match vector {
                 Some(v) => tx.hset(&vec, &m.id, vector_bytes(&v)).ignore(),
                 None => tx.hdel(&vec, &m.id).ignore(),
@@ -435,7 +439,11 @@ impl MemoryStore for RedisStore {
         user_id: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<ExpiredRef>, StoreError> {
-        let cursor = page.after.as_deref().map(ExpiryCursor::decode).transpose()?;
+        let cursor = page
+            .after
+            .as_deref()
+            .map(ExpiryCursor::decode)
+            .transpose()?;
         let limit = page.size();
         let before_ms = ms(before);
         let (items, more) = match user_id {
@@ -623,12 +631,10 @@ impl MemoryStore for RedisStore {
         let mut items = Vec::with_capacity(ids.len());
         for (id, doc) in ids.iter().zip(docs) {
             if let Some(d) = doc {
-                items.push(
-                    serde_json::from_str(&d).map_err(|e| StoreError::Corrupt {
-                        key: format!("{key} {id}"),
-                        reason: e.to_string(),
-                    })?,
-                );
+                items.push(serde_json::from_str(&d).map_err(|e| StoreError::Corrupt {
+                    key: format!("{key} {id}"),
+                    reason: e.to_string(),
+                })?);
             }
         }
         Ok(Page {
@@ -657,10 +663,8 @@ fn decode_memory(
     };
     let mut m: Memory = serde_json::from_str(doc).map_err(|e| corrupt(e.to_string()))?;
     if let Some(b) = vec {
-        m.embedding = Some(
-            bytes_vector(&b)
-                .ok_or_else(|| corrupt(format!("vector of {} bytes", b.len())))?,
-        );
+        m.embedding =
+            Some(bytes_vector(&b).ok_or_else(|| corrupt(format!("vector of {} bytes", b.len())))?);
     }
     Ok(m)
 }
