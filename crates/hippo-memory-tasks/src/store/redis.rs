@@ -300,10 +300,12 @@ impl MemoryStore for RedisStore {
                     .ignore();
             }
         }
-        before
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_error)?;
+        if !changes.put.is_empty() {
+            before
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_error)?;
+        }
 
         // The user's data, atomically.
         let mut tx = redis::pipe();
