@@ -163,8 +163,10 @@ pub trait MemoryStore: Send + Sync + 'static {
     /// Users with at least one memory, ordered by id.
     async fn list_users(&self, page: &PageRequest) -> Result<Page<String>, StoreError>;
 
-    /// Memories that expire strictly before `before` (of one user, or of everyone),
-    /// earliest first, from the expiry index.
+    /// Entries of the expiry index (of one user, or of everyone) up to `before`,
+    /// earliest first. Expiry times are indexed to the millisecond, so an entry of
+    /// `before`'s own millisecond may not be expired yet: callers confirm with
+    /// [`Memory::is_expired`].
     async fn expired(
         &self,
         before: DateTime<Utc>,

@@ -1,0 +1,244 @@
+//! The MemoryStore contract on both stores: pagination with cursors, the expiry index,
+//! atomic change sets, migration records, rules; the Redis key layout.
+
+mod common;
+
+use chrono::{Duration, TimeZone, Utc};
+use common::*;
+use hippo_memory_tasks::model::{Migration, MigrationStatus, ProceduralRule};
+use hippo_memory_tasks::store::{ChangeSet, PageRequest};
+
+async fn pages<T>(
+    mut read: impl AsyncFnMut(PageRequest) -> hippo_memory_tasks::store::Page<T>,
+    size: usize,
+) -> (Vec<T>, usize) {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(size);
+    let mut n = 0;
+    loop {
+        let p = read(page.clone()).await;
+        n += 1;
+        assert!(p.items.len() <= size);
+        out.extend(p.items);
+        match p.next {
+            Some(c) => page = page.after(c),
+            None => return (out, n),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_contract() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        // 23 memories of one user, 7 users
+        let mut ids = Vec::new();
+        for k in 0..23 {
+            let mut m = memory("alice", &format!("note {k}"), 1, 0);
+            m.embedding = Some(vec![k as f32, -1.5, 0.25]);
+            ids.push(m.id.clone());
+            s.put(&m).await.unwrap();
+        }
+        for u in 0..6 {
+            s.put(&memory(&format!("user{u}"), "x", 1, 0))
+                .await
+                .unwrap();
+        }
+        ids.sort();
+        let (got, n) = pages(async |p| s.list_by_user("alice", &p).await.unwrap(), 5).await;
+        assert_eq!(n, 5, "[{}]", b.label);
+        assert_eq!(got.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
+        let m0 = s.get("alice", &got[0].id).await.unwrap().unwrap();
+        assert_eq!(m0, got[0], "vectors round-trip exactly");
+        let (users, _) = pages(async |p| s.list_users(&p).await.unwrap(), 3).await;
+        assert_eq!(users.len(), 7);
+        assert!(users.windows(2).all(|w| w[0] < w[1]));
+        assert!(s.user_exists("alice").await.unwrap());
+        assert!(!s.user_exists("nobody").await.unwrap());
+
+        // a change set: one write and two deletions at once
+        let mut changed = got[0].clone();
+        changed.text = "changed".into();
+        let n = s
+            .apply(
+                "alice",
+                ChangeSet {
+                    put: vec![changed],
+                    delete: vec![got[1].id.clone(), got[2].id.clone(), "missing".into()],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(s.count_by_user("alice").await.unwrap(), 21);
+        assert_eq!(
+            s.get("alice", &got[0].id).await.unwrap().unwrap().text,
+            "changed"
+        );
+        // a memory of another user is refused
+        assert!(s.put(&memory("bob", "x", 1, 0)).await.is_ok());
+        let wrong = ChangeSet {
+            put: vec![memory("bob", "y", 1, 0)],
+            delete: vec![],
+        };
+        assert!(s.apply("alice", wrong).await.is_err());
+
+        // the expiry index: ties on one millisecond, pages of 4, strict time bound
+        let t0 = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
+        for k in 0..10 {
+            let mut m = memory("exp", &format!("e{k}"), 1, 0);
+            m.expires_at = Some(t0 + Duration::milliseconds((k / 3) as i64));
+            s.put(&m).await.unwrap();
+        }
+        let (all_exp, n) = pages(
+            async |p| {
+                s.expired(t0 + Duration::seconds(1), None, &p)
+                    .await
+                    .unwrap()
+            },
+            4,
+        )
+        .await;
+        assert_eq!((all_exp.len(), n), (10, 3), "[{}]", b.label);
+        let mut seen: Vec<&str> = all_exp.iter().map(|e| e.memory_id.as_str()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 10, "no entry twice");
+        assert!(
+            all_exp
+                .windows(2)
+                .all(|w| w[0].expires_at_ms <= w[1].expires_at_ms)
+        );
+        let (one_user, _) = pages(
+            async |p| {
+                s.expired(t0 + Duration::seconds(1), Some("exp"), &p)
+                    .await
+                    .unwrap()
+            },
+            4,
+        )
+        .await;
+        assert_eq!(one_user.len(), 10);
+        let early = s
+            .expired(
+                t0 + Duration::milliseconds(1),
+                None,
+                &PageRequest::first(100),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            early.items.len(),
+            6,
+            "entries at or before the bound's millisecond"
+        );
+        // an expiry removed by an update leaves the index
+        let mut keep = s.get("exp", &all_exp[0].memory_id).await.unwrap().unwrap();
+        keep.expires_at = None;
+        s.put(&keep).await.unwrap();
+        let (left, _) = pages(
+            async |p| {
+                s.expired(t0 + Duration::seconds(1), None, &p)
+                    .await
+                    .unwrap()
+            },
+            4,
+        )
+        .await;
+        assert_eq!(left.len(), 9);
+
+        // migration records keep cancellation apart from progress
+        let mut m = Migration::new(Some("a".into()), "b", 384);
+        s.create_migration(&m).await.unwrap();
+        assert!(s.create_migration(&m).await.is_err());
+        m.status = MigrationStatus::InProgress;
+        s.save_migration(&m).await.unwrap();
+        s.cancel_migration(&m.id).await.unwrap();
+        m.migrated_count = 32;
+        s.save_migration(&m).await.unwrap();
+        let back = s.get_migration(&m.id).await.unwrap().unwrap();
+        assert!(
+            back.cancel_requested,
+            "a progress write does not undo a cancel"
+        );
+        assert_eq!(back.migrated_count, 32);
+        assert_eq!(back.status, MigrationStatus::InProgress);
+        assert!(s.get_migration("nope").await.unwrap().is_none());
+        assert!(s.cancel_migration("nope").await.unwrap().is_none());
+
+        // rules
+        let rules: Vec<ProceduralRule> = (0..7)
+            .map(|k| ProceduralRule::new("r", format!("rule {k}")))
+            .collect();
+        s.put_rules("r", &rules).await.unwrap();
+        let (got, _) = pages(async |p| s.list_rules("r", &p).await.unwrap(), 3).await;
+        assert_eq!(got.len(), 7);
+        assert_eq!(
+            s.delete_rules("r", &[rules[0].id.clone(), "x".into()])
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(
+            s.put_rules("r", &[ProceduralRule::new("other", "x")])
+                .await
+                .is_err()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_layout_hash_tags_and_little_endian_vectors() {
+    let b = backends().await.pop().unwrap();
+    let server = b.server.as_ref().unwrap();
+    let mut m = memory("ada", "vector", 1, 0);
+    m.embedding = Some(vec![1.0, -2.5]);
+    m.expires_at = Some(Utc::now() + Duration::hours(1));
+    b.store.put(&m).await.unwrap();
+    let client = redis::Client::open(server.url(0)).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "t:mem:expiry",
+            "t:mem:users",
+            "t:mem:{ada}:doc",
+            "t:mem:{ada}:exp",
+            "t:mem:{ada}:ids",
+            "t:mem:{ada}:vec"
+        ]
+    );
+    let raw: Vec<u8> = redis::cmd("HGET")
+        .arg("t:mem:{ada}:vec")
+        .arg(&m.id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut want = 1.0f32.to_le_bytes().to_vec();
+    want.extend((-2.5f32).to_le_bytes());
+    assert_eq!(raw, want);
+    let doc: String = redis::cmd("HGET")
+        .arg("t:mem:{ada}:doc")
+        .arg(&m.id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!doc.contains("-2.5"), "the JSON record carries no vector");
+    // deleting the last memory removes every key
+    b.store
+        .delete("ada", std::slice::from_ref(&m.id))
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}
