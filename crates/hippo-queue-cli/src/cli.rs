@@ -25,7 +25,7 @@ pub struct Conn {
         long,
         global = true,
         env = "CELERY_BROKER_URL",
-        default_value = "redis://127.0.0.1:6379/0"
+        default_value = "redis://127.0.0.1:6379/1"
     )]
     pub broker: String,
     /// Result backend URL (default: the broker's).

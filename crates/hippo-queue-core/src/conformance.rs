@@ -1494,6 +1494,32 @@ pub async fn events_and_registry(b: Backends) {
         .await
         .expect("events");
     assert!(after.iter().all(|(id, _)| *id != succeeded.0));
+    // a task revoked before it starts publishes task-revoked
+    let skipped = app
+        .apply_async::<Record>(
+            "skip".into(),
+            SendOptions::new().countdown(Duration::from_millis(300)),
+        )
+        .await
+        .expect("send");
+    app.revoke(skipped.id(), false).await.expect("revoke");
+    assert_eq!(
+        final_meta(&app, skipped.id()).await.state,
+        TaskState::Revoked
+    );
+    let deadline = Instant::now() + WAIT;
+    while !broker
+        .events(Some(&succeeded.0), 10_000)
+        .await
+        .expect("events")
+        .iter()
+        .any(|(_, e)| {
+            e.kind == EventKind::TaskRevoked && e.task_id.as_deref() == Some(skipped.id())
+        })
+    {
+        assert!(Instant::now() < deadline, "no task-revoked event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let id = w.id().to_string();
     w.shutdown().await;
     assert!(
@@ -1859,5 +1885,26 @@ pub async fn autoscale(b: Backends) {
     until("shrunk to 1", WAIT, || w.concurrency() == 1).await;
     let bad = call(&k.app, None, Command::Autoscale { max: 1, min: 3 }).await;
     assert!(matches!(bad[0].body, ReplyBody::Error(_)));
+    w.shutdown().await;
+    // with prefetch 1 nothing waits in the worker: the broker's backlog drives it
+    let w = test_worker(&k.app)
+        .concurrency(1)
+        .prefetch_multiplier(1)
+        .start()
+        .await
+        .expect("worker");
+    call(&k.app, None, Command::Autoscale { max: 3, min: 1 }).await;
+    let hs = k
+        .app
+        .send_many::<Sleepy>((0..9).map(|_| (sleepy(400, false), SendOptions::new())))
+        .await
+        .expect("send");
+    until("grown to 3 from the broker's backlog", WAIT, || {
+        w.concurrency() == 3
+    })
+    .await;
+    for h in &hs {
+        h.get(WAIT).await.expect("ran");
+    }
     w.shutdown().await;
 }

@@ -150,12 +150,12 @@ async fn run_limited(
     }
 }
 
-/// A worker builder tuned for tests: fast heartbeats (50 ms, lost after 400 ms), short
+/// A worker builder tuned for tests: fast heartbeats (100 ms, lost after 1 s), short
 /// fetch waits and a short shutdown grace.
 pub fn test_worker(app: &App) -> WorkerBuilder {
     app.worker()
-        .heartbeat_interval(Duration::from_millis(50))
-        .worker_lost_after(Duration::from_millis(400))
+        .heartbeat_interval(Duration::from_millis(100))
+        .worker_lost_after(Duration::from_millis(1000))
         .fetch_wait(Duration::from_millis(200))
         .shutdown_grace(Duration::from_secs(5))
 }

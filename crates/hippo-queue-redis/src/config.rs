@@ -24,7 +24,10 @@ pub struct RedisConfig {
     pub results_url: Option<String>,
     /// Prefix of every key and channel, so several apps can share a server.
     pub prefix: String,
-    /// Most pooled connections per server (blocking waits each hold one).
+    /// Most connections the pool opens at once per server. Connections the backend
+    /// keeps for itself (one shared multiplexed connection, one blocking connection per
+    /// worker, one per control call while it gathers replies) are taken out of the pool,
+    /// so the process may hold more than this in total.
     pub pool_size: usize,
     /// How long one Redis reply may take before the connection is considered broken.
     pub response_timeout: Duration,
@@ -91,6 +94,12 @@ impl RedisConfig {
         self
     }
 
+    /// Sets the number of result shards (hash tags results are spread over; 64).
+    pub fn result_shards(mut self, n: u32) -> Self {
+        self.result_shards = n.max(1);
+        self
+    }
+
     /// Sets the dead-letter cap per queue.
     pub fn dead_letter_cap(mut self, n: u64) -> Self {
         self.dead_letter_cap = n.max(1);
@@ -101,7 +110,12 @@ impl RedisConfig {
     /// `CELERY_RESULT_BACKEND` of a core [`Config`](hippo_queue_core::config::Config).
     /// `None` when no broker URL is configured.
     pub fn from_core(config: &hippo_queue_core::config::Config) -> Option<Self> {
-        let broker = config.broker_url.as_ref()?;
+        let broker = config.broker_url.as_ref().filter(|u| {
+            u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("unix://")
+                || u.starts_with("redis+unix://")
+        })?;
         let mut cfg = RedisConfig::new(broker.clone());
         cfg.results_url = config.result_backend.clone();
         Some(cfg)

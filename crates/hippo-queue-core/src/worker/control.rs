@@ -69,7 +69,7 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
                     id: id.clone(),
                     name: r.name.clone(),
                     queue: r.delivery.queue.clone(),
-                    priority: 0,
+                    priority: r.priority,
                     time: Some(to_ms(r.started_at)),
                 })
                 .collect(),
@@ -263,11 +263,14 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
                     "hard limit ({h:?}) must be above soft limit ({s:?})"
                 ));
             }
-            shared
-                .time_limits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(task.clone(), (soft, hard));
+            let mut limits = shared.time_limits.lock().unwrap_or_else(|p| p.into_inner());
+            if soft.is_none() && hard.is_none() {
+                // `0 0` clears the override: the messages' own limits apply again.
+                limits.remove(&task);
+                return ReplyBody::Ok(format!("time limits of {task} reset to the task's own"));
+            }
+            limits.insert(task.clone(), (soft, hard));
+            drop(limits);
             let show = |d: Option<Duration>| {
                 d.map_or_else(|| "none".to_string(), |d| format!("{}s", d.as_secs_f64()))
             };
@@ -309,6 +312,13 @@ pub(super) async fn autoscale_loop(shared: Arc<Shared>) {
             .unwrap_or_else(|p| p.into_inner())
             .len();
         let running = shared.lock_running().len();
+        // With a small prefetch window nothing waits in the worker: look at the
+        // broker's backlog when every slot is busy.
+        let waiting = if waiting == 0 && running >= cur && cur < max {
+            backlog(&shared).await
+        } else {
+            waiting
+        };
         if cur < min {
             shared.grow(min - cur);
         } else if cur > max {
@@ -329,6 +339,22 @@ pub(super) async fn autoscale_loop(shared: Arc<Shared>) {
             }
         } else {
             idle_ticks = 0;
+        }
+    }
+}
+
+/// Messages waiting in the broker for the queues this worker consumes.
+async fn backlog(shared: &Shared) -> usize {
+    let queues = shared
+        .queues
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match shared.app.broker().queue_stats(&queues).await {
+        Ok(stats) => stats.iter().map(|s| s.waiting() as usize).sum(),
+        Err(e) => {
+            tracing::warn!(worker = %shared.id, error = %e, "autoscale could not read queue lengths");
+            0
         }
     }
 }

@@ -529,6 +529,7 @@ impl Shared {
 /// A task running on a worker.
 pub(crate) struct Running {
     pub name: String,
+    pub priority: u8,
     pub started_at: SystemTime,
     pub stop: StopSwitch,
     pub delivery: DeliveryRef,

@@ -69,15 +69,18 @@ pub(super) async fn fetch_loop(
         n += 1;
         let order = fetch_order(&consumed, n, shared.settings.fairness_interval);
         let want = limit - in_flight;
+        // A fetch is never abandoned half-way for a consumer change (its messages
+        // would be leased to nobody until this worker stops): a change takes effect
+        // with the next fetch, at most `fetch_wait` later, and messages of a queue
+        // cancelled meanwhile are handed back below.
         let fetched = tokio::select! {
             r = shared.app.broker().fetch(&shared.id, &order, want, shared.settings.fetch_wait) => r,
             _ = shared.stop_fetch.cancelled() => return,
-            // A consumer change restarts the fetch with the new queue set.
-            _ = &mut changed => continue,
         };
         match fetched {
             Ok(deliveries) => {
                 backoff = Duration::from_millis(100);
+                let deliveries = hand_back_cancelled(&shared, deliveries).await;
                 for d in deliveries {
                     shared.in_flight.fetch_add(1, Ordering::AcqRel);
                     let d = Arc::new(d);
@@ -101,6 +104,21 @@ pub(super) async fn fetch_loop(
             }
         }
     }
+}
+
+/// Hands back messages of queues that stopped being consumed while the fetch ran.
+async fn hand_back_cancelled(shared: &Shared, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    let (keep, back): (Vec<Delivery>, Vec<Delivery>) = {
+        let qs = shared.queues.lock().unwrap_or_else(|p| p.into_inner());
+        deliveries.into_iter().partition(|d| qs.contains(&d.queue))
+    };
+    if !back.is_empty() {
+        let refs: Vec<_> = back.iter().map(Delivery::to_ref).collect();
+        if let Err(e) = shared.app.broker().release(&shared.id, &refs).await {
+            tracing::warn!(worker = %shared.id, error = %e, "could not hand back messages of a cancelled queue; they are recovered when this worker stops");
+        }
+    }
+    keep
 }
 
 /// Starts reserved messages as concurrency slots free up. On stop, hands the
@@ -236,6 +254,12 @@ async fn execute_inner(shared: Arc<Shared>, d: Arc<Delivery>) {
             meta.fence = Some(d.token);
             meta.queue = Some(d.queue.clone());
             meta.error = Some(TaskFailure::new(kinds::MALFORMED, e.to_string()));
+            shared.task_event(|| {
+                let mut ev = Event::task(EventKind::TaskRejected, &d.id, "");
+                ev.queue = Some(d.queue.clone());
+                ev.error = meta.error.clone();
+                ev
+            });
             books.send(Op::Finish {
                 result: Some(ResultWrite {
                     meta,
@@ -262,38 +286,42 @@ async fn execute_inner(shared: Arc<Shared>, d: Arc<Delivery>) {
         })
     };
     event(EventKind::TaskReceived, None, None);
+    // Ends a task that will not run: its record, its event, its settlement.
+    let end_early = |state: TaskState, failure: TaskFailure, kind: EventKind, action: Settle| {
+        event(kind, Some(failure.clone()), None);
+        books.send(Op::Finish {
+            result: Some(write(&env, failed(base(state), failure))),
+            settlement: settle(action),
+        });
+    };
 
     if let Some(r) = shared.is_revoked(&env.id) {
         tracing::info!(terminate = r.terminate, "revoked before start");
         shared.stats.revoked.fetch_add(1, Ordering::Relaxed);
-        let m = failed(
-            base(TaskState::Revoked),
+        end_early(
+            TaskState::Revoked,
             TaskFailure::new(kinds::REVOKED, "revoked"),
+            EventKind::TaskRevoked,
+            Settle::Ack,
         );
-        books.send(Op::Finish {
-            result: Some(write(&env, m)),
-            settlement: settle(Settle::Ack),
-        });
         return;
     }
     if env.expires.is_some_and(|exp| exp <= now_ms()) {
         tracing::info!("expired before start");
         shared.stats.revoked.fetch_add(1, Ordering::Relaxed);
-        let m = failed(
-            base(TaskState::Revoked),
+        end_early(
+            TaskState::Revoked,
             TaskFailure::new(kinds::EXPIRED, "expired before it could start"),
+            EventKind::TaskRevoked,
+            Settle::Ack,
         );
-        books.send(Op::Finish {
-            result: Some(write(&env, m)),
-            settlement: settle(Settle::Ack),
-        });
         return;
     }
     let Some(handler) = shared.app.handler(&env.name) else {
         tracing::error!("task is not registered on this worker; dead-lettered");
         shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        let m = failed(
-            base(TaskState::Failure),
+        end_early(
+            TaskState::Failure,
             TaskFailure::new(
                 kinds::NOT_REGISTERED,
                 format!(
@@ -301,13 +329,11 @@ async fn execute_inner(shared: Arc<Shared>, d: Arc<Delivery>) {
                     env.name, shared.id
                 ),
             ),
-        );
-        books.send(Op::Finish {
-            result: Some(write(&env, m)),
-            settlement: settle(Settle::DeadLetter {
+            EventKind::TaskFailed,
+            Settle::DeadLetter {
                 reason: format!("unknown task {:?}", env.name),
-            }),
-        });
+            },
+        );
         return;
     };
 
@@ -358,6 +384,7 @@ async fn execute_inner(shared: Arc<Shared>, d: Arc<Delivery>) {
         env.id.clone(),
         Running {
             name: env.name.clone(),
+            priority: d.priority,
             started_at: SystemTime::now(),
             stop: stop.clone(),
             delivery: d.to_ref(),
@@ -624,6 +651,14 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
                 map.extend(list.into_iter().map(|r| (r.id.clone(), r)));
             }
             Err(e) => tracing::warn!(worker = %shared.id, error = %e, "revocation refresh failed"),
+        }
+        // Rate limits set while this worker was not addressed, or offline.
+        match broker.rate_limits().await {
+            Ok(list) => {
+                *shared.rate_limits.lock().unwrap_or_else(|p| p.into_inner()) =
+                    list.into_iter().collect();
+            }
+            Err(e) => tracing::warn!(worker = %shared.id, error = %e, "rate limit refresh failed"),
         }
     }
 }
