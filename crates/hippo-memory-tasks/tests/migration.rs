@@ -416,3 +416,51 @@ async fn migration_killed_midway_resumes_on_redis() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_stopped_at_its_soft_limit_resumes_where_it_was() {
+    use hippo_queue_core::{Task, TaskContext};
+    for b in backends().await {
+        let total = seed(b.store.as_ref(), 2, 40).await;
+        let texts = Arc::new(AtomicUsize::new(0));
+        let task = MigrateEmbeddingsTask::new(services(b.store.clone(), texts.clone(), None));
+        let m = Migration::new(None, NEW, 384);
+        b.store.create_migration(&m).await.unwrap();
+        let args = MigrateEmbeddingsArgs {
+            migration_id: m.id.clone(),
+        };
+        let ctx = TaskContext::for_test("t1", MigrateEmbeddingsTask::NAME);
+        ctx.trigger_soft_limit();
+        let err = task.run(&ctx, args.clone()).await.unwrap_err();
+        assert_eq!(err.kind(), "SoftTimeLimitExceeded", "[{}]", b.label);
+        let rec = b.store.get_migration(&m.id).await.unwrap().unwrap();
+        assert_eq!(rec.status, MigrationStatus::InProgress);
+        let ctx = TaskContext::for_test("t2", MigrateEmbeddingsTask::NAME);
+        let out = task.run(&ctx, args).await.unwrap();
+        assert!(out.resumed);
+        assert_eq!(out.status, MigrationStatus::Completed);
+        assert_eq!(out.migrated_count, total as u64);
+        assert_eq!(texts.load(Ordering::SeqCst), total);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_stops_at_its_soft_limit() {
+    use hippo_memory_tasks::tasks::{DeduplicationArgs, DeduplicationTask};
+    use hippo_queue_core::{Task, TaskContext};
+    let store: Arc<dyn MemoryStore> = Arc::new(hippo_memory_tasks::store::InMemoryStore::new());
+    seed(store.as_ref(), 1, 3000).await;
+    let task = DeduplicationTask::new(MemoryServices::new(store.clone()));
+    let ctx = TaskContext::for_test("t", DeduplicationTask::NAME);
+    ctx.trigger_soft_limit();
+    let err = task
+        .run(&ctx, DeduplicationArgs::new("m0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "SoftTimeLimitExceeded");
+    assert_eq!(
+        store.count_by_user("m0").await.unwrap(),
+        3000,
+        "nothing written"
+    );
+}

@@ -351,3 +351,44 @@ pub(crate) fn union_tags<'a>(memories: impl IntoIterator<Item = &'a Memory>) -> 
 pub(crate) fn mib(bytes: usize) -> f64 {
     bytes as f64 / 1_048_576.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hippo_queue_core::Task;
+
+    fn check<T: Task>(queue: &str, key: &str) {
+        let o = T::options();
+        o.validate().unwrap_or_else(|e| panic!("{}: {e}", T::NAME));
+        assert_eq!(o.queue.as_deref(), Some(queue), "{}", T::NAME);
+        assert_eq!(o.routing_key.as_deref(), Some(key), "{}", T::NAME);
+        assert!(
+            o.time_limit > o.soft_time_limit,
+            "{}: hard above soft",
+            T::NAME
+        );
+        assert_eq!(o.acks_late, Some(true));
+        assert_eq!(o.max_retries, Some(3));
+        let router = crate::router();
+        assert_eq!(
+            router.queue_for_key(key).map(|q| q.name.as_str()),
+            Ok(queue)
+        );
+    }
+
+    #[test]
+    fn guide_queues_routing_keys_and_limits() {
+        check::<DeduplicationTask>("memory_ops", "memory.dedup");
+        check::<ConsolidationTask>("memory_ops", "memory.consolidate");
+        check::<HealthCheckTask>("background", "background.health");
+        check::<AutoSummarizationTask>("background", "background.summarize");
+        check::<CompressionTask>("background", "background.compress");
+        check::<ExpireMemoriesTask>("scheduled", "scheduled.expire");
+        check::<MigrateEmbeddingsTask>("memory_ops", "memory.migrate");
+        check::<ConsolidateProceduralRulesTask>("background", "background.procedural");
+        check::<FanOutTask>("scheduled", "scheduled.fan_out");
+        let m = MigrateEmbeddingsTask::options();
+        assert_eq!(m.soft_time_limit, Some(Duration::from_secs(3600)));
+        assert_eq!(m.time_limit, Some(Duration::from_secs(3900)));
+    }
+}
