@@ -1,5 +1,5 @@
 //! The optional language model: the [`Llm`] trait (merge, summarise, compress), and
-//! with the `openai` feature an OpenAI-compatible HTTP client, [`openai::OpenAiLlm`].
+//! with the `openai` feature an OpenAI-compatible HTTP client, `openai::OpenAiLlm`.
 //!
 //! Every task that can use a model also has a heuristic path, taken when no model is
 //! configured and whenever a call fails or answers nothing usable; the task's result

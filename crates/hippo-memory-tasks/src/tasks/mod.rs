@@ -51,7 +51,8 @@ pub use expiration::{ExpirationArgs, ExpirationResult, ExpireMemoriesTask};
 pub use fanout::{FanOutArgs, FanOutResult, FanOutTarget, FanOutTask};
 pub use health::{
     DuplicateCluster, HealthCheckArgs, HealthCheckResult, HealthCheckTask, HealthStatus,
-    InfraCheck, MemoryHealthReport, SubScores, health_report,
+    InfraCheck, MemoryHealthReport, SubScores, consistency, freshness, health_report, is_stale,
+    type_share,
 };
 pub use migration::{MigrateEmbeddingsArgs, MigrateEmbeddingsTask, MigrationResult};
 pub use procedural::{
