@@ -14,7 +14,7 @@ use hippo_queue_core::codec::Codec;
 use hippo_queue_core::control::{RateLimit, Reply, Request};
 use hippo_queue_core::events::{Event, WorkerInfo};
 use hippo_queue_core::time::now_ms;
-use redis::Value;
+use redis::{ScriptInvocation, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -241,15 +241,10 @@ impl RedisBackend {
         Ok(())
     }
 
-    async fn fetch_queue(
-        &self,
-        worker: &str,
-        queue: &str,
-        max: usize,
-    ) -> Result<(Vec<Delivery>, Option<u64>), BackendError> {
+    /// The fetch script call for one queue.
+    fn fetch_invocation(&self, worker: &str, queue: &str, max: usize) -> ScriptInvocation<'static> {
         let k = self.keys(queue);
-        let s = self.server().scripts;
-        let mut inv = s.fetch.prepare_invoke();
+        let mut inv = self.server().scripts.fetch.prepare_invoke();
         for w in &k.waiting {
             inv.key(w);
         }
@@ -261,9 +256,14 @@ impl RedisBackend {
             .arg(max.min(FETCH_MAX))
             .arg(worker)
             .arg(DUE_BATCH);
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&inv);
-        let (reply,): (Value,) = self.server().query(&pipe).await?;
+        inv
+    }
+
+    /// Reads a fetch reply: the next due time, then the leased records.
+    fn parse_fetch(
+        reply: Value,
+        queue: &str,
+    ) -> Result<(Vec<Delivery>, Option<u64>), BackendError> {
         let mut items = array(reply)?.into_iter();
         let (Some(due), Some(first)) = (items.next(), items.next()) else {
             return Err(BackendError::Protocol("short fetch reply".into()));
@@ -286,15 +286,35 @@ impl RedisBackend {
         Ok((out, (due >= 0).then_some(due as u64)))
     }
 
+    async fn fetch_queue(
+        &self,
+        worker: &str,
+        queue: &str,
+        max: usize,
+    ) -> Result<(Vec<Delivery>, Option<u64>), BackendError> {
+        let inv = self.fetch_invocation(worker, queue, max);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let (reply,): (Value,) = self.server().query(&pipe).await?;
+        Self::parse_fetch(reply, queue)
+    }
+
     /// Blocks on the queues' wake-up lists for up to `timeout`, on a connection
     /// dedicated to this worker's waits (kept between waits; dropped, and so closed,
     /// when a wait fails or is cancelled).
+    ///
+    /// The fetch calls are pipelined behind the blocking pop: Redis runs them the
+    /// moment the pop returns, so a woken worker gets its messages without another
+    /// round trip. If the wait is cancelled the connection closes and the queued
+    /// fetches never run. A burst over several queues can lease more than `max`: the
+    /// surplus is handed back at once.
     async fn block(
         &self,
         worker: &str,
         queues: &[String],
         timeout: Duration,
-    ) -> Result<(), BackendError> {
+        max: usize,
+    ) -> Result<Vec<Delivery>, BackendError> {
         let keys: Vec<String> = queues.iter().map(|q| self.keys(q).notify.clone()).collect();
         let limit = self
             .inner
@@ -313,22 +333,49 @@ impl RedisBackend {
             Some(c) => c,
             None => deadpool_redis::Connection::take(self.server().dedicated().await?),
         };
-        let r: Result<Value, _> = redis::cmd("BLPOP")
-            .arg(&keys)
-            .arg(secs)
-            .query_async(&mut conn)
-            .await;
-        match r {
-            Ok(_) => {
-                self.inner
-                    .blockers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(worker.to_string(), conn);
-                Ok(())
-            }
-            Err(e) => Err(self.server().error(e)),
+        let invs: Vec<_> = queues
+            .iter()
+            .map(|q| self.fetch_invocation(worker, q, max))
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("BLPOP").arg(&keys).arg(secs).ignore();
+        for inv in &invs {
+            pipe.invoke_script(inv);
         }
+        let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted since the scripts were loaded: load them, and let the
+                // caller fetch again.
+                let scripts = self.server().scripts;
+                scripts
+                    .load_all(&mut conn)
+                    .await
+                    .map_err(|e| self.server().error(e))?;
+                self.keep_blocker(worker, conn);
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(self.server().error(e)),
+        };
+        self.keep_blocker(worker, conn);
+        let mut out = Vec::new();
+        for (reply, q) in replies.into_iter().zip(queues) {
+            out.extend(Self::parse_fetch(reply, q)?.0);
+        }
+        if out.len() > max {
+            let surplus: Vec<DeliveryRef> =
+                out.split_off(max).iter().map(Delivery::to_ref).collect();
+            self.release(worker, &surplus).await?;
+        }
+        Ok(out)
+    }
+
+    fn keep_blocker(&self, worker: &str, conn: redis::aio::MultiplexedConnection) {
+        self.inner
+            .blockers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(worker.to_string(), conn);
     }
 
     async fn recover_worker(
@@ -495,7 +542,10 @@ impl Broker for RedisBackend {
                 block = block.min(Duration::from_millis(due.saturating_sub(now_ms())));
             }
             if block >= Duration::from_millis(2) {
-                self.block(worker, queues, block).await?;
+                let got = self.block(worker, queues, block, max).await?;
+                if !got.is_empty() {
+                    return Ok(got);
+                }
             }
         }
         loop {
@@ -528,7 +578,10 @@ impl Broker for RedisBackend {
                 block = block.min(Duration::from_millis(due.saturating_sub(now_ms())));
             }
             if block >= Duration::from_millis(2) {
-                self.block(worker, queues, block).await?;
+                let got = self.block(worker, queues, block, max).await?;
+                if !got.is_empty() {
+                    return Ok(got);
+                }
             } else {
                 tokio::time::sleep(block).await;
             }
