@@ -1,270 +1,306 @@
-//! An embedded tour of hippo-queue: no Redis, no extra process.
+//! HippocampAI's background memory tasks, embedded: no Redis, no extra process.
 //!
-//! Run it with `cargo run --example demo`. Set `RUST_LOG=info` (or `debug`) to also
-//! see the worker's logs.
+//! Run it with `cargo run --example demo`. Set `RUST_LOG=info` to also see the
+//! worker's logs.
 //!
-//! It defines four tasks, starts two in-process workers on the in-memory backend with
-//! the guide's four queues, and shows typed arguments and results, topic routing,
-//! message priorities, automatic retries with exponential backoff, a countdown,
-//! revoking a running task, queue statistics and a graceful shutdown.
+//! It loads a few sample memories into the in-memory store, starts a worker in this
+//! process with the guide's four queues, and runs each of the eight tasks of the
+//! guide through the queue, the way the REST API and the remote client do: submit,
+//! follow the status, read the result. The same tasks run unchanged on Redis with the
+//! `worker`, `beat` and `api` examples (see the README's quick start).
 
-use std::error::Error as StdError;
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hippo_queue::{
-    App, Error, Pool, Router, SendOptions, Task, TaskContext, TaskError, TaskOptions, TaskState,
-};
-use serde::{Deserialize, Serialize};
+use common::{BoxError, GUIDE_USER};
+use hippo_memory_tasks::client::{MemoryTaskClient, TaskStatus};
+use hippo_memory_tasks::model::MigrationStatus;
+use hippo_memory_tasks::store::{InMemoryStore, MemoryStore, load_rules, load_user};
+use hippo_memory_tasks::tasks::{MemoryServices, register_all};
+use hippo_queue::App;
+use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(10);
+/// The second user, who has an expired memory too.
+const OTHER_USER: &str = "alice";
+const WAIT: Duration = Duration::from_secs(30);
 
-// --- 1. Tasks: a name, typed arguments, a typed output and default options. ---------
-
-/// Arguments and output are any serde types; they travel as MessagePack.
-#[derive(Serialize, Deserialize)]
-struct Document {
-    title: String,
-    body: String,
+/// Prints a section heading and what the task does.
+fn section(n: usize, title: &str, about: &str) {
+    println!("\n{n}. {title}");
+    println!("   {about}");
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct WordStats {
-    title: String,
-    words: usize,
-    lines: usize,
-}
-
-/// Counts words. Its routing key `memory.index` matches the `memory_ops` queue's
-/// pattern `memory.#`, so that is where it goes.
-struct WordCount;
-
-#[hippo_queue::async_trait]
-impl Task for WordCount {
-    const NAME: &'static str = "demo.word_count";
-    type Args = Document;
-    type Output = WordStats;
-    fn options() -> TaskOptions {
-        TaskOptions::new().routing_key("memory.index")
+/// Waits for the task, checks that it succeeded and returns its result object.
+async fn finish(client: &MemoryTaskClient, task_id: &str) -> Result<Value, BoxError> {
+    let status: TaskStatus = client.wait(task_id, WAIT).await?;
+    if status.state != "SUCCESS" {
+        return Err(format!(
+            "task {task_id} ended in {}: {}",
+            status.state,
+            status.traceback.unwrap_or_default()
+        )
+        .into());
     }
-    async fn run(&self, _: &TaskContext, doc: Document) -> Result<WordStats, TaskError> {
-        Ok(WordStats {
-            words: doc.body.split_whitespace().count(),
-            lines: doc.body.lines().count(),
-            title: doc.title,
-        })
-    }
+    Ok(status.result)
 }
 
-/// Adler-32 of a text. A task is a value, so it can hold state: here a counter that
-/// records the order in which the calls ran.
-struct Checksum {
-    runs: Arc<AtomicUsize>,
-}
-
-#[hippo_queue::async_trait]
-impl Task for Checksum {
-    const NAME: &'static str = "demo.checksum";
-    type Args = String;
-    type Output = (usize, String); // (run order, checksum)
-    fn options() -> TaskOptions {
-        TaskOptions::new().queue("background")
-    }
-    async fn run(&self, _: &TaskContext, text: String) -> Result<(usize, String), TaskError> {
-        let (mut a, mut b) = (1u32, 0u32);
-        for byte in text.bytes() {
-            a = (a + u32::from(byte)) % 65_521;
-            b = (b + a) % 65_521;
+/// Lists a user's memories, one line each.
+async fn show_memories(store: &dyn MemoryStore, user: &str) -> Result<(), BoxError> {
+    let mut memories = load_user(store, user).await?;
+    memories.sort_by_key(|m| std::cmp::Reverse(m.created_at));
+    for m in memories {
+        let age = (chrono::Utc::now() - m.created_at).num_days();
+        let mut flags = String::new();
+        if m.is_archived {
+            flags.push_str(" [archived]");
         }
-        let order = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok((order, format!("{:08x}", (b << 16) | a)))
-    }
-}
-
-/// The error a flaky upstream returns. Any `std::error::Error` converts into a
-/// `TaskError` whose kind is its type name, which `autoretry_for::<E>()` matches.
-#[derive(Debug)]
-struct UpstreamBusy(u32);
-
-impl std::fmt::Display for UpstreamBusy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "upstream busy on attempt {}", self.0)
-    }
-}
-
-impl StdError for UpstreamBusy {}
-
-/// Fails twice, then succeeds: retried automatically with exponential backoff
-/// (a backoff of 100 ms, then 200 ms; jitter off so the demo is predictable).
-struct FlakyFetch;
-
-#[hippo_queue::async_trait]
-impl Task for FlakyFetch {
-    const NAME: &'static str = "demo.flaky_fetch";
-    type Args = String;
-    type Output = String;
-    fn options() -> TaskOptions {
-        TaskOptions::new()
-            .autoretry_for::<UpstreamBusy>()
-            .max_retries(5)
-            .retry_backoff(Duration::from_millis(100))
-            .retry_jitter(false)
-    }
-    async fn run(&self, ctx: &TaskContext, url: String) -> Result<String, TaskError> {
-        let attempt = ctx.retries() + 1;
-        if attempt < 3 {
-            return Err(UpstreamBusy(attempt).into());
+        if m.expires_at.is_some() {
+            flags.push_str(" [expires]");
         }
-        Ok(format!("{url}: 200 OK on attempt {attempt}"))
+        println!(
+            "     - {:<11} {:>3} days  {}{flags}",
+            m.memory_type.as_str(),
+            age,
+            m.text
+        );
     }
-}
-
-/// Takes a minute unless stopped. `track_started` records STARTED when it begins.
-struct SlowReport;
-
-#[hippo_queue::async_trait]
-impl Task for SlowReport {
-    const NAME: &'static str = "demo.slow_report";
-    type Args = ();
-    type Output = String;
-    fn options() -> TaskOptions {
-        TaskOptions::new().track_started(true)
-    }
-    async fn run(&self, _: &TaskContext, _: ()) -> Result<String, TaskError> {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        Ok("report ready".into())
-    }
+    Ok(())
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn StdError>> {
+async fn main() -> Result<(), BoxError> {
     // Logs only on request, so that the default output stays readable.
     if std::env::var_os("RUST_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::from_default_env();
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        common::init_logging(None)?;
     }
-
-    // --- 2. The app: in-memory broker and result backend, the guide's four queues:
-    // memory_ops (memory.#, 9), default (5), background (background.#, 3), scheduled (1).
-    let app = App::builder().router(Router::guide_preset()).build();
-    let runs = Arc::new(AtomicUsize::new(0));
-    app.register(WordCount)
-        .register(Checksum { runs })
-        .register(FlakyFetch)
-        .register(SlowReport);
-    println!("registered tasks: {}", app.registered().join(", "));
-
-    // --- 3. A backlog with priorities (0-9, higher first), sent before any worker. ---
-    println!("\n== priorities ==");
-    let mut backlog = Vec::new();
-    for (text, priority) in [("low", 0), ("urgent", 9), ("normal", 3), ("high", 6)] {
-        let opts = SendOptions::new().priority(priority);
-        let handle = app.apply_async::<Checksum>(text.into(), opts).await?;
-        backlog.push((text, priority, handle));
-    }
-    let stats = app.broker().queue_stats(&["background".into()]).await?;
-    let by_priority = stats[0].waiting_by_priority;
-    println!("background queue, waiting by priority 0..9: {by_priority:?}");
-
-    // --- 4. Workers are tokio tasks on this runtime. One runs memory_ops and default
-    // four at a time; a solo worker drains background one task at a time.
-    let worker = app
-        .worker()
-        .queues(["memory_ops", "default"])
-        .concurrency(4)
-        .start()
-        .await?;
-    let background = app
-        .worker()
-        .queues(["background"])
-        .pool(Pool::Solo)
-        .start()
-        .await?;
-    for (text, priority, handle) in &backlog {
-        let (order, sum) = handle.get(WAIT).await?;
-        println!("checksum({text:?}) priority {priority}: {sum}, ran #{order}");
-    }
-
-    // --- 5. Send, then wait for the typed result. -----------------------------------
-    println!("\n== typed task ==");
-    let body = "an old silent pond\na frog jumps into the pond\nsplash! silence again";
-    let doc = Document {
-        title: "haiku".into(),
-        body: body.into(),
-    };
-    let stats = app.delay::<WordCount>(doc).await?.get(WAIT).await?;
-    println!("word_count -> {stats:?}");
-
-    // --- 6. Automatic retries with exponential backoff. -----------------------------
-    println!("\n== retries ==");
-    let url = "https://example.org/feed".to_string();
-    let flaky = app.delay::<FlakyFetch>(url).await?;
-    let body = flaky.get(WAIT).await?;
-    // The stored record says how many retries it took.
-    let retries = flaky.meta().await?.map_or(0, |m| m.retries);
-    println!("flaky_fetch -> {body:?} after {retries} retries");
-
-    // --- 7. A countdown: the message waits in the broker's delayed set. -------------
-    println!("\n== countdown ==");
     let started = Instant::now();
-    let doc = Document {
-        title: "later".into(),
-        body: "sent now, run soon".into(),
-    };
-    let later = SendOptions::new().countdown(Duration::from_millis(500));
-    let handle = app.apply_async::<WordCount>(doc, later).await?;
-    let stats = app.broker().queue_stats(&["memory_ops".into()]).await?;
-    let (delayed, waiting) = (stats[0].delayed, stats[0].waiting());
-    println!("memory_ops: {delayed} delayed, {waiting} waiting");
-    let words = handle.get(WAIT).await?.words;
-    let ms = started.elapsed().as_millis();
-    println!("word_count -> {words} words, {ms} ms after sending");
+    println!("HippocampAI memory tasks on hippo-queue: the embedded demo");
+    println!("==========================================================");
 
-    // --- 8. Revoke a running task with terminate. ------------------------------------
-    println!("\n== revocation ==");
-    let slow = app.delay::<SlowReport>(()).await?;
-    let deadline = Instant::now() + WAIT;
-    while slow.state().await? != TaskState::Started {
-        if Instant::now() > deadline {
-            return Err("slow_report did not start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let (state, running) = (slow.state().await?, worker.active().len());
-    println!("slow_report is {state}, tasks running: {running}");
-    slow.revoke(true).await?;
-    while !worker.active().is_empty() {
-        if Instant::now() > deadline {
-            return Err("slow_report was not terminated".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let (state, running) = (slow.state().await?, worker.active().len());
-    println!("after revoke(terminate): {state}, tasks running: {running}");
-    match slow.get(WAIT).await {
-        Err(Error::TaskFailed { state, failure, .. }) => println!("get() -> {state}: {failure}"),
-        other => println!("get() -> unexpected {other:?}"),
+    // --- The store, the services the tasks use, and the app. ------------------------
+    // The in-memory store stands in for the vector database; the embedder is the
+    // offline hash model (384 dimensions), so no model download is needed.
+    let store = Arc::new(InMemoryStore::new());
+    let services = MemoryServices::new(store.clone())
+        .embedders(common::embedders(common::DEFAULT_MODEL, Duration::ZERO)?);
+    // The guide's four queues: memory_ops (memory.#), default, background
+    // (background.#) and scheduled (scheduled.#). No broker is given, so the app uses
+    // the in-memory broker and result backend.
+    let app = App::builder().router(hippo_memory_tasks::router()).build();
+    register_all(&app, &services);
+    println!("\nregistered tasks: {}", app.registered().join(", "));
+
+    // --- A real worker, in this process, consuming all four queues. -----------------
+    let worker = app.worker().concurrency(4).start().await?;
+    println!(
+        "worker {} consumes {}",
+        worker.id(),
+        worker.consumers().join(", ")
+    );
+
+    // The guide's client: the same calls as `MemoryClient(mode="remote")`.
+    let client = MemoryTaskClient::new(app.clone(), store.clone());
+
+    // --- Sample memories. ------------------------------------------------------------
+    let loaded = common::load_samples(store.as_ref(), GUIDE_USER, OTHER_USER).await?;
+    println!("\nloaded {loaded} sample memories; {GUIDE_USER} has:");
+    show_memories(store.as_ref(), GUIDE_USER).await?;
+
+    // 1. Health check ---------------------------------------------------------------
+    section(
+        1,
+        "health_check_task (queue background)",
+        "Checks the broker, store and embedder, and scores the user's memories.",
+    );
+    let id = client.submit_health_check_task(Some(GUIDE_USER)).await?;
+    // What GET /api/v1/tasks/{task_id}/status returns right after submitting:
+    let pending = client.get_task_status(&id).await?;
+    println!(
+        "   submitted {id}; status right away: {}",
+        serde_json::to_string(&pending)?
+    );
+    let r = finish(&client, &id).await?;
+    let checks: Vec<String> = r["checks"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["name"].as_str().unwrap_or("?"),
+                        c["status"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let report = &r["report"];
+    println!("   infrastructure: {}", checks.join(", "));
+    println!(
+        "   score {:.1} ({}), {} memories, {} stale, {} near-duplicate clusters",
+        report["overall_score"].as_f64().unwrap_or(0.0),
+        report["status"].as_str().unwrap_or("?"),
+        report["total_memories"],
+        report["stale_memories"],
+        report["near_duplicate_clusters"],
+    );
+    for issue in report["issues"].as_array().into_iter().flatten() {
+        println!("   issue: {}", issue.as_str().unwrap_or(""));
     }
 
-    // --- 9. Statistics, then a graceful shutdown. ----------------------------------
-    println!("\n== stats ==");
-    let names = ["memory_ops", "default", "background", "scheduled"].map(String::from);
-    for q in app.broker().queue_stats(&names).await? {
-        let (name, waiting, delayed, dead) = (&q.queue, q.waiting(), q.delayed, q.dead_letter);
-        println!("queue {name:<10} waiting {waiting} delayed {delayed} dead-lettered {dead}");
+    // 2. Deduplication ---------------------------------------------------------------
+    section(
+        2,
+        "deduplication_task (queue memory_ops)",
+        "Merges near-copies (cosine similarity above the threshold) into one memory.",
+    );
+    let id = client
+        .submit_deduplication_task(GUIDE_USER, Some(0.85), false)
+        .await?;
+    let r = finish(&client, &id).await?;
+    // The guide's result, as GET /api/v1/tasks/{task_id}/status shows it:
+    println!(
+        "   {}",
+        serde_json::json!({
+            "duplicates_found": r["duplicates_found"],
+            "duplicates_merged": r["duplicates_merged"],
+            "space_saved_mb": r["space_saved_mb"],
+        })
+    );
+    for g in r["groups"].as_array().into_iter().flatten() {
+        let survivor = g["survivor_id"].as_str().unwrap_or("");
+        if let Some(m) = store.get(GUIDE_USER, survivor).await? {
+            println!(
+                "   kept {:?} (tags {:?}), merged {} near-copy into it",
+                m.text,
+                m.tags,
+                g["duplicate_ids"].as_array().map_or(0, Vec::len)
+            );
+        }
     }
-    for (name, w) in [("main", &worker), ("background", &background)] {
-        let s = w.stats();
-        let (ok, failed, retried, revoked) = (s.succeeded, s.failed, s.retried, s.revoked);
-        println!(
-            "worker {name:<10} succeeded {ok} failed {failed} retried {retried} revoked {revoked}"
-        );
+
+    // 3. Consolidation ---------------------------------------------------------------
+    section(
+        3,
+        "consolidation_task (queue memory_ops)",
+        "Groups related memories and replaces each group with one (no LLM: the most important member's text).",
+    );
+    let id = client
+        .submit_consolidation_task(GUIDE_USER, Some(0.80))
+        .await?;
+    let r = finish(&client, &id).await?;
+    println!(
+        "   groups found: {}, memories consolidated: {}, new memories: {}",
+        r["groups_found"], r["memories_consolidated"], r["memories_created"]
+    );
+    for new_id in r["created_ids"].as_array().into_iter().flatten() {
+        if let Some(m) = store.get(GUIDE_USER, new_id.as_str().unwrap_or("")).await? {
+            println!("   new memory: {:?} tags {:?}", m.text, m.tags);
+        }
     }
-    // Stop fetching, hand back reserved messages, let running tasks finish.
+
+    // 4. Auto-summarization ------------------------------------------------------------
+    section(
+        4,
+        "auto_summarization_task (queue background)",
+        "Rolls memories older than min_age_days into summaries of 5 and archives them.",
+    );
+    let id = client
+        .submit_summarization_task(GUIDE_USER, Some(30))
+        .await?;
+    let r = finish(&client, &id).await?;
+    println!(
+        "   tiers {}; memories summarised: {}, summaries created: {}",
+        r["tiers"], r["memories_summarized"], r["summaries_created"]
+    );
+    for sid in r["summary_ids"].as_array().into_iter().flatten() {
+        if let Some(m) = store.get(GUIDE_USER, sid.as_str().unwrap_or("")).await? {
+            println!("   summary: {:?}", m.text);
+        }
+    }
+
+    // 5. Compression -------------------------------------------------------------------
+    section(
+        5,
+        "compression_task (queue background)",
+        "Shortens old memories by tier (cold to 50%, archived to 25%), dropping filler words first.",
+    );
+    let id = client.submit_compression_task(GUIDE_USER).await?;
+    let r = finish(&client, &id).await?;
+    println!(
+        "   memories compressed: {}, tokens {} -> {}",
+        r["memories_compressed"], r["tokens_before"], r["tokens_after"]
+    );
+
+    // 6. Expiration --------------------------------------------------------------------
+    section(
+        6,
+        "expire_memories_task (queue scheduled; beat runs it every hour)",
+        "Deletes every memory whose expires_at has passed, for all users.",
+    );
+    let id = client.submit_expiration_task(None).await?;
+    let r = finish(&client, &id).await?;
+    println!(
+        "   expired memories deleted: {}, users affected: {}",
+        r["expired_count"], r["users_affected"]
+    );
+
+    // 7. Procedural rules --------------------------------------------------------------
+    section(
+        7,
+        "consolidate_procedural_rules (queue background)",
+        "Drops repeated rules and keeps at most PROCEDURAL_RULE_MAX_COUNT, best first.",
+    );
+    let before = load_rules(store.as_ref(), GUIDE_USER).await?.len();
+    let id = client.submit_procedural_consolidation(GUIDE_USER).await?;
+    let r = finish(&client, &id).await?;
+    println!(
+        "   {before} rules before; result {}",
+        serde_json::json!({"user_id": r["user_id"], "consolidated_count": r["consolidated_count"]})
+    );
+    for rule in load_rules(store.as_ref(), GUIDE_USER).await? {
+        println!("   rule: {}", rule.rule_text);
+    }
+
+    // 8. Embedding migration -------------------------------------------------------------
+    section(
+        8,
+        "migrate_embeddings_task (queue memory_ops)",
+        "Re-encodes every memory with a new model, in batches of 32, with a persisted record.",
+    );
+    let started_mig = client
+        .start_embedding_migration("hippo-hash-384-v2", 384)
+        .await?;
+    let r = finish(&client, &started_mig.task_id).await?;
+    let record = client.get_migration(&started_mig.migration_id).await?;
+    println!(
+        "   migration {}: {:?}, {} of {} memories migrated, {} failed",
+        record.id, record.status, record.migrated_count, record.total_memories, record.failed_count
+    );
+    assert_eq!(record.status, MigrationStatus::Completed, "{r}");
+
+    // After: the memories and a second health check. ------------------------------------
+    println!("\nafter the tasks, {GUIDE_USER} has:");
+    show_memories(store.as_ref(), GUIDE_USER).await?;
+    let id = client.submit_health_check_task(Some(GUIDE_USER)).await?;
+    let r = finish(&client, &id).await?;
+    println!(
+        "health score now {:.1} ({})",
+        r["report"]["overall_score"].as_f64().unwrap_or(0.0),
+        r["report"]["status"].as_str().unwrap_or("?")
+    );
+
+    // --- Graceful shutdown. --------------------------------------------------------------
+    let stats = worker.stats();
     let report = worker.shutdown().await;
-    background.shutdown().await;
-    let (released, aborted) = (report.released, report.aborted);
-    println!("\nshut down: {released} reserved messages handed back, {aborted} tasks aborted");
+    println!(
+        "\nworker: {} tasks succeeded, {} failed; shut down with {} aborted. Done in {} ms.",
+        stats.succeeded,
+        stats.failed,
+        report.aborted,
+        started.elapsed().as_millis()
+    );
     Ok(())
 }

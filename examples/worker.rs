@@ -1,0 +1,179 @@
+//! A worker process with HippocampAI's memory tasks, on Redis: the guide's
+//! `celery -A src.hippocampai.celery_app worker`.
+//!
+//! ```sh
+//! export CELERY_BROKER_URL=redis://localhost:6379/1
+//! export CELERY_RESULT_BACKEND=redis://localhost:6379/2
+//! cargo run --example worker -- --loglevel=info --concurrency=4
+//! cargo run --example worker -- --queues=memory_ops,default --loglevel=info
+//! cargo run --example worker -- --beat --loglevel=info   # worker + beat (development)
+//! ```
+//!
+//! It reads the guide's variables (`CELERY_BROKER_URL`, `CELERY_RESULT_BACKEND`,
+//! `CELERY_WORKER_CONCURRENCY`, `CELERY_WORKER_PREFETCH_MULTIPLIER`, `CELERY_TASK_*`,
+//! `CELERY_RESULT_*`, and with `--beat` the schedule's `AUTO_DEDUP_ENABLED`,
+//! `DEDUP_INTERVAL_HOURS`, ...); flags override them. Memories live in Redis at
+//! `MEMORY_STORE_URL` (default: the broker's server, database 0).
+//!
+//! It stops gracefully on SIGINT (Ctrl-C), SIGTERM, or a remote
+//! `hippo-queue control shutdown`: no new tasks are fetched, reserved ones go back to
+//! their queues, and running ones get `--shutdown-grace` to finish.
+
+mod common;
+
+use std::time::Duration;
+
+use clap::Parser;
+use common::BoxError;
+use hippo_memory_tasks::schedule::ScheduleSettings;
+use hippo_memory_tasks::tasks::{MemoryServices, register_all};
+use hippo_queue::Pool;
+use hippo_queue::beat::Beat;
+
+/// A hippo-queue worker running HippocampAI's memory tasks.
+#[derive(Debug, Parser)]
+#[command(name = "worker", version)]
+struct Args {
+    /// Queues to consume, comma-separated (default: memory_ops, default, background,
+    /// scheduled).
+    #[arg(short = 'Q', long, value_delimiter = ',')]
+    queues: Vec<String>,
+    /// Tasks run at once (default: CELERY_WORKER_CONCURRENCY, else the CPU count).
+    #[arg(short = 'c', long)]
+    concurrency: Option<usize>,
+    /// Execution pool: async (tokio tasks), blocking (threads) or solo (one at a time).
+    #[arg(short = 'P', long, default_value = "async")]
+    pool: Pool,
+    /// Messages reserved per slot (default: CELERY_WORKER_PREFETCH_MULTIPLIER, else 4).
+    #[arg(long)]
+    prefetch_multiplier: Option<usize>,
+    /// Log level or filter: error, warn, info, debug, trace (default: RUST_LOG, else
+    /// info).
+    #[arg(short = 'l', long)]
+    loglevel: Option<String>,
+    /// Also run the beat scheduler in this process (for development).
+    #[arg(short = 'B', long)]
+    beat: bool,
+    /// Worker name, unique among live workers (default: worker-<id>@<host>).
+    #[arg(short = 'n', long)]
+    hostname: Option<String>,
+    /// Seconds running tasks get to finish when the worker stops.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_grace: f64,
+    /// Tasks a pool child runs before it is replaced (CELERY_WORKER_MAX_TASKS_PER_CHILD):
+    /// accepted for the guide's command lines; it applies to a process pool, and the
+    /// async, blocking and solo pools have no children to replace.
+    #[arg(long)]
+    max_tasks_per_child: Option<u32>,
+    /// Publish task events (Celery's -E), for `hippo-queue events`.
+    #[arg(short = 'E', long)]
+    task_events: bool,
+    /// The embedding model new vectors are made with (env EMBEDDING_MODEL).
+    #[arg(long, env = "EMBEDDING_MODEL", default_value = common::DEFAULT_MODEL)]
+    embedding_model: String,
+    /// Milliseconds every embedding call waits, as a remote model would (to watch a
+    /// migration's progress or cancel it).
+    #[arg(long, env = "EMBEDDING_LATENCY_MS", default_value_t = 0)]
+    embedding_latency_ms: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(e) = common::init_logging(args.loglevel.as_deref()) {
+        eprintln!("worker: {e}");
+        std::process::exit(2);
+    }
+    if let Err(e) = run(args).await {
+        eprintln!("worker: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let ep = common::endpoints("worker")?;
+    // The schedule is read before connecting, so that a bad variable fails fast.
+    let schedule = if args.beat {
+        Some(ScheduleSettings::from_env()?.entries()?)
+    } else {
+        None
+    };
+    let (app, redis) = common::connect_queue(&ep).await?;
+    let store = common::connect_store(&ep).await?;
+    let embedders = common::embedders(
+        &args.embedding_model,
+        Duration::from_millis(args.embedding_latency_ms),
+    )?;
+    let services = MemoryServices::new(store).embedders(embedders);
+    register_all(&app, &services);
+
+    if let Some(n) = args
+        .max_tasks_per_child
+        .or(ep.config.worker_max_tasks_per_child)
+    {
+        tracing::info!(
+            max_tasks_per_child = n,
+            "max tasks per child has no effect on the {:?} pool (no child processes)",
+            args.pool
+        );
+    }
+    let grace = Duration::try_from_secs_f64(args.shutdown_grace)
+        .map_err(|_| format!("--shutdown-grace {} is not a duration", args.shutdown_grace))?;
+    let mut builder = app
+        .worker()
+        .pool(args.pool)
+        .shutdown_grace(grace)
+        .task_events(args.task_events);
+    if !args.queues.is_empty() {
+        builder = builder.queues(args.queues.iter().map(|q| q.trim().to_string()));
+    }
+    if let Some(n) = args.concurrency {
+        builder = builder.concurrency(n);
+    }
+    if let Some(n) = args.prefetch_multiplier {
+        builder = builder.prefetch_multiplier(n);
+    }
+    if let Some(name) = &args.hostname {
+        builder = builder.name(name);
+    }
+    let worker = builder.start().await?;
+    tracing::info!(
+        worker = worker.id(),
+        queues = %worker.consumers().join(","),
+        concurrency = worker.concurrency(),
+        pool = ?args.pool,
+        broker = %ep.broker_url,
+        store = %ep.store_url,
+        embedding_model = %args.embedding_model,
+        "worker ready; tasks: {}",
+        app.registered().join(", ")
+    );
+
+    let beat = match schedule {
+        Some(entries) => {
+            let names: Vec<String> = entries.iter().map(|e| e.name().to_string()).collect();
+            let beat = Beat::builder(app.clone(), redis.clone())
+                .entries(entries)
+                .build()?;
+            tracing::info!(beat = beat.id(), entries = %names.join(", "), "beat started in the worker");
+            Some(beat.spawn())
+        }
+        None => None,
+    };
+
+    let reason = tokio::select! {
+        signal = common::shutdown_signal() => signal,
+        _ = worker.stopped() => "a remote shutdown command",
+    };
+    tracing::info!(worker = worker.id(), "stopping on {reason}");
+    if let Some(beat) = beat {
+        beat.shutdown().await;
+    }
+    let report = worker.shutdown().await;
+    tracing::info!(
+        released = report.released,
+        aborted = report.aborted,
+        "worker stopped"
+    );
+    Ok(())
+}
