@@ -133,7 +133,8 @@ impl TaskLog for MemoryTaskLog {
 /// `hippo:api:task:<id>` -> task name, on the results server, kept as long as results.
 /// The ids of the ticks beat has sent (`beat:<entry>@<ms>`) are known too.
 struct RedisTaskLog {
-    conn: redis::aio::MultiplexedConnection,
+    client: redis::Client,
+    conn: Mutex<Option<redis::aio::MultiplexedConnection>>,
     ttl_secs: u64,
     beat: RedisBackend,
 }
@@ -142,29 +143,51 @@ impl RedisTaskLog {
     fn key(id: &str) -> String {
         format!("hippo:api:task:{id}")
     }
+
+    /// Runs a command, reconnecting once when the connection was lost (a Redis
+    /// restart).
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+        for attempt in 0..2 {
+            let cached = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut conn = match cached {
+                Some(c) => c,
+                None => {
+                    let c = self
+                        .client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                    c
+                }
+            };
+            match cmd.query_async::<T>(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt == 0 && (e.is_io_error() || e.is_connection_dropped()) => {
+                    *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("the result backend is unreachable".into())
+    }
 }
 
 #[hippo_queue::async_trait]
 impl TaskLog for RedisTaskLog {
     async fn record(&self, id: &str, name: &str) -> Result<(), String> {
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(Self::key(id))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(Self::key(id))
             .arg(name)
             .arg("EX")
-            .arg(self.ttl_secs.max(1))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
+            .arg(self.ttl_secs.max(1));
+        self.query::<()>(&cmd).await
     }
+
     async fn contains(&self, id: &str) -> Result<bool, String> {
-        let mut conn = self.conn.clone();
-        let recorded = redis::cmd("EXISTS")
-            .arg(Self::key(id))
-            .query_async::<bool>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if recorded {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(Self::key(id));
+        if self.query::<bool>(&cmd).await? {
             return Ok(true);
         }
         // A periodic task: known once beat has claimed its tick.
@@ -193,8 +216,8 @@ struct AppState {
 type Shared = Arc<AppState>;
 
 async fn run(args: Args) -> Result<(), BoxError> {
-    let embedders = common::embedders(&common::current_model_from_env(), Duration::ZERO)?;
     let (state, worker): (AppState, Option<WorkerHandle>) = if args.embedded {
+        let embedders = common::embedders(&common::current_model_from_env(), Duration::ZERO)?;
         let store: Arc<dyn MemoryStore> = Arc::new(InMemoryStore::new());
         let app = App::builder()
             .router(hippo_memory_tasks::router())
@@ -223,12 +246,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
             .result_backend
             .clone()
             .unwrap_or_else(|| ep.broker_url.clone());
-        let conn = redis::Client::open(results_url.as_str())?
+        let client = redis::Client::open(results_url.as_str())?;
+        let conn = client
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| format!("cannot reach the result backend at {results_url}: {e}"))?;
         let tasks = RedisTaskLog {
-            conn,
+            client,
+            conn: Mutex::new(Some(conn)),
             ttl_secs: ep.config.result_expires.as_secs() + 3600,
             beat: redis,
         };
@@ -257,6 +282,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
     let addr: SocketAddr = listener.local_addr()?;
+    let shutdown = common::shutdown_signal();
     // The first line on stdout is the address (read by scripts started with --port 0).
     println!("api listening on http://{addr}");
     tracing::info!(mode = state.mode, "api listening on http://{addr}");
@@ -264,7 +290,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let seen = signal.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
-            let s = common::shutdown_signal().await;
+            let s = shutdown.await;
             *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
         })
         .await?;

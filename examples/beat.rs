@@ -115,12 +115,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
         builder = builder.id(id);
     }
     let beat = builder.build()?;
+    let signal = common::shutdown_signal();
     for e in beat.entries() {
         tracing::info!(entry = e.name(), task = e.task(), schedule = %e.schedule(), "scheduled");
     }
     tracing::info!(beat = beat.id(), broker = %ep.broker_url, "beat started");
     let handle = beat.spawn();
-    let signal = common::shutdown_signal().await;
+    let signal = signal.await;
     tracing::info!(beat = beat.id(), "stopping on {signal}");
     handle.shutdown().await;
     tracing::info!(beat = beat.id(), "beat stopped");

@@ -105,7 +105,11 @@ async fn main() -> Result<(), BoxError> {
 
     // --- Sample memories. ------------------------------------------------------------
     let loaded = common::load_samples(store.as_ref(), GUIDE_USER, OTHER_USER).await?;
-    println!("\nloaded {loaded} sample memories; {GUIDE_USER} has:");
+    let mine = store.count_by_user(GUIDE_USER).await?;
+    println!(
+        "\nloaded {loaded} sample memories ({mine} of {GUIDE_USER}, {} of {OTHER_USER}); {GUIDE_USER} has:",
+        loaded as u64 - mine
+    );
     show_memories(store.as_ref(), GUIDE_USER).await?;
 
     // 1. Health check ---------------------------------------------------------------

@@ -137,6 +137,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         builder = builder.name(name);
     }
     let worker = builder.start().await?;
+    let signal = common::shutdown_signal();
     tracing::info!(
         worker = worker.id(),
         queues = %worker.consumers().join(","),
@@ -162,7 +163,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     };
 
     let reason = tokio::select! {
-        signal = common::shutdown_signal() => signal,
+        signal = signal => signal,
         _ = worker.stopped() => "a remote shutdown command",
     };
     tracing::info!(worker = worker.id(), "stopping on {reason}");

@@ -438,22 +438,24 @@ pub async fn load_samples(
     Ok(n)
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM; returns the signal's name.
-pub async fn shutdown_signal() -> &'static str {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM; returns the signal's name. The handlers
+/// are installed when this is called, so call it before announcing that the program
+/// is ready.
+pub fn shutdown_signal() -> impl std::future::Future<Output = &'static str> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut int, mut term) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        _ => {
-            // No signal handlers (should not happen on Unix): wait for Ctrl-C.
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => {
+                // No signal handlers (should not happen on Unix): wait for Ctrl-C.
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
         }
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
     }
 }
