@@ -160,13 +160,21 @@ impl Api {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>()
-                    .map_err(|_| fail(2, format!("--api-url {url:?}: bad port {p:?}")))?,
-            ),
-            _ => (authority, 80),
+        let bad_port = |p: &str| fail(2, format!("--api-url {url:?}: bad port {p:?}"));
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            // [::1]:8000
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| fail(2, format!("--api-url {url:?}: unclosed [")))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
+                None => (h, 80),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
+                None => (authority, 80),
+            }
         };
         if host.is_empty() {
             return Err(fail(2, format!("--api-url {url:?}: no host")));
@@ -199,9 +207,14 @@ impl Api {
             .await
             .map_err(conn_err)?;
         let payload = body.map(Value::to_string).unwrap_or_default();
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         let mut req = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {}:{}\r\nAccept: application/json\r\nConnection: close\r\n",
-            self.prefix, self.host, self.port
+            "{method} {}{path} HTTP/1.1\r\nHost: {host}:{}\r\nAccept: application/json\r\nConnection: close\r\n",
+            self.prefix, self.port
         );
         if body.is_some() {
             req.push_str("Content-Type: application/json\r\n");
