@@ -191,8 +191,11 @@ async fn kill_9_with_acks_late_completes_every_task_once() {
     );
     assert_eq!(o.success, 2000, "every task completes");
     assert_eq!(o.other + o.worker_lost, 0);
-    // only the tasks running at the kill (concurrency 8) may run twice
-    assert!(o.duplicated <= 8, "{} duplicated executions", o.duplicated);
+    // Only messages leased to the killed worker can run twice: those running at the
+    // kill (concurrency 8) and those that finished but whose results were still being
+    // written; never more than its prefetch window (8 x 4). Finished tasks whose
+    // results were stored are not run again.
+    assert!(o.duplicated <= 32, "{} duplicated executions", o.duplicated);
     assert!(o.max_execs <= 2);
 }
 
