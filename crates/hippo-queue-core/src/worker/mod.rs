@@ -263,6 +263,7 @@ impl WorkerBuilder {
             books: Books(Arc::new(tx)),
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency: AtomicUsize::new(concurrency),
+            queued: AtomicUsize::new(0),
             reserved: Mutex::new(HashMap::new()),
             autoscale: Mutex::new(None),
             time_limits: Mutex::new(HashMap::new()),
@@ -323,6 +324,8 @@ pub(crate) struct Shared {
     pub permits: Arc<Semaphore>,
     /// Current number of concurrency slots.
     pub concurrency: AtomicUsize,
+    /// Messages handed to the dispatcher and not started yet.
+    pub queued: AtomicUsize,
     /// Reserved, not yet started messages, by token.
     pub reserved: Mutex<HashMap<u64, Arc<Delivery>>>,
     /// Autoscale bounds (max, min).

@@ -89,6 +89,15 @@ pub(super) async fn fetch_loop(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(d.token, d.clone());
+                    // Nothing waits for a slot and one is free: start it here,
+                    // saving the hand-over to the dispatcher.
+                    if shared.queued.load(Ordering::Acquire) == 0
+                        && let Ok(permit) = shared.permits.clone().try_acquire_owned()
+                    {
+                        shared.tracker.spawn(execute(shared.clone(), d, permit));
+                        continue;
+                    }
+                    shared.queued.fetch_add(1, Ordering::AcqRel);
                     if dispatch.send(d).is_err() {
                         return;
                     }
@@ -152,6 +161,7 @@ pub(super) async fn dispatch_loop(
             pending = Some(delivery);
             break;
         }
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
         // Solo has one permit, so it runs one task at a time like the others.
         shared
             .tracker
