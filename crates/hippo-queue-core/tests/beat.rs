@@ -1,32 +1,12 @@
 //! The scheduler on the in-memory backend and store: several schedulers, leader
 //! failover, restarts and the missed-tick policies, checked on the tasks actually sent.
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use hippo_queue_core::App;
-use hippo_queue_core::beat::conformance::check_store;
-use hippo_queue_core::beat::{
-    Beat, BeatHandle, BeatStore, Entry, MemoryBeatStore, Missed, Schedule,
-};
-use hippo_queue_core::message::Envelope;
+use hippo_queue_core::beat::conformance::{check_store, drain_sent, gaps, probe_entry, ticks};
+use hippo_queue_core::beat::{Beat, BeatHandle, BeatStore, Entry, MemoryBeatStore, Missed};
 use hippo_queue_core::time::now_ms;
-
-const QUEUE: &str = "default";
-
-/// Sent ticks per entry: tick -> when it was sent (ms).
-type Sent = BTreeMap<String, BTreeMap<u64, u64>>;
-
-fn entry(name: &str, every_ms: u64, missed: Missed) -> Entry {
-    Entry::by_name(
-        name,
-        "beat.probe",
-        vec![0xc0],
-        Schedule::every(Duration::from_millis(every_ms)),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-    .missed(missed)
-}
 
 fn beat(app: &App, store: &MemoryBeatStore, id: &str, entries: &[Entry], ttl_ms: u64) -> Beat {
     Beat::builder(app.clone(), store.clone())
@@ -36,55 +16,6 @@ fn beat(app: &App, store: &MemoryBeatStore, id: &str, entries: &[Entry], ttl_ms:
         .tolerance(Duration::from_millis(30))
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Takes every sent task out of the queue; fails on a task id seen twice.
-async fn drain(app: &App) -> Sent {
-    let mut sent = Sent::new();
-    let mut ids = HashSet::new();
-    loop {
-        let batch = app
-            .broker()
-            .fetch("probe", &[QUEUE.to_string()], 1000, Duration::ZERO)
-            .await
-            .unwrap_or_else(|e| panic!("fetch: {e}"));
-        if batch.is_empty() {
-            return sent;
-        }
-        for d in batch {
-            assert!(ids.insert(d.id.clone()), "task {} was sent twice", d.id);
-            let env: Envelope = app
-                .codec()
-                .decode(&d.payload)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let (name, tick) = env
-                .id
-                .strip_prefix("beat:")
-                .and_then(|rest| rest.rsplit_once('@'))
-                .unwrap_or_else(|| panic!("unexpected id {}", env.id));
-            let tick: u64 = tick.parse().unwrap_or_else(|e| panic!("{e}"));
-            let dup = sent
-                .entry(name.to_string())
-                .or_default()
-                .insert(tick, env.sent_at);
-            assert!(dup.is_none(), "tick {tick} of {name} was sent twice");
-        }
-    }
-}
-
-fn ticks(sent: &Sent, name: &str) -> Vec<(u64, u64)> {
-    sent.get(name)
-        .map(|m| m.iter().map(|(t, s)| (*t, *s)).collect())
-        .unwrap_or_default()
-}
-
-/// The gaps (pairs of consecutive sent ticks further apart than one interval).
-fn gaps(ticks: &[(u64, u64)], every: u64) -> Vec<(u64, u64)> {
-    ticks
-        .windows(2)
-        .filter(|w| w[1].0 - w[0].0 != every)
-        .map(|w| (w[0].0, w[1].0))
-        .collect()
 }
 
 async fn leader(store: &MemoryBeatStore) -> Option<String> {
@@ -105,8 +36,8 @@ async fn beat_three_schedulers_send_every_tick_once() {
     let app = App::in_memory();
     let store = MemoryBeatStore::new();
     let entries = [
-        entry("fast", 100, Missed::RunOnce),
-        entry("skip", 100, Missed::Skip),
+        probe_entry("fast", 100, Missed::RunOnce),
+        probe_entry("skip", 100, Missed::Skip),
     ];
     let start = now_ms();
     let handles: Vec<BeatHandle> = (0..3)
@@ -125,7 +56,7 @@ async fn beat_three_schedulers_send_every_tick_once() {
         h.shutdown().await;
     }
     let stop = now_ms();
-    let sent = drain(&app).await;
+    let sent = drain_sent(&app).await;
     for name in ["fast", "skip"] {
         let t = ticks(&sent, name);
         assert!(t.len() >= 10, "{name}: only {} ticks", t.len());
@@ -144,8 +75,8 @@ async fn beat_follower_takes_over_from_a_dead_leader() {
     let store = MemoryBeatStore::new();
     let (every, ttl) = (100, 400);
     let entries = [
-        entry("once", every, Missed::RunOnce),
-        entry("skip", every, Missed::Skip),
+        probe_entry("once", every, Missed::RunOnce),
+        probe_entry("skip", every, Missed::Skip),
     ];
     let mut handles: Vec<Option<BeatHandle>> = (0..3)
         .map(|i| Some(beat(&app, &store, &format!("b{i}"), &entries, ttl).spawn()))
@@ -174,7 +105,7 @@ async fn beat_follower_takes_over_from_a_dead_leader() {
     for h in handles.into_iter().flatten() {
         h.shutdown().await;
     }
-    let sent = drain(&app).await;
+    let sent = drain_sent(&app).await;
 
     // RunOnce: one gap, closed by a single catch-up: the latest tick due at takeover
     let once = ticks(&sent, "once");
@@ -206,7 +137,7 @@ async fn beat_follower_takes_over_from_a_dead_leader() {
 async fn beat_graceful_stop_hands_the_lease_over_at_once() {
     let app = App::in_memory();
     let store = MemoryBeatStore::new();
-    let entries = [entry("once", 100, Missed::RunOnce)];
+    let entries = [probe_entry("once", 100, Missed::RunOnce)];
     let ttl = 3000;
     let a = beat(&app, &store, "a", &entries, ttl).spawn();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -221,7 +152,7 @@ async fn beat_graceful_stop_hands_the_lease_over_at_once() {
         "b leads long before a's lease would expire"
     );
     b.shutdown().await;
-    let sent = drain(&app).await;
+    let sent = drain_sent(&app).await;
     let once = ticks(&sent, "once");
     // b polls every ttl/3, so up to ~1 s of ticks are collapsed into one catch-up
     assert!(gaps(&once, 100).len() <= 1);
@@ -233,13 +164,13 @@ async fn beat_restart_keeps_its_place_and_applies_the_missed_policy() {
     let store = MemoryBeatStore::new();
     let every = 200;
     let entries = [
-        entry("once", every, Missed::RunOnce),
-        entry("skip", every, Missed::Skip),
+        probe_entry("once", every, Missed::RunOnce),
+        probe_entry("skip", every, Missed::Skip),
     ];
     let first = beat(&app, &store, "first", &entries, 1000).spawn();
     tokio::time::sleep(Duration::from_millis(700)).await;
     first.shutdown().await;
-    let before = drain(&app).await;
+    let before = drain_sent(&app).await;
     let last_once = *before["once"].keys().last().unwrap_or(&0);
     let last_skip = *before["skip"].keys().last().unwrap_or(&0);
     assert!(last_once > 0 && last_skip > 0);
@@ -257,7 +188,7 @@ async fn beat_restart_keeps_its_place_and_applies_the_missed_policy() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     second.shutdown().await;
-    let after = drain(&app).await;
+    let after = drain_sent(&app).await;
 
     // RunOnce: one catch-up for the missed ticks (the latest), then on schedule
     let once = ticks(&after, "once");
@@ -290,7 +221,7 @@ async fn beat_restart_keeps_its_place_and_applies_the_missed_policy() {
 async fn beat_settings_are_checked() {
     let app = App::in_memory();
     let store = MemoryBeatStore::new();
-    let e = entry("x", 100, Missed::Skip);
+    let e = probe_entry("x", 100, Missed::Skip);
     assert!(
         Beat::builder(app.clone(), store.clone())
             .entries([e.clone(), e.clone()])

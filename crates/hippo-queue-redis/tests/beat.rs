@@ -2,23 +2,19 @@
 //! connections, a leader killed mid-way, restarts, and schedulers that all believe they
 //! lead. Checked on the tasks that reached the broker.
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hippo_queue_core::beat::conformance::check_store;
-use hippo_queue_core::beat::{Beat, BeatHandle, BeatStatus, BeatStore, Entry, Missed, Schedule};
-use hippo_queue_core::message::Envelope;
+use hippo_queue_core::beat::conformance::{
+    Sent, check_store, drain_sent, gaps, probe_entry, ticks,
+};
+use hippo_queue_core::beat::{Beat, BeatHandle, BeatStatus, BeatStore, Entry, Missed};
 use hippo_queue_core::time::now_ms;
 use hippo_queue_core::{App, BackendError};
 use hippo_queue_redis::test_server::RedisServer;
 use hippo_queue_redis::{RedisBackend, RedisConfig};
 
-const QUEUE: &str = "default";
 const TOLERANCE: u64 = 100;
-
-/// Sent ticks per entry: tick -> when it was sent (ms).
-type Sent = BTreeMap<String, BTreeMap<u64, u64>>;
 
 async fn connect(server: &RedisServer) -> RedisBackend {
     RedisBackend::connect(RedisConfig::new(server.url(1)).response_timeout(Duration::from_secs(2)))
@@ -31,17 +27,6 @@ fn app(backend: &RedisBackend) -> App {
         .broker(backend.clone())
         .backend(backend.clone())
         .build()
-}
-
-fn entry(name: &str, every_ms: u64, missed: Missed) -> Entry {
-    Entry::by_name(
-        name,
-        "beat.probe",
-        vec![0xc0],
-        Schedule::every(Duration::from_millis(every_ms)),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-    .missed(missed)
 }
 
 /// A scheduler as a separate process would run it: its own connection.
@@ -62,55 +47,9 @@ async fn beat_on(
     (beat, backend)
 }
 
-/// Takes every sent task out of the queue; fails on a task or tick seen twice.
+/// Takes every sent task out of the queue, through a connection of its own.
 async fn drain(server: &RedisServer) -> Sent {
-    let probe = connect(server).await;
-    let app = app(&probe);
-    let mut sent = Sent::new();
-    let mut ids = HashSet::new();
-    loop {
-        let batch = app
-            .broker()
-            .fetch("probe", &[QUEUE.to_string()], 1000, Duration::ZERO)
-            .await
-            .unwrap_or_else(|e| panic!("fetch: {e}"));
-        if batch.is_empty() {
-            return sent;
-        }
-        for d in batch {
-            assert!(ids.insert(d.id.clone()), "task {} was sent twice", d.id);
-            let env: Envelope = app
-                .codec()
-                .decode(&d.payload)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let (name, tick) = env
-                .id
-                .strip_prefix("beat:")
-                .and_then(|rest| rest.rsplit_once('@'))
-                .unwrap_or_else(|| panic!("unexpected id {}", env.id));
-            let tick: u64 = tick.parse().unwrap_or_else(|e| panic!("{e}"));
-            let dup = sent
-                .entry(name.to_string())
-                .or_default()
-                .insert(tick, env.sent_at);
-            assert!(dup.is_none(), "tick {tick} of {name} was sent twice");
-        }
-    }
-}
-
-fn ticks(sent: &Sent, name: &str) -> Vec<(u64, u64)> {
-    sent.get(name)
-        .map(|m| m.iter().map(|(t, s)| (*t, *s)).collect())
-        .unwrap_or_default()
-}
-
-/// Consecutive sent ticks further apart than one interval.
-fn gaps(ticks: &[(u64, u64)], every: u64) -> Vec<(u64, u64)> {
-    ticks
-        .windows(2)
-        .filter(|w| w[1].0 - w[0].0 != every)
-        .map(|w| (w[0].0, w[1].0))
-        .collect()
+    drain_sent(&app(&connect(server).await)).await
 }
 
 async fn leader(store: &RedisBackend) -> Option<String> {
@@ -142,8 +81,8 @@ async fn beat_three_schedulers_on_redis_send_each_tick_once_and_survive_a_dead_l
     let server = RedisServer::start();
     let (every, ttl) = (250, 1000);
     let entries = [
-        entry("once", every, Missed::RunOnce),
-        entry("skip", every, Missed::Skip),
+        probe_entry("once", every, Missed::RunOnce),
+        probe_entry("skip", every, Missed::Skip),
     ];
     let mut handles: Vec<Option<BeatHandle>> = Vec::new();
     let mut stores = Vec::new();
@@ -247,8 +186,8 @@ async fn beat_restart_on_redis_keeps_its_place_and_applies_the_missed_policy() {
     let server = RedisServer::start();
     let every = 300;
     let entries = [
-        entry("once", every, Missed::RunOnce),
-        entry("skip", every, Missed::Skip),
+        probe_entry("once", every, Missed::RunOnce),
+        probe_entry("skip", every, Missed::Skip),
     ];
     let (first, first_store) = beat_on(&server, "first", &entries, 1000).await;
     let first = first.spawn();
@@ -355,7 +294,7 @@ impl BeatStore for EveryoneLeads {
 async fn beat_schedulers_that_all_think_they_lead_still_send_each_tick_once() {
     let server = RedisServer::start();
     let every = 100;
-    let entries = [entry("split-brain", every, Missed::RunOnce)];
+    let entries = [probe_entry("split-brain", every, Missed::RunOnce)];
     let mut handles = Vec::new();
     for i in 0..4 {
         let backend = connect(&server).await;

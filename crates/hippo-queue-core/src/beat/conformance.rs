@@ -1,5 +1,6 @@
 //! The checks every [`BeatStore`] passes (feature `conformance`): lease exclusivity,
-//! renewal, release and expiry, and the monotonic per-tick claim.
+//! renewal, release and expiry, and the monotonic per-tick claim; and helpers for
+//! scheduler tests that read back the tasks a scheduler sent.
 //!
 //! ```
 //! use hippo_queue_core::beat::MemoryBeatStore;
@@ -9,11 +10,14 @@
 //! # }
 //! ```
 
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use crate::App;
+use crate::message::Envelope;
 use crate::time::now_ms;
 
-use super::BeatStore;
+use super::{BeatStore, Entry, Missed, Schedule};
 
 /// Runs every check against `store`, which must be empty and unused by anything else.
 /// Panics with a description of the first failure. Takes about half a second (the
@@ -204,4 +208,71 @@ async fn race_claims<S: BeatStore + ?Sized>(s: &S, entry: &str, tick: u64) -> us
         .map(|r| r.unwrap_or_else(|e| panic!("claim: {e}")))
         .filter(|won| *won)
         .count()
+}
+
+/// Sent ticks per entry: tick -> when it was sent (ms).
+pub type Sent = BTreeMap<String, BTreeMap<u64, u64>>;
+
+/// An entry sending the (unregistered) task `beat.probe` every `every_ms`, for
+/// scheduler tests that read the sent tasks back with [`drain_sent`].
+pub fn probe_entry(name: &str, every_ms: u64, missed: Missed) -> Entry {
+    Entry::by_name(
+        name,
+        "beat.probe",
+        vec![0xc0],
+        Schedule::every(Duration::from_millis(every_ms)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .missed(missed)
+}
+
+/// Takes every task sent to the `default` queue out of the broker, by entry and tick;
+/// panics on a task id or a tick seen twice.
+pub async fn drain_sent(app: &App) -> Sent {
+    let mut sent = Sent::new();
+    let mut ids = HashSet::new();
+    loop {
+        let batch = app
+            .broker()
+            .fetch("probe", &["default".to_string()], 1000, Duration::ZERO)
+            .await
+            .unwrap_or_else(|e| panic!("fetch: {e}"));
+        if batch.is_empty() {
+            return sent;
+        }
+        for d in batch {
+            assert!(ids.insert(d.id.clone()), "task {} was sent twice", d.id);
+            let env: Envelope = app
+                .codec()
+                .decode(&d.payload)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (name, tick) = env
+                .id
+                .strip_prefix("beat:")
+                .and_then(|rest| rest.rsplit_once('@'))
+                .unwrap_or_else(|| panic!("unexpected id {}", env.id));
+            let tick: u64 = tick.parse().unwrap_or_else(|e| panic!("{e}"));
+            let dup = sent
+                .entry(name.to_string())
+                .or_default()
+                .insert(tick, env.sent_at);
+            assert!(dup.is_none(), "tick {tick} of {name} was sent twice");
+        }
+    }
+}
+
+/// The sent ticks of one entry, in order, with when each was sent.
+pub fn ticks(sent: &Sent, name: &str) -> Vec<(u64, u64)> {
+    sent.get(name)
+        .map(|m| m.iter().map(|(t, s)| (*t, *s)).collect())
+        .unwrap_or_default()
+}
+
+/// Consecutive sent ticks further apart than one interval.
+pub fn gaps(ticks: &[(u64, u64)], every: u64) -> Vec<(u64, u64)> {
+    ticks
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 != every)
+        .map(|w| (w[0].0, w[1].0))
+        .collect()
 }
