@@ -74,11 +74,50 @@ async fn app_on(server: &RedisServer) -> Result<App, Box<dyn std::error::Error>>
     Ok(app)
 }
 
-async fn wait_drained(app: &App, worker: &hippo_queue::WorkerHandle, n: u64) {
-    while worker.stats().succeeded < n {
+/// Sends `n` tasks in batches of 1,000.
+async fn send_bulk(app: &App, n: usize) -> Result<(), hippo_queue::Error> {
+    for start in (0..n).step_by(1000) {
+        let end = (start + 1000).min(n);
+        app.send_many::<Noop>((start..end).map(|i| (i as u64, SendOptions::new())))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Queues `n` tasks, then times one worker draining them; returns the worker, still
+/// running.
+async fn drain(
+    app: &App,
+    n: usize,
+    concurrency: usize,
+) -> Result<(Duration, hippo_queue::WorkerHandle), hippo_queue::Error> {
+    send_bulk(app, n).await?;
+    let worker = app
+        .worker()
+        .concurrency(concurrency)
+        .prefetch_multiplier(4)
+        .start()
+        .await?;
+    let t = Instant::now();
+    while worker.stats().succeeded < n as u64 {
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
-    let _ = app;
+    Ok((t.elapsed(), worker))
+}
+
+/// Sends `n` tasks one at a time, each waiting for its result.
+async fn round_trips(app: &App, n: usize) -> Result<(Duration, Latencies), hippo_queue::Error> {
+    let mut lat = Latencies(Vec::with_capacity(n));
+    let t = Instant::now();
+    for i in 0..n {
+        let t0 = Instant::now();
+        app.delay::<Noop>(i as u64)
+            .await?
+            .get(Duration::from_secs(10))
+            .await?;
+        lat.0.push(t0.elapsed());
+    }
+    Ok((t.elapsed(), lat))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -141,94 +180,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. bulk enqueue
     let n = scaled(200_000);
     let t = Instant::now();
-    for start in (0..n).step_by(1000) {
-        let end = (start + 1000).min(n);
-        app.send_many::<Noop>((start..end).map(|i| (i as u64, SendOptions::new())))
-            .await?;
-    }
+    send_bulk(&app, n).await?;
     row("enqueue in bulk (batches of 1000)", n, t.elapsed(), "");
     app.broker().purge("default").await?;
 
-    // 3. drain of a backlog by one worker
+    // 3. drain of a backlog by one worker, then 4. round trips one at a time
     let n = scaled(100_000);
-    for start in (0..n).step_by(1000) {
-        let end = (start + 1000).min(n);
-        app.send_many::<Noop>((start..end).map(|i| (i as u64, SendOptions::new())))
-            .await?;
-    }
-    let worker = app
-        .worker()
-        .concurrency(concurrency)
-        .prefetch_multiplier(4)
-        .start()
-        .await?;
-    let t = Instant::now();
-    wait_drained(&app, &worker, n as u64).await;
+    let (took, worker) = drain(&app, n, concurrency).await?;
     row(
         "drain backlog (1 worker process)",
         n,
-        t.elapsed(),
+        took,
         "results stored",
     );
-
-    // 4. submit-to-result round trip, one task at a time
     let n = scaled(5_000);
-    let mut lat = Latencies(Vec::with_capacity(n));
-    let t = Instant::now();
-    for i in 0..n {
-        let t0 = Instant::now();
-        let h = app.delay::<Noop>(i as u64).await?;
-        h.get(Duration::from_secs(10)).await?;
-        lat.0.push(t0.elapsed());
-    }
-    row(
-        "submit-to-result round trip",
-        n,
-        t.elapsed(),
-        &lat.summary(),
-    );
+    let (took, mut lat) = round_trips(&app, n).await?;
+    row("submit-to-result round trip", n, took, &lat.summary());
     worker.shutdown().await;
 
-    // reference: the same drain on the in-memory backend (worker overhead alone)
+    // reference: the same on the in-memory backend (the worker's own overhead)
     let mem = App::in_memory();
     mem.register(Noop);
     let n = scaled(100_000);
-    for start in (0..n).step_by(1000) {
-        let end = (start + 1000).min(n);
-        mem.send_many::<Noop>((start..end).map(|i| (i as u64, SendOptions::new())))
-            .await?;
-    }
-    let worker = mem
-        .worker()
-        .concurrency(concurrency)
-        .prefetch_multiplier(4)
-        .start()
-        .await?;
-    let t = Instant::now();
-    wait_drained(&mem, &worker, n as u64).await;
-    row(
-        "drain backlog (in-memory backend)",
-        n,
-        t.elapsed(),
-        "reference",
-    );
+    let (took, worker) = drain(&mem, n, concurrency).await?;
+    row("drain backlog (in-memory backend)", n, took, "reference");
     let n = scaled(5_000);
-    let mut lat = Latencies(Vec::with_capacity(n));
-    let t = Instant::now();
-    for i in 0..n {
-        let t0 = Instant::now();
-        mem.delay::<Noop>(i as u64)
-            .await?
-            .get(Duration::from_secs(10))
-            .await?;
-        lat.0.push(t0.elapsed());
-    }
-    row(
-        "round trip (in-memory backend)",
-        n,
-        t.elapsed(),
-        &lat.summary(),
-    );
+    let (took, mut lat) = round_trips(&mem, n).await?;
+    row("round trip (in-memory backend)", n, took, &lat.summary());
     worker.shutdown().await;
 
     if std::env::var("HQ_BENCH_STATS").is_ok() {
