@@ -66,7 +66,7 @@ fn row(name: &str, n: usize, took: Duration, extra: &str) {
     );
 }
 
-async fn app_on(server: &RedisServer) -> Result<App, Box<dyn std::error::Error>> {
+async fn app_on(server: &RedisServer) -> Result<App, BoxError> {
     let redis =
         RedisBackend::connect(RedisConfig::new(server.url(1)).results_url(server.url(2))).await?;
     let app = App::builder().broker(redis.clone()).backend(redis).build();
@@ -105,23 +105,38 @@ async fn drain(
     Ok((t.elapsed(), worker))
 }
 
-/// Sends `n` tasks one at a time, each waiting for its result.
-async fn round_trips(app: &App, n: usize) -> Result<(Duration, Latencies), hippo_queue::Error> {
+/// Sends `n` tasks one at a time, each waiting for its result: with `delay` then
+/// `get`, or with `call` (the wait registered before the send, the result announced).
+async fn round_trips(
+    app: &App,
+    n: usize,
+    call: bool,
+) -> Result<(Duration, Latencies), hippo_queue::Error> {
+    let timeout = Duration::from_secs(10);
     let mut lat = Latencies(Vec::with_capacity(n));
     let t = Instant::now();
     for i in 0..n {
         let t0 = Instant::now();
-        app.delay::<Noop>(i as u64)
-            .await?
-            .get(Duration::from_secs(10))
-            .await?;
+        if call {
+            app.call::<Noop>(i as u64, timeout).await?;
+        } else {
+            app.delay::<Noop>(i as u64).await?.get(timeout).await?;
+        }
         lat.0.push(t0.elapsed());
     }
     Ok((t.elapsed(), lat))
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
+    // Producers run as tasks of the runtime, as a service's request handlers do
+    // (the future given to `block_on` runs outside the runtime's worker threads).
+    tokio::spawn(run()).await?
+}
+
+async fn run() -> Result<(), BoxError> {
     let concurrency: usize = std::env::var("HQ_BENCH_CONCURRENCY")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -194,8 +209,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "results stored",
     );
     let n = scaled(5_000);
-    let (took, mut lat) = round_trips(&app, n).await?;
-    row("submit-to-result round trip", n, took, &lat.summary());
+    let (took, mut lat) = round_trips(&app, n, false).await?;
+    row("round trip, delay + get", n, took, &lat.summary());
+    let (took, mut lat) = round_trips(&app, n, true).await?;
+    row("round trip, call", n, took, &lat.summary());
     worker.shutdown().await;
 
     // reference: the same on the in-memory backend (the worker's own overhead)
@@ -205,7 +222,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (took, worker) = drain(&mem, n, concurrency).await?;
     row("drain backlog (in-memory backend)", n, took, "reference");
     let n = scaled(5_000);
-    let (took, mut lat) = round_trips(&mem, n).await?;
+    let (took, mut lat) = round_trips(&mem, n, false).await?;
     row("round trip (in-memory backend)", n, took, &lat.summary());
     worker.shutdown().await;
 

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::events::{Event, EventKind};
 use crate::message::{ENVELOPE_VERSION, Envelope, RetrySpec, origin};
 use crate::registry::{Handler, Registry};
-use crate::result::AsyncResult;
+use crate::result::{AsyncResult, output};
 use crate::routing::Router;
 use crate::time::{duration_ms, now_ms, to_ms};
 use crate::worker::WorkerBuilder;
@@ -244,6 +244,74 @@ impl App {
         Ok(AsyncResult::new(env.id, self.clone()))
     }
 
+    /// Sends a task and waits for its output: a request/response call, equivalent to
+    /// `delay(args).await?.get(timeout)`.
+    ///
+    /// The wait begins before the message is sent, and the message asks the worker to
+    /// have its result announced the moment it is stored, so a result backend that
+    /// supports it (Redis) delivers the output with no look-up round trip. Errors as
+    /// [`AsyncResult::get`], and [`Error::InvalidOptions`] for a task that ignores its
+    /// results.
+    ///
+    /// ```
+    /// # use hippo_queue_core::{App, Task, TaskContext, TaskError};
+    /// # use std::time::Duration;
+    /// struct Add;
+    ///
+    /// #[async_trait::async_trait]
+    /// impl Task for Add {
+    ///     const NAME: &'static str = "math.add";
+    ///     type Args = (i64, i64);
+    ///     type Output = i64;
+    ///     async fn run(&self, _: &TaskContext, (a, b): (i64, i64)) -> Result<i64, TaskError> {
+    ///         Ok(a + b)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), hippo_queue_core::Error> {
+    /// let app = App::in_memory();
+    /// app.register(Add);
+    /// let worker = app.worker().start().await?;
+    /// assert_eq!(app.call::<Add>((2, 3), Duration::from_secs(5)).await?, 5);
+    /// worker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call<T: Task>(
+        &self,
+        args: T::Args,
+        timeout: Duration,
+    ) -> Result<T::Output, Error> {
+        self.call_with::<T>(args, SendOptions::new(), timeout).await
+    }
+
+    /// [`App::call`] with per-call options.
+    pub async fn call_with<T: Task>(
+        &self,
+        args: T::Args,
+        opts: SendOptions,
+        timeout: Duration,
+    ) -> Result<T::Output, Error> {
+        let mut env = self.envelope(T::NAME, to_msgpack(&args)?, &T::options(), opts)?;
+        if env.ignore_result {
+            return Err(Error::InvalidOptions(format!(
+                "task {} ignores its results (ignore_result), so a call cannot wait for one: send it with delay or apply_async",
+                env.name
+            )));
+        }
+        let backend = self.backend();
+        let mut watch = backend.watch(&env.id);
+        env.announce_result = watch.is_some();
+        let out = self.outgoing(&env)?;
+        self.publish(vec![out], &[&env]).await?;
+        let meta = match watch.as_mut() {
+            Some(w) => w.wait(timeout).await?,
+            None => backend.wait(&env.id, timeout).await?,
+        };
+        output(&env.id, meta, timeout)
+    }
+
     /// Sends many calls of one task in one round trip.
     pub async fn send_many<T: Task>(
         &self,
@@ -328,6 +396,20 @@ impl App {
         task_defaults: &TaskOptions,
         call: SendOptions,
     ) -> Result<(Envelope, Outgoing), Error> {
+        let env = self.envelope(name, args, task_defaults, call)?;
+        let out = self.outgoing(&env)?;
+        Ok((env, out))
+    }
+
+    /// Routes a call and resolves its options (call over task over app defaults) into
+    /// an envelope.
+    fn envelope(
+        &self,
+        name: &str,
+        args: Vec<u8>,
+        task_defaults: &TaskOptions,
+        call: SendOptions,
+    ) -> Result<Envelope, Error> {
         let dest = self.inner.router.resolve(
             name,
             call.options.queue.as_deref(),
@@ -371,9 +453,9 @@ impl App {
             track_started: o.track_started.unwrap_or(false),
             origin: origin(),
             sent_at: now_ms(),
+            announce_result: false,
         };
-        let out = self.outgoing(&env)?;
-        Ok((env, out))
+        Ok(env)
     }
 
     /// Encodes an envelope into an outgoing message.

@@ -84,7 +84,7 @@ macro_rules! conformance_suite {
             revoke_running_with_terminate, expired_task_is_revoked, lost_worker_recovery,
             killed_worker_acks_late, killed_worker_early_ack, graceful_shutdown,
             shutdown_grace_expires, result_expiry, garbage_messages, fencing, panic_is_failure,
-            get_waits_and_times_out, countdown_not_early, consumers_change, bulk_send,
+            get_waits_and_times_out, call_round_trip, countdown_not_early, consumers_change, bulk_send,
             ignore_result, compressed_result, too_many_deliveries, blocking_and_solo_pools,
             events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun,
             control_inspect, control_commands, rate_limit_across_workers, autoscale
@@ -1148,6 +1148,7 @@ pub async fn fencing(b: Backends) {
             meta: m,
             ttl: Duration::from_secs(60),
             compress: false,
+            announce: false,
         }
     };
     let results = k.app.backend().clone();
@@ -1243,6 +1244,77 @@ pub async fn get_waits_and_times_out(b: Backends) {
     assert!(matches!(err, Error::Timeout(_)), "{err}");
     assert!(t.elapsed() >= Duration::from_millis(190));
     assert_eq!(never.state().await.expect("state"), TaskState::Pending);
+    w.shutdown().await;
+}
+
+/// `call` sends and waits in one step: the output, the failure of a failed task, a
+/// timeout, and a clear refusal for a task that ignores its results.
+pub async fn call_round_trip(b: Backends) {
+    let k = kit(&b, Router::default());
+    // no worker yet: the call times out
+    let t = Instant::now();
+    let err = k
+        .app
+        .call::<Record>("early".into(), Duration::from_millis(300))
+        .await
+        .expect_err("nobody runs it yet");
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(t.elapsed() >= Duration::from_millis(290));
+
+    let w = test_worker(&k.app).start().await.expect("worker");
+    for i in 0..20 {
+        let label = format!("call-{i}");
+        assert_eq!(
+            k.app
+                .call::<Record>(label.clone(), WAIT)
+                .await
+                .expect("output"),
+            label
+        );
+    }
+    // a delayed call waits for its countdown
+    let t = Instant::now();
+    let out = k
+        .app
+        .call_with::<Record>(
+            "later".into(),
+            SendOptions::new().countdown(Duration::from_millis(300)),
+            WAIT,
+        )
+        .await
+        .expect("output");
+    assert_eq!(out, "later");
+    assert!(t.elapsed() >= Duration::from_millis(290));
+
+    let err = k
+        .app
+        .call::<Panicker>((), WAIT)
+        .await
+        .expect_err("it panics");
+    match err {
+        Error::TaskFailed { state, failure, .. } => {
+            assert_eq!(state, TaskState::Failure);
+            assert_eq!(failure.kind, kinds::PANIC);
+        }
+        other => panic!("expected TaskFailed, got {other}"),
+    }
+    let err = k
+        .app
+        .call_with::<Record>(
+            "quiet".into(),
+            SendOptions::new().with(TaskOptions::new().ignore_result(true)),
+            WAIT,
+        )
+        .await
+        .expect_err("nothing to wait for");
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+    assert!(err.to_string().contains("ignore_result"), "{err}");
+    // the early call ran once a worker came; the refused one was never sent
+    until("early ran", WAIT, || {
+        log_of(&k).contains(&"early".to_string())
+    })
+    .await;
+    assert!(!log_of(&k).contains(&"quiet".to_string()));
     w.shutdown().await;
 }
 
@@ -1592,6 +1664,7 @@ pub async fn redelivered_finished_not_rerun(b: Backends) {
             meta: m,
             ttl: Duration::from_secs(60),
             compress: false,
+            announce: false,
         }])
         .await
         .expect("store");

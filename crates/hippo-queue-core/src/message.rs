@@ -61,6 +61,14 @@ pub struct Envelope {
     pub origin: String,
     /// When it was sent, ms.
     pub sent_at: u64,
+    /// The sender waits for the result ([`App::call`](crate::App::call)): the worker
+    /// asks the result backend to announce it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub announce_result: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The retry policy carried by a message.

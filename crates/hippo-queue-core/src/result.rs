@@ -107,6 +107,29 @@ pub struct AsyncResult<T> {
     _out: PhantomData<fn() -> T>,
 }
 
+/// The output of a task from its record as a wait ended: the output of a SUCCESS,
+/// [`Error::TaskFailed`] for other final states, [`Error::Timeout`] otherwise.
+pub(crate) fn output<T: DeserializeOwned>(
+    id: &str,
+    meta: Option<TaskMeta>,
+    timeout: Duration,
+) -> Result<T, Error> {
+    match meta {
+        Some(m) if m.state == TaskState::Success => match m.result {
+            Some(bytes) => Ok(from_msgpack(&bytes)?),
+            None => Err(Error::NoResult(id.to_string())),
+        },
+        Some(m) if m.state.is_ready() => Err(Error::TaskFailed {
+            task_id: id.to_string(),
+            state: m.state,
+            failure: m
+                .error
+                .unwrap_or_else(|| TaskFailure::new(m.state.as_str(), "no error recorded")),
+        }),
+        _ => Err(Error::Timeout(timeout)),
+    }
+}
+
 impl<T> Clone for AsyncResult<T> {
     fn clone(&self) -> Self {
         AsyncResult {
@@ -180,20 +203,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// [`Error::NoResult`] for a success whose result is not stored.
     pub async fn get(&self, timeout: Duration) -> Result<T, Error> {
         let meta = self.app.backend().wait(&self.id, timeout).await?;
-        match meta {
-            Some(m) if m.state == TaskState::Success => match m.result {
-                Some(bytes) => Ok(from_msgpack(&bytes)?),
-                None => Err(Error::NoResult(self.id.clone())),
-            },
-            Some(m) if m.state.is_ready() => Err(Error::TaskFailed {
-                task_id: self.id.clone(),
-                state: m.state,
-                failure: m
-                    .error
-                    .unwrap_or_else(|| TaskFailure::new(m.state.as_str(), "no error recorded")),
-            }),
-            _ => Err(Error::Timeout(timeout)),
-        }
+        output(&self.id, meta, timeout)
     }
 
     /// Revokes the task; with `terminate`, a running task is aborted.

@@ -359,8 +359,15 @@ impl RedisBackend {
         };
         self.keep_blocker(worker, conn);
         let mut out = Vec::new();
+        let mut next_due: Option<u64> = None;
         for (reply, q) in replies.into_iter().zip(queues) {
-            out.extend(Self::parse_fetch(reply, q)?.0);
+            let (got, due) = Self::parse_fetch(reply, q)?;
+            out.extend(got);
+            next_due = earliest(next_due, due);
+        }
+        if !out.is_empty() && out.len() < max {
+            // The queues were drained at the pop: the next fetch may wait at once.
+            self.mark_idle(worker, next_due);
         }
         if out.len() > max {
             let surplus: Vec<DeliveryRef> =
@@ -368,6 +375,16 @@ impl RedisBackend {
             self.release(worker, &surplus).await?;
         }
         Ok(out)
+    }
+
+    /// Records that the last fetch drained the worker's queues, and when the next
+    /// delayed message is due: its next fetch waits for a wake-up first.
+    fn mark_idle(&self, worker: &str, next_due: Option<u64>) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(worker.to_string(), next_due);
     }
 
     fn keep_blocker(&self, worker: &str, conn: redis::aio::MultiplexedConnection) {
@@ -449,6 +466,14 @@ impl RedisBackend {
             .unwrap_or_else(|p| p.into_inner())
             .remove(worker);
         Ok(out)
+    }
+}
+
+/// The earlier of two optional due times.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -557,19 +582,12 @@ impl Broker for RedisBackend {
                 }
                 let (got, due) = self.fetch_queue(worker, q, max - out.len()).await?;
                 out.extend(got);
-                next_due = match (next_due, due) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                next_due = earliest(next_due, due);
             }
             let now = tokio::time::Instant::now();
             if !out.is_empty() || max == 0 || now >= deadline {
                 if out.len() < max {
-                    self.inner
-                        .idle
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(worker.to_string(), next_due);
+                    self.mark_idle(worker, next_due);
                 }
                 return Ok(out);
             }

@@ -3,13 +3,15 @@
 //! waiter is woken once so that it looks again at what it may have missed.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use hippo_queue_core::backend::Revocation;
 use hippo_queue_core::codec::Codec;
 use hippo_queue_core::control::Request;
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -17,6 +19,9 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 pub(crate) struct Hub {
     waiters: Mutex<HashMap<String, (Arc<Slot>, usize)>>,
+    /// Counts the subscriptions of the results channel; 0 while it is down.
+    results_generation: AtomicU64,
+    generations: AtomicU64,
     revocations: Mutex<Vec<mpsc::Sender<Revocation>>>,
     control: Mutex<Vec<mpsc::Sender<Request>>>,
 }
@@ -36,13 +41,20 @@ impl Slot {
 }
 
 /// A registered waiter; unregisters on drop.
-pub(crate) struct Waiter<'a> {
-    hub: &'a Hub,
+pub(crate) struct Waiter {
+    hub: Arc<Hub>,
     id: String,
     pub slot: Arc<Slot>,
 }
 
-impl Drop for Waiter<'_> {
+impl Waiter {
+    /// The task waited for.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for Waiter {
     fn drop(&mut self) {
         let mut w = self.hub.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = w.get_mut(&self.id) {
@@ -55,17 +67,33 @@ impl Drop for Waiter<'_> {
 }
 
 impl Hub {
-    pub(crate) fn wait_for<'a>(&'a self, id: &str) -> Waiter<'a> {
+    pub(crate) fn wait_for(self: &Arc<Self>, id: &str) -> Waiter {
         let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         let entry = w
             .entry(id.to_string())
             .or_insert_with(|| (Arc::new(Slot::default()), 0));
         entry.1 += 1;
         Waiter {
-            hub: self,
+            hub: self.clone(),
             id: id.to_string(),
             slot: entry.0.clone(),
         }
+    }
+
+    /// The current subscription of the results channel: a number that changes with
+    /// every new subscription, or 0 while there is none. An announcement published
+    /// while it stays the same was received.
+    pub(crate) fn results_generation(&self) -> u64 {
+        self.results_generation.load(Ordering::Acquire)
+    }
+
+    fn set_results_live(&self, live: bool) {
+        let g = if live {
+            self.generations.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            0
+        };
+        self.results_generation.store(g, Ordering::Release);
     }
 
     /// A published result: `<id length>:<id><encoded record>`.
@@ -171,16 +199,47 @@ pub(crate) struct Channels {
     pub control: Option<String>,
 }
 
+impl Channels {
+    /// Hands one published message to the hub.
+    fn dispatch(&self, hub: &Hub, channel: &[u8], payload: &[u8]) {
+        if self.results.as_deref().map(str::as_bytes) == Some(channel) {
+            hub.result_ready(payload);
+        } else if self.control.as_deref().map(str::as_bytes) == Some(channel) {
+            match Codec::default().decode::<Request>(payload) {
+                Ok(r) => hub.control_request(r),
+                Err(e) => tracing::warn!(error = %e, "ignored a malformed control request"),
+            }
+        } else if self.revocations.as_deref().map(str::as_bytes) == Some(channel) {
+            let payload = String::from_utf8_lossy(payload);
+            match decode_revocation(&payload) {
+                Some(r) => hub.revoked(r),
+                None => tracing::warn!(%payload, "ignored a malformed revocation message"),
+            }
+        }
+    }
+}
+
 /// Starts the listener task; it runs until aborted.
+///
+/// The subscription uses RESP3 on a connection of its own: published messages are
+/// handed to the hub by the connection's reader as they are read, with no task in
+/// between.
 pub(crate) fn spawn(client: redis::Client, channels: Channels, hub: Arc<Hub>) -> JoinHandle<()> {
+    let channels = Arc::new(channels);
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
             match listen(&client, &channels, &hub).await {
-                Ok(()) => tracing::warn!("pub/sub connection closed; reconnecting"),
+                Ok(()) => {
+                    tracing::warn!("pub/sub connection closed; reconnecting");
+                    delay = Duration::from_millis(100);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "pub/sub connection failed; reconnecting in {delay:?}")
                 }
+            }
+            if channels.results.is_some() {
+                hub.set_results_live(false);
             }
             hub.wake_all();
             tokio::time::sleep(delay).await;
@@ -189,35 +248,51 @@ pub(crate) fn spawn(client: redis::Client, channels: Channels, hub: Arc<Hub>) ->
     })
 }
 
-async fn listen(client: &redis::Client, ch: &Channels, hub: &Hub) -> redis::RedisResult<()> {
-    let mut pubsub = client.get_async_pubsub().await?;
+/// Subscribes and returns when the connection is lost.
+async fn listen(
+    client: &redis::Client,
+    ch: &Arc<Channels>,
+    hub: &Arc<Hub>,
+) -> redis::RedisResult<()> {
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let closed = Arc::new(Notify::new());
+    let sender = {
+        let (ch, hub, closed) = (ch.clone(), hub.clone(), closed.clone());
+        move |push: PushInfo| -> Result<(), Infallible> {
+            match (push.kind, push.data.as_slice()) {
+                (PushKind::Message, [Value::BulkString(channel), Value::BulkString(payload)]) => {
+                    ch.dispatch(&hub, channel, payload)
+                }
+                (PushKind::Disconnection, _) => closed.notify_one(),
+                _ => {}
+            }
+            Ok(())
+        }
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_push_sender(sender);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let names: Vec<&String> = ch
         .results
         .iter()
         .chain(ch.revocations.iter())
         .chain(ch.control.iter())
         .collect();
-    pubsub.subscribe(names).await?;
+    conn.subscribe(names).await?;
+    if ch.results.is_some() {
+        hub.set_results_live(true);
+    }
     // Anything published while we were away: let waiters look again.
     hub.wake_all();
-    let mut stream = pubsub.on_message();
-    while let Some(msg) = stream.next().await {
-        let channel = msg.get_channel_name();
-        if ch.results.as_deref() == Some(channel) {
-            hub.result_ready(msg.get_payload_bytes());
-        } else if ch.control.as_deref() == Some(channel) {
-            match Codec::default().decode::<Request>(msg.get_payload_bytes()) {
-                Ok(r) => hub.control_request(r),
-                Err(e) => tracing::warn!(error = %e, "ignored a malformed control request"),
-            }
-        } else if ch.revocations.as_deref() == Some(channel) {
-            let payload = String::from_utf8_lossy(msg.get_payload_bytes());
-            match decode_revocation(&payload) {
-                Some(r) => hub.revoked(r),
-                None => tracing::warn!(%payload, "ignored a malformed revocation message"),
-            }
-        }
-    }
+    closed.notified().await;
     Ok(())
 }
 

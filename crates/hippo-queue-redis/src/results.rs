@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hippo_queue_core::backend::{ResultBackend, ResultWrite, WriteOutcome};
+use hippo_queue_core::backend::{ResultBackend, ResultWatch, ResultWrite, WriteOutcome};
 use hippo_queue_core::{BackendError, TaskMeta};
 use redis::Value;
 
 use crate::backend::RedisBackend;
+use crate::listener::{Slot, Waiter};
 use crate::values::{array, int};
 
 /// Most records per store script call.
@@ -26,6 +27,15 @@ impl RedisBackend {
             .map_err(|e| BackendError::Protocol(format!("stored result: {e}")))
     }
 
+    /// The final record announced for a waiter, if one has arrived.
+    fn published(&self, slot: &Slot) -> Result<Option<TaskMeta>, BackendError> {
+        let Some(data) = slot.take() else {
+            return Ok(None);
+        };
+        let meta = self.decode_data(&data)?;
+        Ok(meta.state.is_ready().then_some(meta))
+    }
+
     /// Decodes a stored value, `<STATE>|<fence>|<encoded record>`.
     fn decode_stored(&self, value: Option<Vec<u8>>) -> Result<Option<TaskMeta>, BackendError> {
         let Some(v) = value else { return Ok(None) };
@@ -37,6 +47,55 @@ impl RedisBackend {
         match (bars.next(), bars.next()) {
             (Some(_), Some(second)) => self.decode_data(&v[second + 1..]).map(Some),
             _ => Err(BackendError::Protocol("stored result has no header".into())),
+        }
+    }
+}
+
+/// A wait registered before the task was sent, relying on the announcement of its
+/// result. It looks the result up instead when the announcement could have been
+/// missed: the subscription was renewed, or nothing came within [`ANNOUNCE_GRACE`].
+/// While the subscription is down it waits for it to come back.
+struct Watch {
+    backend: RedisBackend,
+    waiter: Waiter,
+    generation: u64,
+}
+
+/// How long a watch relies on the announcement alone.
+const ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
+
+#[async_trait]
+impl ResultWatch for Watch {
+    async fn wait(&mut self, timeout: Duration) -> Result<Option<TaskMeta>, BackendError> {
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        let grace = deadline.min(start + ANNOUNCE_GRACE);
+        let hub = &self.backend.inner.hub;
+        loop {
+            let notified = self.waiter.slot.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(meta) = self.backend.published(&self.waiter.slot)? {
+                return Ok(Some(meta));
+            }
+            let now = tokio::time::Instant::now();
+            let generation = hub.results_generation();
+            if generation != 0 && (generation != self.generation || now >= grace) {
+                let id = self.waiter.id().to_string();
+                return self
+                    .backend
+                    .wait(&id, deadline.saturating_duration_since(now))
+                    .await;
+            }
+            if now >= deadline {
+                return Ok(None);
+            }
+            // down: the new subscription wakes every waiter
+            let until = if generation == 0 { deadline } else { grace };
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
         }
     }
 }
@@ -75,6 +134,7 @@ impl ResultBackend for RedisBackend {
                         .arg(w.meta.state.as_str())
                         .arg(w.meta.fence.map_or(-1, |f| f as i64))
                         .arg(ttl)
+                        .arg(u8::from(w.announce))
                         .arg(data);
                 }
                 invs.push(inv);
@@ -119,11 +179,8 @@ impl ResultBackend for RedisBackend {
             let notified = waiter.slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(data) = waiter.slot.take() {
-                let meta = self.decode_data(&data)?;
-                if meta.state.is_ready() {
-                    return Ok(Some(meta));
-                }
+            if let Some(meta) = self.published(&waiter.slot)? {
+                return Ok(Some(meta));
             }
             let mut pipe = redis::pipe();
             if announce {
@@ -135,10 +192,16 @@ impl ResultBackend for RedisBackend {
                     .arg("PX")
                     .arg(ms)
                     .ignore();
-                announce = false;
             }
             pipe.get(g.result(id));
-            let (value,): (Option<Vec<u8>>,) = self.inner.results.query(&pipe).await?;
+            // The announcement may arrive before the reply to the look: whichever
+            // brings a final record first ends the wait.
+            let looked = tokio::select! {
+                r = self.inner.results.query::<(Option<Vec<u8>>,)>(&pipe) => Some(r?.0),
+                _ = &mut notified => None,
+            };
+            let Some(value) = looked else { continue };
+            announce = false;
             let current = self.decode_stored(value)?;
             if current.as_ref().is_some_and(|m| m.state.is_ready()) {
                 return Ok(current);
@@ -148,6 +211,19 @@ impl ResultBackend for RedisBackend {
                 _ = tokio::time::sleep_until(deadline) => return Ok(current),
             }
         }
+    }
+
+    fn watch(&self, id: &str) -> Option<Box<dyn ResultWatch>> {
+        let generation = self.inner.hub.results_generation();
+        if generation == 0 {
+            // Not subscribed: an announcement could be missed.
+            return None;
+        }
+        Some(Box::new(Watch {
+            backend: self.clone(),
+            waiter: self.inner.hub.wait_for(id),
+            generation,
+        }))
     }
 
     async fn forget(&self, id: &str) -> Result<(), BackendError> {

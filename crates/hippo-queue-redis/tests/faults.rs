@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hippo_queue_core::backend::{Broker, DeliveryFlags, Outgoing, Settle, Settlement};
+use hippo_queue_core::backend::{
+    Broker, DeliveryFlags, Outgoing, ResultBackend, ResultWrite, Settle, Settlement,
+};
+use hippo_queue_core::codec::to_msgpack;
 use hippo_queue_core::testing::test_worker;
 use hippo_queue_core::time::now_ms;
 use hippo_queue_core::{
-    App, Error, SendOptions, Task, TaskContext, TaskError, TaskOptions, TaskState,
+    App, Error, SendOptions, Task, TaskContext, TaskError, TaskMeta, TaskOptions, TaskState,
 };
 use hippo_queue_redis::{RedisBackend, RedisConfig};
 
@@ -220,4 +223,98 @@ async fn purge_empties_a_large_queue_in_batches() {
         .remove(0);
     assert_eq!((s.waiting(), s.delayed), (0, 0));
     let _ = TaskState::Pending;
+}
+
+/// A call relies on the announcement of its result; when the announcement is missed
+/// (a result written without one, a subscription renewed after a restart) it looks the
+/// result up instead, and a call in flight across a restart completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_survive_missed_announcements_and_restarts() {
+    let mut server = support::RedisServer::start_persistent();
+    let (app, backend) = app_on(&server).await;
+    let runs = Arc::new(AtomicU32::new(0));
+    app.register(Slow(runs.clone()));
+    let record = |id: &str, announce: bool| {
+        let mut meta = TaskMeta::new(id, "faults.manual", TaskState::Success);
+        meta.result = Some(to_msgpack(&7u64).expect("encode"));
+        ResultWrite {
+            meta,
+            ttl: Duration::from_secs(60),
+            compress: false,
+            announce,
+        }
+    };
+
+    // the listener subscribes in the background after connecting
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut watch = loop {
+        if let Some(w) = backend.watch("manual-quiet") {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "the listener never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // written without an announcement: found by looking after the grace period
+    backend
+        .store(&[record("manual-quiet", false)])
+        .await
+        .expect("store");
+    let t = Instant::now();
+    let got = watch.wait(Duration::from_secs(5)).await.expect("wait");
+    assert_eq!(got.map(|m| m.state), Some(TaskState::Success));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // announced: delivered at once
+    let mut watch = backend.watch("manual-loud").expect("subscribed");
+    let t = Instant::now();
+    backend
+        .store(&[record("manual-loud", true)])
+        .await
+        .expect("store");
+    let got = watch.wait(Duration::from_secs(5)).await.expect("wait");
+    assert_eq!(got.map(|m| m.state), Some(TaskState::Success));
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let worker = test_worker(&app)
+        .concurrency(2)
+        .start()
+        .await
+        .expect("worker");
+    assert_eq!(
+        app.call::<Slow>(5, Duration::from_secs(10))
+            .await
+            .expect("call"),
+        5
+    );
+
+    // a call in flight while the server restarts
+    let caller = {
+        let app = app.clone();
+        tokio::spawn(async move { app.call::<Slow>(800, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart();
+    assert_eq!(caller.await.expect("join").expect("completed"), 800);
+
+    // and new calls once the subscription is back
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match app.call::<Slow>(5, Duration::from_secs(10)).await {
+            Ok(out) => {
+                assert_eq!(out, 5);
+                break;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "calls did not recover: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    worker.shutdown().await;
 }

@@ -371,6 +371,18 @@ pub struct ResultWrite {
     pub ttl: Duration,
     /// Compress above the codec's threshold.
     pub compress: bool,
+    /// The sender is waiting on a [`ResultWatch`]: announce the record when it is
+    /// final.
+    pub announce: bool,
+}
+
+/// Interest in one task's result, registered before its message is sent (see
+/// [`ResultBackend::watch`]).
+#[async_trait]
+pub trait ResultWatch: Send {
+    /// Waits until the task is ready or `timeout` passes, and returns the record as it
+    /// then is.
+    async fn wait(&mut self, timeout: Duration) -> Result<Option<TaskMeta>, BackendError>;
 }
 
 /// Keeps task states and results.
@@ -387,6 +399,16 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// Waits until the task is ready or `timeout` passes, woken by the write (no
     /// polling); returns the record as it then is.
     async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<TaskMeta>, BackendError>;
+
+    /// Starts watching a task's result before its message is sent, for
+    /// [`App::call`](crate::App::call). `Some` promises that the final record of a
+    /// message sent with `announce_result` (see [`ResultWrite::announce`]) reaches the
+    /// watch, so its wait needs no look-up; `None` (the default) means the caller sends
+    /// normally and waits with [`ResultBackend::wait`].
+    fn watch(&self, id: &str) -> Option<Box<dyn ResultWatch>> {
+        let _ = id;
+        None
+    }
 
     /// Deletes the record.
     async fn forget(&self, id: &str) -> Result<(), BackendError>;

@@ -216,6 +216,7 @@ fn write(env: &Envelope, meta: TaskMeta) -> ResultWrite {
         meta,
         ttl: Duration::from_millis(env.result_expires),
         compress: env.compression != crate::options::Compression::None,
+        announce: env.announce_result,
     }
 }
 
@@ -275,6 +276,7 @@ async fn execute_inner(shared: Arc<Shared>, d: Arc<Delivery>) {
                     meta,
                     ttl: shared.app.config().result_expires,
                     compress: false,
+                    announce: false,
                 }),
                 settlement: settle(Settle::DeadLetter {
                     reason: format!("malformed message: {e}"),
@@ -712,6 +714,7 @@ fn record_recovered(shared: &Shared, recovered: Vec<crate::backend::Recovered>) 
             meta,
             ttl,
             compress: false,
+            announce: env.as_ref().is_some_and(|e| e.announce_result),
         }));
     }
 }
