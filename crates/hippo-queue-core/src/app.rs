@@ -465,7 +465,7 @@ impl App {
             queue: env.queue.clone(),
             priority: env.priority,
             eta: env.eta,
-            payload: self.inner.codec.encode(env, true)?,
+            payload: self.inner.codec.encode_compact(env, true)?,
             flags: DeliveryFlags {
                 acks_late: env.acks_late,
                 reject_on_worker_lost: env.reject_on_worker_lost,

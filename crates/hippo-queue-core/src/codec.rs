@@ -88,10 +88,46 @@ impl Codec {
         value: &T,
         compress: bool,
     ) -> Result<Vec<u8>, CodecError> {
+        self.encode_as(value, compress, true)
+    }
+
+    /// Encodes `value` like [`Codec::encode`], with struct fields by position
+    /// (MessagePack arrays) instead of by name: about a third of the size for the
+    /// crate's own records (envelopes, result records), whose fields only ever grow
+    /// at the end with `#[serde(default)]`. [`Codec::decode`] reads both forms.
+    ///
+    /// ```
+    /// use hippo_queue_core::codec::Codec;
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct Point { x: u32, y: u32 }
+    /// let codec = Codec::default();
+    /// let named = codec.encode(&Point { x: 1, y: 2 }, false).unwrap();
+    /// let compact = codec.encode_compact(&Point { x: 1, y: 2 }, false).unwrap();
+    /// assert!(compact.len() < named.len());
+    /// assert_eq!(codec.decode::<Point>(&compact).unwrap(), codec.decode::<Point>(&named).unwrap());
+    /// ```
+    pub fn encode_compact<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        compress: bool,
+    ) -> Result<Vec<u8>, CodecError> {
+        self.encode_as(value, compress, false)
+    }
+
+    fn encode_as<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        compress: bool,
+        named: bool,
+    ) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::with_capacity(128);
         out.push(TAG_MSGPACK);
-        rmp_serde::encode::write_named(&mut out, value)
-            .map_err(|e| CodecError::Encode(e.to_string()))?;
+        let written = if named {
+            rmp_serde::encode::write_named(&mut out, value)
+        } else {
+            rmp_serde::encode::write(&mut out, value)
+        };
+        written.map_err(|e| CodecError::Encode(e.to_string()))?;
         let body_len = out.len() - 1;
         if body_len > self.max_size {
             return Err(CodecError::TooLarge {

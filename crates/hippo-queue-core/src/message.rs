@@ -12,6 +12,10 @@ pub const ENVELOPE_VERSION: u8 = 1;
 /// Encoded with [`Codec`](crate::codec::Codec) (MessagePack, zstd above a threshold).
 /// Options are stored resolved (call over task over app defaults), so the worker needs
 /// nothing but the envelope to apply them. Times are milliseconds since the Unix epoch.
+///
+/// Envelopes travel with their fields by position ([`Codec::encode_compact`](crate::codec::Codec::encode_compact)):
+/// a new field goes at the end, with `#[serde(default)]`, so that envelopes already
+/// queued still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Format version ([`ENVELOPE_VERSION`]).
@@ -63,12 +67,8 @@ pub struct Envelope {
     pub sent_at: u64,
     /// The sender waits for the result ([`App::call`](crate::App::call)): the worker
     /// asks the result backend to announce it.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub announce_result: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 /// The retry policy carried by a message.
@@ -141,5 +141,45 @@ mod tests {
             ..spec
         };
         assert!(explicit.autoretries(crate::task::kinds::ARGUMENTS));
+    }
+
+    #[test]
+    fn envelopes_decode_by_name_by_position_and_without_newer_fields() {
+        use crate::codec::Codec;
+        let app = crate::App::in_memory();
+        let (env, out) = app
+            .prepare(
+                "t.x",
+                vec![1, 2, 3],
+                &crate::TaskOptions::new(),
+                crate::SendOptions::new(),
+            )
+            .expect("prepare");
+        let codec = Codec::default();
+        let named = codec.encode(&env, false).expect("named");
+        assert!(
+            out.payload.len() * 2 < named.len(),
+            "{} vs {}",
+            out.payload.len(),
+            named.len()
+        );
+        assert_eq!(
+            codec.decode::<Envelope>(&out.payload).expect("compact"),
+            env
+        );
+        assert_eq!(codec.decode::<Envelope>(&named).expect("named"), env);
+
+        // An envelope queued before `announce_result` existed: one field fewer.
+        let mut old = out.payload.clone();
+        assert_eq!(old[1], 0xdc, "a MessagePack array16");
+        let n = u16::from_be_bytes([old[2], old[3]]) - 1;
+        old[2..4].copy_from_slice(&n.to_be_bytes());
+        assert_eq!(
+            old.pop(),
+            Some(0xc2),
+            "the last field is announce_result = false"
+        );
+        let decoded: Envelope = codec.decode(&old).expect("old envelope");
+        assert_eq!(decoded, env);
     }
 }

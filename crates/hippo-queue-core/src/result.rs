@@ -10,6 +10,9 @@ use crate::codec::from_msgpack;
 use crate::{App, Error, TaskFailure, TaskState};
 
 /// The stored record of a task (Celery's task meta).
+///
+/// Stored with its fields by position ([`Codec::encode_compact`](crate::codec::Codec::encode_compact)):
+/// a new field goes at the end, with `#[serde(default)]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskMeta {
     /// Task id.

@@ -27,6 +27,8 @@ use crate::values::{array, bytes, dead_letter, int, string};
 
 /// Most messages per publish script call.
 const PUBLISH_CHUNK: usize = 1000;
+/// Most messages per start or settle script call.
+const SETTLE_CHUNK: usize = 1000;
 /// Most messages one fetch call leases.
 const FETCH_MAX: usize = 2000;
 /// Most delayed messages a fetch moves to their queue.
@@ -186,12 +188,12 @@ impl RedisBackend {
             .map_err(|e| BackendError::Protocol(e.to_string()))
     }
 
-    /// Runs one script call per queue in one round trip and puts the per-message
+    /// Runs the script calls (one per queue and chunk) in one round trip and puts the per-message
     /// outcomes back in request order.
     async fn run_batch<T>(
         &self,
         invs: &[redis::ScriptInvocation<'_>],
-        order: &[&Vec<(usize, &T)>],
+        order: &[&[(usize, &T)]],
         total: usize,
     ) -> Result<Vec<SettleOutcome>, BackendError> {
         let mut pipe = redis::pipe();
@@ -617,13 +619,15 @@ impl Broker for RedisBackend {
         let mut order = Vec::new();
         for (queue, ds) in &groups {
             let k = self.keys(queue);
-            let mut inv = scripts.start.prepare_invoke();
-            inv.key(k.lease(worker)).key(k.started(worker));
-            for (_, d) in ds {
-                inv.arg(d.token);
+            for chunk in ds.chunks(SETTLE_CHUNK) {
+                let mut inv = scripts.start.prepare_invoke();
+                inv.key(k.lease(worker)).key(k.started(worker));
+                for (_, d) in chunk {
+                    inv.arg(d.token);
+                }
+                invs.push(inv);
+                order.push(chunk);
             }
-            invs.push(inv);
-            order.push(ds);
         }
         self.run_batch(&invs, &order, deliveries.len()).await
     }
@@ -640,28 +644,30 @@ impl Broker for RedisBackend {
         let mut order = Vec::new();
         for (queue, ss) in &groups {
             let k = self.keys(queue);
-            let mut inv = scripts.settle.prepare_invoke();
-            for w in &k.waiting {
-                inv.key(w);
+            for chunk in ss.chunks(SETTLE_CHUNK) {
+                let mut inv = scripts.settle.prepare_invoke();
+                for w in &k.waiting {
+                    inv.key(w);
+                }
+                inv.key(&k.delayed)
+                    .key(k.lease(worker))
+                    .key(k.started(worker))
+                    .key(&k.dead)
+                    .key(&k.notify)
+                    .arg(now)
+                    .arg(self.inner.config.dead_letter_cap);
+                for (_, s) in chunk {
+                    inv.arg(s.delivery.token);
+                    match &s.action {
+                        Settle::Ack => inv.arg("a").arg("").arg(0),
+                        Settle::Retry { payload, eta } => inv.arg("r").arg(payload).arg(*eta),
+                        Settle::DeadLetter { reason } => inv.arg("d").arg(reason).arg(0),
+                        Settle::Requeue => inv.arg("q").arg("").arg(0),
+                    };
+                }
+                invs.push(inv);
+                order.push(chunk);
             }
-            inv.key(&k.delayed)
-                .key(k.lease(worker))
-                .key(k.started(worker))
-                .key(&k.dead)
-                .key(&k.notify)
-                .arg(now)
-                .arg(self.inner.config.dead_letter_cap);
-            for (_, s) in ss {
-                inv.arg(s.delivery.token);
-                match &s.action {
-                    Settle::Ack => inv.arg("a").arg("").arg(0),
-                    Settle::Retry { payload, eta } => inv.arg("r").arg(payload).arg(*eta),
-                    Settle::DeadLetter { reason } => inv.arg("d").arg(reason).arg(0),
-                    Settle::Requeue => inv.arg("q").arg("").arg(0),
-                };
-            }
-            invs.push(inv);
-            order.push(ss);
         }
         self.run_batch(&invs, &order, settlements.len()).await
     }

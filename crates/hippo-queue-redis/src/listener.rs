@@ -34,7 +34,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// The encoded record that was published, if any.
+    /// The stored value that was published, if any.
     pub(crate) fn take(&self) -> Option<Vec<u8>> {
         self.data.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -96,7 +96,7 @@ impl Hub {
         self.results_generation.store(g, Ordering::Release);
     }
 
-    /// A published result: `<id length>:<id><encoded record>`.
+    /// A published result: `<id length>:<id><stored value>`.
     fn result_ready(&self, msg: &[u8]) {
         let Some((id, data)) = split_announcement(msg) else {
             tracing::warn!("ignored a malformed result announcement");

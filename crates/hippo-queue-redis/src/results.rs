@@ -27,13 +27,10 @@ impl RedisBackend {
             .map_err(|e| BackendError::Protocol(format!("stored result: {e}")))
     }
 
-    /// The final record announced for a waiter, if one has arrived.
+    /// The final record announced for a waiter (a stored value), if one has arrived.
     fn published(&self, slot: &Slot) -> Result<Option<TaskMeta>, BackendError> {
-        let Some(data) = slot.take() else {
-            return Ok(None);
-        };
-        let meta = self.decode_data(&data)?;
-        Ok(meta.state.is_ready().then_some(meta))
+        let meta = self.decode_stored(slot.take())?;
+        Ok(meta.filter(|m| m.state.is_ready()))
     }
 
     /// Decodes a stored value, `<STATE>|<fence>|<encoded record>`.
@@ -124,18 +121,30 @@ impl ResultBackend for RedisBackend {
                 for &i in chunk {
                     let w = &writes[i];
                     let id = &w.meta.task_id;
-                    let data = self.inner.codec.encode(&w.meta, w.compress).map_err(|e| {
-                        BackendError::Backend(format!("cannot encode result of {id}: {e}"))
-                    })?;
+                    let data = self
+                        .inner
+                        .codec
+                        .encode_compact(&w.meta, w.compress)
+                        .map_err(|e| {
+                            BackendError::Backend(format!("cannot encode result of {id}: {e}"))
+                        })?;
                     let ttl = w.ttl.max(Duration::from_millis(1)).as_millis() as u64;
+                    let state = w.meta.state.as_str();
+                    let fence = w.meta.fence.map_or(-1, |f| f as i64).to_string();
+                    let mut value = Vec::with_capacity(state.len() + fence.len() + 2 + data.len());
+                    value.extend_from_slice(state.as_bytes());
+                    value.push(b'|');
+                    value.extend_from_slice(fence.as_bytes());
+                    value.push(b'|');
+                    value.extend_from_slice(&data);
                     inv.key(g.result(id))
                         .key(g.waiter(id))
                         .arg(id)
-                        .arg(w.meta.state.as_str())
-                        .arg(w.meta.fence.map_or(-1, |f| f as i64))
+                        .arg(state)
+                        .arg(&fence)
                         .arg(ttl)
                         .arg(u8::from(w.announce))
-                        .arg(data);
+                        .arg(value);
                 }
                 invs.push(inv);
                 order.push(chunk);

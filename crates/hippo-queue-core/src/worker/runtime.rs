@@ -602,7 +602,7 @@ fn on_error(
         let mut next = env.clone();
         next.retries += 1;
         next.eta = Some(eta);
-        match shared.app.codec().encode(&next, true) {
+        match shared.app.codec().encode_compact(&next, true) {
             Ok(payload) => {
                 shared.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, retry = next.retries, ?countdown, "retrying");

@@ -1,12 +1,13 @@
 -- Mark leased messages as started.
 -- KEYS[1]  the worker's lease hash
 -- KEYS[2]  the worker's started set
--- ARGV     tokens
+-- ARGV     tokens, at most 1,000 (the caller splits larger batches)
 -- Returns 1 per started message, 0 when the lease is gone (fenced).
 local out = {}
 local started = {}
+local held = redis.call('HMGET', KEYS[1], unpack(ARGV))
 for i = 1, #ARGV do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+  if held[i] then
     started[#started + 1] = ARGV[i]
     out[i] = 1
   else

@@ -2,35 +2,43 @@
 -- (SUCCESS, FAILURE, REVOKED, REJECTED) is never replaced, and a write under an older
 -- lease (fence) than the stored one is refused. Fence -1 means "no lease".
 -- A stored value is "<STATE>|<fence>|<encoded record>".
--- KEYS         pairs: record key, waiter key
+-- KEYS         pairs: record key, waiter key (at most 256 pairs)
 -- ARGV[1]      notification channel
--- ARGV[2..]    groups of 6: id, state, fence, ttl ms, announce (1|0), encoded record
--- A ready record is published ("<id length>:<id><encoded record>") when its sender
+-- ARGV[2..]    groups of 6: id, state, fence, ttl ms, announce (1|0), stored value
+-- A ready record is published ("<id length>:<id><stored value>") when its sender
 -- asked for it (announce) or a waiter key exists.
 -- Returns 1 per stored record, 0 per refused one.
 local final = { SUCCESS = true, FAILURE = true, REVOKED = true, REJECTED = true }
+local waiter_keys = {}
+for k = 2, #KEYS, 2 do
+  waiter_keys[#waiter_keys + 1] = KEYS[k]
+end
+-- one look for the whole batch: is anyone waiting for one of these?
+local watched = #waiter_keys > 0 and redis.call('EXISTS', unpack(waiter_keys)) > 0
 local out = {}
 local k = 1
 for i = 2, #ARGV, 6 do
   local key = KEYS[k]
   local state = ARGV[i + 1]
-  local fence = tonumber(ARGV[i + 2])
+  local value = ARGV[i + 5]
   local ok = 1
-  local head = redis.call('GETRANGE', key, 0, 40)
-  if head ~= '' then
+  -- the common case, a first record, in one call
+  if not redis.call('SET', key, value, 'NX', 'PX', ARGV[i + 3]) then
+    local fence = tonumber(ARGV[i + 2])
+    local head = redis.call('GETRANGE', key, 0, 40)
     local cur, cf = string.match(head, '^(%u+)|(-?%d+)|')
     if cur and final[cur] then
       ok = 0
     elseif cf and fence >= 0 and tonumber(cf) >= 0 and fence < tonumber(cf) then
       ok = 0
+    else
+      redis.call('SET', key, value, 'PX', ARGV[i + 3])
     end
   end
-  if ok == 1 then
-    redis.call('SET', key, state .. '|' .. ARGV[i + 2] .. '|' .. ARGV[i + 5], 'PX', ARGV[i + 3])
-    if final[state] and (ARGV[i + 4] == '1' or redis.call('EXISTS', KEYS[k + 1]) == 1) then
-      local id = ARGV[i]
-      redis.call('PUBLISH', ARGV[1], #id .. ':' .. id .. ARGV[i + 5])
-    end
+  if ok == 1 and final[state]
+      and (ARGV[i + 4] == '1' or (watched and redis.call('EXISTS', KEYS[k + 1]) == 1)) then
+    local id = ARGV[i]
+    redis.call('PUBLISH', ARGV[1], #id .. ':' .. id .. value)
   end
   k = k + 2
   out[#out + 1] = ok
