@@ -27,6 +27,8 @@ use crate::values::{array, bytes, dead_letter, int, string};
 
 /// Most messages per publish script call.
 const PUBLISH_CHUNK: usize = 1000;
+/// How long `connect` waits for the results subscription.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 /// Most messages per start or settle script call.
 const SETTLE_CHUNK: usize = 1000;
 /// Most messages one fetch call leases.
@@ -91,8 +93,8 @@ impl Drop for Inner {
 
 impl RedisBackend {
     /// Connects to the broker (and result) server, loads the scripts and starts the
-    /// pub/sub listener. Fails with a clear error when a URL is invalid or a server
-    /// cannot be reached.
+    /// pub/sub listener, waiting (up to 3 s) until it has subscribed. Fails with a
+    /// clear error when a URL is invalid or a server cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Self, ConnectError> {
         let broker = Arc::new(
             Server::connect(
@@ -140,6 +142,13 @@ impl RedisBackend {
                 },
                 hub.clone(),
             ));
+        }
+        // Results announced from now on reach this process (`call` relies on it).
+        if !hub.results_subscribed(SUBSCRIBE_WAIT).await {
+            tracing::warn!(
+                url = %results.url,
+                "results channel not subscribed yet; waits read results back until it is"
+            );
         }
         Ok(RedisBackend {
             inner: Arc::new(Inner {

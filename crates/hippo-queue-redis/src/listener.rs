@@ -22,6 +22,8 @@ pub(crate) struct Hub {
     /// Counts the subscriptions of the results channel; 0 while it is down.
     results_generation: AtomicU64,
     generations: AtomicU64,
+    /// Woken when the results channel is subscribed.
+    results_up: Notify,
     revocations: Mutex<Vec<mpsc::Sender<Revocation>>>,
     control: Mutex<Vec<mpsc::Sender<Request>>>,
 }
@@ -94,6 +96,26 @@ impl Hub {
             0
         };
         self.results_generation.store(g, Ordering::Release);
+        if live {
+            self.results_up.notify_waiters();
+        }
+    }
+
+    /// Waits until the results channel is subscribed, or `limit` passes; returns
+    /// whether it is.
+    pub(crate) async fn results_subscribed(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let up = self.results_up.notified();
+                tokio::pin!(up);
+                up.as_mut().enable();
+                if self.results_generation() != 0 {
+                    return;
+                }
+                up.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// A published result: `<id length>:<id><stored value>`.
