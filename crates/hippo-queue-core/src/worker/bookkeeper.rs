@@ -66,8 +66,10 @@ async fn next_batch<T>(
     kill: &CancellationToken,
 ) -> Option<Vec<T>> {
     let first = tokio::select! {
-        item = rx.recv() => item,
+        // once killed, nothing more is written (as after a crash)
+        biased;
         _ = kill.cancelled() => None,
+        item = rx.recv() => item,
     }?;
     let mut batch = Vec::with_capacity(64);
     batch.push(first);

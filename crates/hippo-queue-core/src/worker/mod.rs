@@ -457,8 +457,10 @@ impl Shared {
 
     /// Stops everything at once, recording nothing (crash simulation).
     pub(crate) fn kill(&self) {
-        self.kill.cancel();
+        // Stop fetching and dispatching first: a slot freed by a killed task must not
+        // start a reserved one.
         self.stop_fetch.cancel();
+        self.kill.cancel();
         if let Some(h) = lock(&self.handles).take() {
             h.fetcher.abort();
             h.dispatcher.abort();
