@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use hippo_queue_core::App;
-use hippo_queue_core::beat::conformance::{check_store, drain_sent, gaps, probe_entry, ticks};
+use hippo_queue_core::beat::conformance::{
+    check_store, drain_sent, gaps, probe_entry, sleep_past_ticks, ticks,
+};
 use hippo_queue_core::beat::{Beat, BeatHandle, BeatStore, Entry, MemoryBeatStore, Missed};
 use hippo_queue_core::time::now_ms;
 
@@ -176,9 +178,7 @@ async fn beat_restart_keeps_its_place_and_applies_the_missed_policy() {
     assert!(last_once > 0 && last_skip > 0);
 
     // down for at least two ticks, back half-way between two ticks
-    let mut restart = now_ms() + 2 * every + every;
-    restart += (every + every / 2 - restart % every) % every;
-    tokio::time::sleep(Duration::from_millis(restart - now_ms())).await;
+    sleep_past_ticks(3, every).await;
     let second = beat(&app, &store, "second", &entries, 1000).spawn();
     let restarted = now_ms();
     tokio::time::sleep(Duration::from_millis(3 * every + every / 2)).await;

@@ -29,6 +29,8 @@ use crate::values::{array, bytes, dead_letter, int, string};
 const PUBLISH_CHUNK: usize = 1000;
 /// How long `connect` waits for the results subscription.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
+/// Shorter waits are slept instead of spent in a blocking pop.
+const MIN_BLOCK: Duration = Duration::from_millis(2);
 /// Most messages per start or settle script call.
 const SETTLE_CHUNK: usize = 1000;
 /// Most messages one fetch call leases.
@@ -255,10 +257,7 @@ impl RedisBackend {
     /// The fetch script call for one queue.
     fn fetch_invocation(&self, worker: &str, queue: &str, max: usize) -> ScriptInvocation<'static> {
         let k = self.keys(queue);
-        let mut inv = self.server().scripts.fetch.prepare_invoke();
-        for w in &k.waiting {
-            inv.key(w);
-        }
+        let mut inv = k.invoke(&self.server().scripts.fetch);
         inv.key(&k.delayed)
             .key(k.lease(worker))
             .key(&k.seq)
@@ -420,10 +419,7 @@ impl RedisBackend {
         for queue in queues {
             let k = self.keys(&queue);
             loop {
-                let mut inv = server.scripts.recover.prepare_invoke();
-                for w in &k.waiting {
-                    inv.key(w);
-                }
+                let mut inv = k.invoke(&server.scripts.recover);
                 inv.key(k.lease(worker))
                     .key(k.started(worker))
                     .key(&k.lessees)
@@ -477,6 +473,15 @@ impl RedisBackend {
             .unwrap_or_else(|p| p.into_inner())
             .remove(worker);
         Ok(out)
+    }
+}
+
+/// How long a fetch may block: at most `limit`, and not past the next due delayed
+/// message.
+fn until_due(limit: Duration, next_due: Option<u64>) -> Duration {
+    match next_due {
+        Some(due) => limit.min(Duration::from_millis(due.saturating_sub(now_ms()))),
+        None => limit,
     }
 }
 
@@ -534,10 +539,7 @@ impl Broker for RedisBackend {
         for (queue, msgs) in &by_queue {
             let k = self.keys(queue);
             for chunk in msgs.chunks(PUBLISH_CHUNK) {
-                let mut inv = scripts.publish.prepare_invoke();
-                for w in &k.waiting {
-                    inv.key(w);
-                }
+                let mut inv = k.invoke(&scripts.publish);
                 inv.key(&k.delayed).key(&k.notify).arg(now);
                 for (_, m) in chunk {
                     inv.arg(m.eta.unwrap_or(0))
@@ -573,11 +575,8 @@ impl Broker for RedisBackend {
         if let Some(next_due) = idle
             && max > 0
         {
-            let mut block = wait;
-            if let Some(due) = next_due {
-                block = block.min(Duration::from_millis(due.saturating_sub(now_ms())));
-            }
-            if block >= Duration::from_millis(2) {
+            let block = until_due(wait, next_due);
+            if block >= MIN_BLOCK {
                 let got = self.block(worker, queues, block, max).await?;
                 if !got.is_empty() {
                     return Ok(got);
@@ -602,11 +601,8 @@ impl Broker for RedisBackend {
                 }
                 return Ok(out);
             }
-            let mut block = deadline - now;
-            if let Some(due) = next_due {
-                block = block.min(Duration::from_millis(due.saturating_sub(now_ms())));
-            }
-            if block >= Duration::from_millis(2) {
+            let block = until_due(deadline - now, next_due);
+            if block >= MIN_BLOCK {
                 let got = self.block(worker, queues, block, max).await?;
                 if !got.is_empty() {
                     return Ok(got);
@@ -654,10 +650,7 @@ impl Broker for RedisBackend {
         for (queue, ss) in &groups {
             let k = self.keys(queue);
             for chunk in ss.chunks(SETTLE_CHUNK) {
-                let mut inv = scripts.settle.prepare_invoke();
-                for w in &k.waiting {
-                    inv.key(w);
-                }
+                let mut inv = k.invoke(&scripts.settle);
                 inv.key(&k.delayed)
                     .key(k.lease(worker))
                     .key(k.started(worker))
@@ -687,10 +680,7 @@ impl Broker for RedisBackend {
         let mut invs = Vec::new();
         for (queue, ds) in &groups {
             let k = self.keys(queue);
-            let mut inv = scripts.release.prepare_invoke();
-            for w in &k.waiting {
-                inv.key(w);
-            }
+            let mut inv = k.invoke(&scripts.release);
             inv.key(k.lease(worker))
                 .key(k.started(worker))
                 .key(&k.notify);
@@ -858,10 +848,7 @@ impl Broker for RedisBackend {
 
     async fn purge(&self, queue: &str) -> Result<u64, BackendError> {
         let k = self.keys(queue);
-        let mut inv = self.server().scripts.purge.prepare_invoke();
-        for w in &k.waiting {
-            inv.key(w);
-        }
+        let mut inv = k.invoke(&self.server().scripts.purge);
         inv.key(&k.delayed);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hippo_queue_core::beat::conformance::{
-    Sent, check_store, drain_sent, gaps, probe_entry, ticks,
+    Sent, check_store, drain_sent, gaps, probe_entry, sleep_past_ticks, ticks,
 };
 use hippo_queue_core::beat::{Beat, BeatHandle, BeatStatus, BeatStore, Entry, Missed};
 use hippo_queue_core::time::now_ms;
@@ -205,9 +205,7 @@ async fn beat_restart_on_redis_keeps_its_place_and_applies_the_missed_policy() {
     assert!(last_once > 0 && last_skip > 0, "{before:?}");
 
     // down for at least two ticks; back half-way between two ticks
-    let mut restart = now_ms() + 3 * every;
-    restart += (every + every / 2 - restart % every) % every;
-    tokio::time::sleep(Duration::from_millis(restart - now_ms())).await;
+    sleep_past_ticks(3, every).await;
     let (second, _store) = beat_on(&server, "second", &entries, 1000).await;
     let restarted = now_ms();
     let second = second.spawn();

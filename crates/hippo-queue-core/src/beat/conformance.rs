@@ -268,6 +268,17 @@ pub fn ticks(sent: &Sent, name: &str) -> Vec<(u64, u64)> {
         .unwrap_or_default()
 }
 
+/// Sleeps until half-way between two ticks of `every`, at least `down` ticks from now:
+/// the moment a restarted scheduler comes back in the missed-tick checks.
+pub async fn sleep_past_ticks(down: u64, every: u64) {
+    let mut until = crate::time::now_ms() + down * every;
+    until += (every + every / 2 - until % every) % every;
+    tokio::time::sleep(Duration::from_millis(
+        until.saturating_sub(crate::time::now_ms()),
+    ))
+    .await;
+}
+
 /// Consecutive sent ticks further apart than one interval.
 pub fn gaps(ticks: &[(u64, u64)], every: u64) -> Vec<(u64, u64)> {
     ticks
