@@ -786,7 +786,11 @@ pub async fn lost_worker_recovery(b: Backends) {
     let early = raw_send(&k.app, TaskOptions::new().acks_late(false)).await;
     let unstarted = raw_send(&k.app, TaskOptions::new().acks_late(false)).await;
     broker
-        .heartbeat("ghost", Duration::from_millis(200))
+        .heartbeat(
+            "ghost",
+            Duration::from_millis(200),
+            Duration::from_millis(200) / 2,
+        )
         .await
         .expect("beat");
     let ds = broker
@@ -1117,7 +1121,11 @@ pub async fn fencing(b: Backends) {
     .await;
     let q = vec!["default".to_string()];
     broker
-        .heartbeat("stale", Duration::from_millis(150))
+        .heartbeat(
+            "stale",
+            Duration::from_millis(150),
+            Duration::from_millis(150) / 2,
+        )
         .await
         .expect("beat");
     let old = broker
@@ -1130,7 +1138,11 @@ pub async fn fencing(b: Backends) {
     let rec = broker.recover(5).await.expect("recover");
     assert_eq!(rec.len(), 1);
     broker
-        .heartbeat("fresh", Duration::from_secs(30))
+        .heartbeat(
+            "fresh",
+            Duration::from_secs(30),
+            Duration::from_secs(30) / 2,
+        )
         .await
         .expect("beat");
     let new = broker
@@ -1438,7 +1450,11 @@ pub async fn too_many_deliveries(b: Backends) {
     for round in 0..3 {
         let worker = format!("doomed-{round}");
         broker
-            .heartbeat(&worker, Duration::from_millis(100))
+            .heartbeat(
+                &worker,
+                Duration::from_millis(100),
+                Duration::from_millis(100) / 2,
+            )
             .await
             .expect("beat");
         let d = broker
@@ -1645,7 +1661,11 @@ pub async fn redelivered_finished_not_rerun(b: Backends) {
         .await
         .expect("send");
     broker
-        .heartbeat("finisher", Duration::from_millis(150))
+        .heartbeat(
+            "finisher",
+            Duration::from_millis(150),
+            Duration::from_millis(150) / 2,
+        )
         .await
         .expect("beat");
     let q = vec!["default".to_string()];

@@ -24,6 +24,15 @@ pub enum BackendError {
     Protocol(String),
 }
 
+impl BackendError {
+    /// Whether trying again later may succeed: the backend was away (unreachable,
+    /// loading, read-only, out of memory, busy), as opposed to an answer that will
+    /// not change (a value too large, data that cannot be encoded or read).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BackendError::Unavailable(_))
+    }
+}
+
 /// An error raised by the library while sending tasks, waiting for results or running
 /// workers.
 #[derive(Debug, thiserror::Error)]

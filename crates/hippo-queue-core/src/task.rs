@@ -83,6 +83,10 @@ pub mod kinds {
     pub const REVOKED: &str = "TaskRevokedError";
     /// The task expired before it started.
     pub const EXPIRED: &str = "TaskExpired";
+    /// The task's output is larger than a result may hold (the codec's size limit).
+    pub const RESULT_TOO_LARGE: &str = "ResultTooLarge";
+    /// The result could not be stored for a reason a retry cannot fix.
+    pub const RESULT_NOT_STORED: &str = "ResultEncodeError";
     /// Generic error kind.
     pub const ERROR: &str = "Error";
 }

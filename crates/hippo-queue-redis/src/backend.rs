@@ -13,7 +13,7 @@ use hippo_queue_core::backend::{
 use hippo_queue_core::codec::Codec;
 use hippo_queue_core::control::{RateLimit, Reply, Request};
 use hippo_queue_core::events::{Event, WorkerInfo};
-use hippo_queue_core::time::now_ms;
+use hippo_queue_core::time::{duration_ms, now_ms};
 use redis::{ScriptInvocation, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -27,6 +27,13 @@ use crate::values::{array, bytes, dead_letter, int, string};
 
 /// Most messages per publish script call.
 const PUBLISH_CHUNK: usize = 1000;
+/// Most bytes of records per publish script call (Redis closes a connection whose
+/// query buffer passes 1 GiB, which would fail every command in flight on it).
+const PUBLISH_BYTES: usize = 64 << 20;
+/// Most bytes of records one fetch call leases (at least one message).
+const FETCH_BYTES: usize = 32 << 20;
+/// Most bytes of records one recovery call returns (at least one message).
+const RECOVER_BYTES: usize = 32 << 20;
 /// How long `connect` waits for the results subscription.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 /// Shorter waits are slept instead of spent in a blocking pop.
@@ -222,7 +229,8 @@ impl RedisBackend {
     }
 
     /// Records, once per worker and queue, that the worker may hold messages of the
-    /// queue, so that its recovery knows where to look.
+    /// queue, so that its recovery knows where to look (re-asserted on every
+    /// heartbeat, see [`Broker::heartbeat`]).
     async fn register_queues(&self, worker: &str, queues: &[String]) -> Result<(), BackendError> {
         let missing: Vec<String> = {
             let reg = self
@@ -262,38 +270,79 @@ impl RedisBackend {
             .key(k.lease(worker))
             .key(&k.seq)
             .key(&k.lessees)
-            .arg(now_ms())
+            .key(&k.dead)
             .arg(max.min(FETCH_MAX))
             .arg(worker)
-            .arg(DUE_BATCH);
+            .arg(DUE_BATCH)
+            .arg(FETCH_BYTES)
+            .arg(self.inner.config.dead_letter_cap);
         inv
     }
 
-    /// Reads a fetch reply: the next due time, then the leased records.
-    fn parse_fetch(
-        reply: Value,
-        queue: &str,
-    ) -> Result<(Vec<Delivery>, Option<u64>), BackendError> {
+    /// Reads a fetch reply: the time until the next delayed message is due (turned
+    /// into a due time on this process's clock), then the leased records. A record
+    /// that cannot be read (the script checks them, so only a foreign writer gets
+    /// here) is returned apart, to be dead-lettered under its lease.
+    fn parse_fetch(reply: Value, queue: &str) -> Result<Fetched, BackendError> {
         let mut items = array(reply)?.into_iter();
         let (Some(due), Some(first)) = (items.next(), items.next()) else {
             return Err(BackendError::Protocol("short fetch reply".into()));
         };
         let due = int(&due)?;
         let first = int(&first)? as u64;
-        let mut out = Vec::with_capacity(items.len());
+        let mut out = Fetched {
+            deliveries: Vec::with_capacity(items.len()),
+            unreadable: Vec::new(),
+            next_due: (due >= 0).then(|| now_ms().saturating_add(due as u64)),
+        };
         for (i, rec) in items.enumerate() {
-            let r = record::decode(bytes(rec)?)?;
-            out.push(Delivery {
-                id: r.id,
-                queue: queue.to_string(),
-                priority: r.priority,
-                flags: r.flags,
-                payload: r.payload,
-                token: first + i as u64,
-                deliveries: r.deliveries,
-            });
+            let token = first + i as u64;
+            match bytes(rec).and_then(record::decode) {
+                Ok(r) => out.deliveries.push(Delivery {
+                    id: r.id,
+                    queue: queue.to_string(),
+                    priority: r.priority,
+                    flags: r.flags,
+                    payload: r.payload,
+                    token,
+                    deliveries: r.deliveries,
+                }),
+                Err(e) => out.unreadable.push((
+                    DeliveryRef {
+                        id: String::new(),
+                        queue: queue.to_string(),
+                        token,
+                    },
+                    e.to_string(),
+                )),
+            }
         }
-        Ok((out, (due >= 0).then_some(due as u64)))
+        Ok(out)
+    }
+
+    /// Dead-letters leased records that could not be read, so that they leave the
+    /// lease hash (and show up in `dead_letters`) instead of staying leased.
+    async fn dead_letter_unreadable(
+        &self,
+        worker: &str,
+        unreadable: Vec<(DeliveryRef, String)>,
+    ) -> Result<(), BackendError> {
+        if unreadable.is_empty() {
+            return Ok(());
+        }
+        let settlements: Vec<Settlement> = unreadable
+            .into_iter()
+            .map(|(delivery, why)| {
+                tracing::error!(queue = %delivery.queue, token = delivery.token, error = %why, "unreadable message record dead-lettered");
+                Settlement {
+                    delivery,
+                    action: Settle::DeadLetter {
+                        reason: format!("unreadable record: {why}"),
+                    },
+                }
+            })
+            .collect();
+        self.settle(worker, &settlements).await.map(|_| ())
     }
 
     async fn fetch_queue(
@@ -306,7 +355,10 @@ impl RedisBackend {
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
         let (reply,): (Value,) = self.server().query(&pipe).await?;
-        Self::parse_fetch(reply, queue)
+        let fetched = Self::parse_fetch(reply, queue)?;
+        self.dead_letter_unreadable(worker, fetched.unreadable)
+            .await?;
+        Ok((fetched.deliveries, fetched.next_due))
     }
 
     /// Blocks on the queues' wake-up lists for up to `timeout`, on a connection
@@ -316,8 +368,8 @@ impl RedisBackend {
     /// The fetch calls are pipelined behind the blocking pop: Redis runs them the
     /// moment the pop returns, so a woken worker gets its messages without another
     /// round trip. If the wait is cancelled the connection closes and the queued
-    /// fetches never run. A burst over several queues can lease more than `max`: the
-    /// surplus is handed back at once.
+    /// fetches never run. The queues share `max` (the first ones get the remainder),
+    /// so a burst over several queues never leases more than the worker asked for.
     async fn block(
         &self,
         worker: &str,
@@ -345,7 +397,9 @@ impl RedisBackend {
         };
         let invs: Vec<_> = queues
             .iter()
-            .map(|q| self.fetch_invocation(worker, q, max))
+            .zip(share(max, queues.len()))
+            .filter(|(_, n)| *n > 0)
+            .map(|(q, n)| self.fetch_invocation(worker, q, n))
             .collect();
         let mut pipe = redis::pipe();
         pipe.cmd("BLPOP").arg(&keys).arg(secs).ignore();
@@ -369,20 +423,22 @@ impl RedisBackend {
         };
         self.keep_blocker(worker, conn);
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         let mut next_due: Option<u64> = None;
-        for (reply, q) in replies.into_iter().zip(queues) {
-            let (got, due) = Self::parse_fetch(reply, q)?;
-            out.extend(got);
-            next_due = earliest(next_due, due);
+        let fetched_queues = queues
+            .iter()
+            .zip(share(max, queues.len()))
+            .filter(|(_, n)| *n > 0);
+        for (reply, (q, _)) in replies.into_iter().zip(fetched_queues) {
+            let fetched = Self::parse_fetch(reply, q)?;
+            out.extend(fetched.deliveries);
+            unreadable.extend(fetched.unreadable);
+            next_due = earliest(next_due, fetched.next_due);
         }
+        self.dead_letter_unreadable(worker, unreadable).await?;
         if !out.is_empty() && out.len() < max {
             // The queues were drained at the pop: the next fetch may wait at once.
             self.mark_idle(worker, next_due);
-        }
-        if out.len() > max {
-            let surplus: Vec<DeliveryRef> =
-                out.split_off(max).iter().map(Delivery::to_ref).collect();
-            self.release(worker, &surplus).await?;
         }
         Ok(out)
     }
@@ -405,55 +461,18 @@ impl RedisBackend {
             .insert(worker.to_string(), conn);
     }
 
-    async fn recover_worker(
+    /// Recovers a worker's leases in every queue it is known to have leased from,
+    /// then forgets the worker.
+    async fn recover_whole_worker(
         &self,
         worker: &str,
         max_deliveries: u32,
     ) -> Result<Vec<Recovered>, BackendError> {
-        let server = self.server();
         let wq = self.inner.global.worker_queues(worker);
         let mut pipe = redis::pipe();
         pipe.smembers(&wq);
-        let (queues,): (Vec<String>,) = server.query(&pipe).await?;
-        let mut out = Vec::new();
-        for queue in queues {
-            let k = self.keys(&queue);
-            loop {
-                let mut inv = k.invoke(&server.scripts.recover);
-                inv.key(k.lease(worker))
-                    .key(k.started(worker))
-                    .key(&k.lessees)
-                    .key(&k.dead)
-                    .key(&k.notify)
-                    .arg(worker)
-                    .arg(max_deliveries.min(255))
-                    .arg(RECOVER_BATCH)
-                    .arg(self.inner.config.dead_letter_cap);
-                let mut pipe = redis::pipe();
-                pipe.invoke_script(&inv);
-                let (reply,): (Value,) = server.query(&pipe).await?;
-                let mut items = array(reply)?.into_iter();
-                let left = items.next().map(|v| int(&v)).transpose()?.unwrap_or(0);
-                while let (Some(outcome), Some(rec)) = (items.next(), items.next()) {
-                    let outcome = match string(outcome)?.as_str() {
-                        "q" => RecoveryOutcome::Requeued,
-                        "l" => RecoveryOutcome::WorkerLost,
-                        _ => RecoveryOutcome::TooManyDeliveries,
-                    };
-                    let r = record::decode(bytes(rec)?)?;
-                    out.push(Recovered {
-                        id: r.id,
-                        queue: queue.clone(),
-                        worker: worker.to_string(),
-                        payload: r.payload,
-                        outcome,
-                    });
-                }
-                if left == 0 {
-                    break;
-                }
-            }
-        }
+        let (queues,): (Vec<String>,) = self.server().query(&pipe).await?;
+        let out = self.recover_leases(worker, &queues, max_deliveries).await?;
         let mut pipe = redis::pipe();
         pipe.zrem(&self.inner.global.workers, worker)
             .ignore()
@@ -461,7 +480,7 @@ impl RedisBackend {
             .ignore()
             .del(self.inner.global.worker_info(worker))
             .ignore();
-        server.query::<()>(&pipe).await?;
+        self.server().query::<()>(&pipe).await?;
         self.inner
             .registered
             .lock()
@@ -474,6 +493,104 @@ impl RedisBackend {
             .remove(worker);
         Ok(out)
     }
+
+    /// Recovers a worker's leases in the given queues, in bounded script calls.
+    async fn recover_leases(
+        &self,
+        worker: &str,
+        queues: &[String],
+        max_deliveries: u32,
+    ) -> Result<Vec<Recovered>, BackendError> {
+        let server = self.server();
+        let mut out = Vec::new();
+        for queue in queues {
+            let k = self.keys(queue);
+            loop {
+                let mut inv = k.invoke(&server.scripts.recover);
+                inv.key(k.lease(worker))
+                    .key(k.started(worker))
+                    .key(&k.lessees)
+                    .key(&k.dead)
+                    .key(&k.notify)
+                    .arg(worker)
+                    .arg(max_deliveries.min(255))
+                    .arg(RECOVER_BATCH)
+                    .arg(self.inner.config.dead_letter_cap)
+                    .arg(RECOVER_BYTES);
+                let mut pipe = redis::pipe();
+                pipe.invoke_script(&inv);
+                let (reply,): (Value,) = server.query(&pipe).await?;
+                let mut items = array(reply)?.into_iter();
+                let left = items.next().map(|v| int(&v)).transpose()?.unwrap_or(0);
+                while let (Some(outcome), Some(rec)) = (items.next(), items.next()) {
+                    let outcome = match string(outcome)?.as_str() {
+                        "q" => RecoveryOutcome::Requeued,
+                        "l" => RecoveryOutcome::WorkerLost,
+                        _ => RecoveryOutcome::TooManyDeliveries,
+                    };
+                    // The script has already moved the record: one that cannot be
+                    // read must not stop the recovery of the others.
+                    match bytes(rec).and_then(record::decode) {
+                        Ok(r) => out.push(Recovered {
+                            id: r.id,
+                            queue: queue.clone(),
+                            worker: worker.to_string(),
+                            payload: r.payload,
+                            outcome,
+                        }),
+                        Err(e) => {
+                            tracing::error!(%queue, dead_worker = %worker, error = %e, "recovered an unreadable record")
+                        }
+                    }
+                }
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Leases in the queues this process knows of that belong to workers absent from
+    /// the heartbeat set (their index of queues was lost, or they never beat): each
+    /// as (worker, queue).
+    async fn orphaned_lessees(&self) -> Result<Vec<(String, String)>, BackendError> {
+        let queues: Vec<String> = self
+            .inner
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for q in &queues {
+            pipe.smembers(&self.keys(q).lessees);
+        }
+        let lessees: Vec<Vec<String>> = self.server().query(&pipe).await?;
+        let pairs: Vec<(String, String)> = queues
+            .into_iter()
+            .zip(lessees)
+            .flat_map(|(q, ws)| ws.into_iter().map(move |w| (w, q.clone())))
+            .collect();
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (w, _) in &pairs {
+            pipe.zscore(&self.inner.global.workers, w);
+        }
+        let scores: Vec<Option<f64>> = self.server().query(&pipe).await?;
+        Ok(pairs
+            .into_iter()
+            .zip(scores)
+            .filter(|(_, score)| score.is_none())
+            .map(|(pair, _)| pair)
+            .collect())
+    }
 }
 
 /// How long a fetch may block: at most `limit`, and not past the next due delayed
@@ -483,6 +600,45 @@ fn until_due(limit: Duration, next_due: Option<u64>) -> Duration {
         Some(due) => limit.min(Duration::from_millis(due.saturating_sub(now_ms()))),
         None => limit,
     }
+}
+
+/// Splits `max` messages between `n` queues, the first ones taking the remainder.
+fn share(max: usize, n: usize) -> impl Iterator<Item = usize> {
+    let n = n.max(1);
+    (0..n).map(move |i| max / n + usize::from(i < max % n))
+}
+
+/// Splits `items` into runs of at most `max_count` items and `max_bytes` bytes (by
+/// `size`); an item larger than `max_bytes` makes a run of its own.
+fn chunks_by_size<T>(
+    items: &[T],
+    max_count: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && (i - start >= max_count || bytes + n > max_bytes) {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+/// What one fetch script call returned.
+struct Fetched {
+    deliveries: Vec<Delivery>,
+    /// Leased records that could not be read, with why.
+    unreadable: Vec<(DeliveryRef, String)>,
+    /// When the next delayed message is due (this process's clock).
+    next_due: Option<u64>,
 }
 
 /// The earlier of two optional due times.
@@ -532,27 +688,31 @@ impl Broker for RedisBackend {
         if messages.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
         let scripts = self.server().scripts;
         let by_queue = group_by_queue(&messages, |m| &m.queue);
         let mut invocations = Vec::new();
         for (queue, msgs) in &by_queue {
             let k = self.keys(queue);
-            for chunk in msgs.chunks(PUBLISH_CHUNK) {
+            let size = |(_, m): &(usize, &Outgoing)| m.payload.len() + m.id.len();
+            for chunk in chunks_by_size(msgs, PUBLISH_CHUNK, PUBLISH_BYTES, size) {
                 let mut inv = k.invoke(&scripts.publish);
-                inv.key(&k.delayed).key(&k.notify).arg(now);
+                inv.key(&k.delayed).key(&k.notify);
                 for (_, m) in chunk {
                     inv.arg(m.eta.unwrap_or(0))
                         .arg(record::encode(m.priority, m.flags, &m.id, &m.payload)?);
                 }
-                invocations.push(inv);
+                invocations.push((inv, chunk.iter().map(size).sum::<usize>()));
             }
         }
-        let mut pipe = redis::pipe();
-        for inv in &invocations {
-            pipe.invoke_script(inv).ignore();
+        // A pipeline is one query buffer: one round trip per byte budget.
+        for group in chunks_by_size(&invocations, usize::MAX, PUBLISH_BYTES, |(_, n)| *n) {
+            let mut pipe = redis::pipe();
+            for (inv, _) in group {
+                pipe.invoke_script(inv).ignore();
+            }
+            self.server().query::<()>(&pipe).await?;
         }
-        self.server().query::<()>(&pipe).await
+        Ok(())
     }
 
     async fn fetch(
@@ -643,7 +803,6 @@ impl Broker for RedisBackend {
         settlements: &[Settlement],
     ) -> Result<Vec<SettleOutcome>, BackendError> {
         let scripts = self.server().scripts;
-        let now = now_ms();
         let groups = group_by_queue(settlements, |s| &s.delivery.queue);
         let mut invs = Vec::new();
         let mut order = Vec::new();
@@ -656,7 +815,6 @@ impl Broker for RedisBackend {
                     .key(k.started(worker))
                     .key(&k.dead)
                     .key(&k.notify)
-                    .arg(now)
                     .arg(self.inner.config.dead_letter_cap);
                 for (_, s) in chunk {
                     inv.arg(s.delivery.token);
@@ -696,16 +854,85 @@ impl Broker for RedisBackend {
         self.server().query::<()>(&pipe).await
     }
 
-    async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), BackendError> {
-        let deadline = now_ms().saturating_add(ttl.as_millis() as u64);
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<(), BackendError> {
+        let g = &self.inner.global;
+        let mut inv = self.server().scripts.heartbeat.prepare_invoke();
+        inv.key(&g.workers)
+            .key(&g.fleet)
+            .arg(worker)
+            .arg(duration_ms(ttl).max(1))
+            .arg(duration_ms(interval).max(1));
+        let queues: Vec<String> = self
+            .inner
+            .registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(w, _)| w == worker)
+            .map(|(_, q)| q.clone())
+            .collect();
         let mut pipe = redis::pipe();
-        pipe.zadd(&self.inner.global.workers, worker, deadline)
-            .ignore();
+        pipe.invoke_script(&inv).ignore();
+        // The index recovery reads is re-asserted on every beat: if it was lost (a
+        // false recovery, a restart without persistence), it is back within a beat.
+        if !queues.is_empty() {
+            pipe.sadd(g.worker_queues(worker), &queues).ignore();
+        }
         self.server().query::<()>(&pipe).await
     }
 
+    async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {
+        let mut inv = self.server().scripts.worker_state.prepare_invoke();
+        inv.key(&self.inner.global.workers).arg(worker);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv)
+            .exists(self.inner.global.worker_queues(worker));
+        let (left, indexed): (i64, bool) = self.server().query(&pipe).await?;
+        Ok(match left {
+            l if l >= 0 => Some(Duration::from_millis(l as u64)),
+            _ if indexed => Some(Duration::ZERO),
+            _ => None,
+        })
+    }
+
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        max_deliveries: u32,
+    ) -> Result<Vec<Recovered>, BackendError> {
+        self.recover_whole_worker(worker, max_deliveries).await
+    }
+
+    async fn leases(
+        &self,
+        worker: &str,
+        queues: &[String],
+    ) -> Result<Vec<DeliveryRef>, BackendError> {
+        let mut pipe = redis::pipe();
+        for q in queues {
+            pipe.hkeys(self.keys(q).lease(worker));
+        }
+        let tokens: Vec<Vec<u64>> = self.server().query(&pipe).await?;
+        Ok(queues
+            .iter()
+            .zip(tokens)
+            .flat_map(|(q, ts)| {
+                ts.into_iter().map(move |token| DeliveryRef {
+                    id: String::new(),
+                    queue: q.clone(),
+                    token,
+                })
+            })
+            .collect())
+    }
+
     async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError> {
-        self.recover_worker(worker, u32::MAX).await
+        self.recover_whole_worker(worker, u32::MAX).await
     }
 
     async fn recover(&self, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError> {
@@ -716,19 +943,25 @@ impl Broker for RedisBackend {
             // Workers cut off by the same outage have not had time to beat again.
             return Ok(Vec::new());
         }
+        let g = &self.inner.global;
+        let mut inv = self.server().scripts.lost_workers.prepare_invoke();
+        inv.key(&g.workers).key(&g.fleet).arg(DEAD_WORKERS_BATCH);
         let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGEBYSCORE")
-            .arg(&self.inner.global.workers)
-            .arg("-inf")
-            .arg(now_ms())
-            .arg("LIMIT")
-            .arg(0)
-            .arg(DEAD_WORKERS_BATCH);
+        pipe.invoke_script(&inv);
         let (dead,): (Vec<String>,) = self.server().query(&pipe).await?;
         let mut out = Vec::new();
         for w in dead {
             tracing::warn!(worker = %w, "worker missed its heartbeats; recovering its messages");
-            out.extend(self.recover_worker(&w, max_deliveries).await?);
+            out.extend(self.recover_whole_worker(&w, max_deliveries).await?);
+        }
+        // Leases whose holder is not in the heartbeat set at all: recovered too, so
+        // that no lease outlives the index that points at it.
+        for (w, queue) in self.orphaned_lessees().await? {
+            tracing::warn!(worker = %w, %queue, "leases of a worker that is not beating; recovering them");
+            out.extend(
+                self.recover_leases(&w, std::slice::from_ref(&queue), max_deliveries)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -835,12 +1068,16 @@ impl Broker for RedisBackend {
             let Some((reason, rec)) = dead_letter(e) else {
                 return Err(BackendError::Protocol("malformed dead-letter entry".into()));
             };
-            let r = record::decode(rec.to_vec())?;
+            // A corrupt record is dead-lettered as it was found: shown raw.
+            let (id, payload) = match record::decode(rec.to_vec()) {
+                Ok(r) => (r.id, r.payload),
+                Err(_) => (String::new(), rec.to_vec()),
+            };
             out.push(DeadLetter {
-                id: r.id,
+                id,
                 queue: queue.to_string(),
                 reason,
-                payload: r.payload,
+                payload,
             });
         }
         Ok(out)
@@ -1052,7 +1289,6 @@ impl Broker for RedisBackend {
     async fn acquire_rate(&self, task: &str, rate: RateLimit) -> Result<Duration, BackendError> {
         let mut inv = self.server().scripts.rate.prepare_invoke();
         inv.key(self.inner.global.rate(task))
-            .arg(now_ms())
             .arg(rate.interval().as_millis().max(1) as u64);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);

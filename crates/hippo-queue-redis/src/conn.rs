@@ -153,16 +153,25 @@ impl Server {
             .is_some_and(|t| t.elapsed() < grace)
     }
 
-    /// Maps a Redis error, dropping the shared connection when it is broken.
+    /// Maps a Redis error, dropping the shared connection when it is broken or
+    /// points at a server that can no longer take writes (a demoted master answers
+    /// READONLY until the connection is opened again, through the new address).
+    /// Outage answers (loading, read-only, out of memory, busy) are
+    /// [`BackendError::Unavailable`] like lost connections: retrying later helps.
     pub(crate) fn error(&self, e: RedisError) -> BackendError {
+        let outage = outage_code(&e);
         if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout()
             || e.is_unrecoverable_error()
+            || matches!(outage, Some("READONLY" | "MASTERDOWN"))
         {
             self.note_failure();
             self.lock_shared().take();
+            BackendError::Unavailable(format!("{}: {e}", self.url))
+        } else if outage.is_some() {
+            self.note_failure();
             BackendError::Unavailable(format!("{}: {e}", self.url))
         } else {
             BackendError::Backend(format!("{}: {e}", self.url))
@@ -193,9 +202,51 @@ impl Server {
     }
 }
 
+/// Error codes of a server that is up but cannot serve now: worth waiting for.
+const OUTAGE_CODES: [&str; 9] = [
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "OOM",
+    "BUSY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOREPLICAS",
+    "MISCONF",
+];
+
+/// The outage code of an error, if it is one (errors inside a pipeline carry their
+/// code only in their text).
+fn outage_code(e: &RedisError) -> Option<&'static str> {
+    if let Some(code) = e.code()
+        && let Some(c) = OUTAGE_CODES.iter().find(|c| **c == code)
+    {
+        return Some(c);
+    }
+    let text = e.to_string();
+    let words: Vec<&str> = text.split(|ch: char| !ch.is_ascii_alphanumeric()).collect();
+    OUTAGE_CODES.into_iter().find(|c| words.contains(c))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{outage_code, redact};
+
+    #[test]
+    fn outage_answers_are_recognised() {
+        let oom = redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "An error was signalled by the server",
+            "OOM command not allowed when used memory > 'maxmemory'.".to_string(),
+        ));
+        assert_eq!(outage_code(&oom), Some("OOM"));
+        let other = redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "An error was signalled by the server",
+            "ERR user_script:1: something".to_string(),
+        ));
+        assert_eq!(outage_code(&other), None);
+    }
 
     #[test]
     fn passwords_are_hidden() {

@@ -51,12 +51,15 @@ impl QueueKeys {
     }
 }
 
-/// Keys outside any queue (never touched by scripts).
+/// Keys outside any queue. Scripts touching them stay in one slot: `fleet` carries
+/// the whole name of `workers` as its hash tag.
 #[derive(Debug, Clone)]
 pub(crate) struct GlobalKeys {
     prefix: String,
-    /// Worker heartbeats: zset worker -> deadline ms.
+    /// Worker heartbeats: zset worker -> deadline ms (the server's clock).
     pub workers: String,
+    /// Fleet heartbeat state (hash: last, grace), in the slot of `workers`.
+    pub fleet: String,
     /// Revocations: zset "<terminate 0|1>:<id>" -> until ms.
     pub revoked: String,
     /// Channel of new revocations.
@@ -77,6 +80,7 @@ impl GlobalKeys {
         GlobalKeys {
             prefix: prefix.to_string(),
             workers: format!("{prefix}:workers"),
+            fleet: format!("{prefix}:{{{prefix}:workers}}:fleet"),
             revoked: format!("{prefix}:revoked"),
             revocations_channel: format!("{prefix}:chan:revocations"),
             results_channel: format!("{prefix}:chan:results"),

@@ -17,6 +17,9 @@ pub(crate) struct Scripts {
     pub purge: Script,
     pub store_results: Script,
     pub rate: Script,
+    pub heartbeat: Script,
+    pub lost_workers: Script,
+    pub worker_state: Script,
 }
 
 impl Scripts {
@@ -32,10 +35,13 @@ impl Scripts {
             purge: Script::new(include_str!("lua/purge.lua")),
             store_results: Script::new(include_str!("lua/store_results.lua")),
             rate: Script::new(include_str!("lua/rate.lua")),
+            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            lost_workers: Script::new(include_str!("lua/lost_workers.lua")),
+            worker_state: Script::new(include_str!("lua/worker_state.lua")),
         })
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 12] {
         [
             &self.publish,
             &self.fetch,
@@ -46,6 +52,9 @@ impl Scripts {
             &self.purge,
             &self.store_results,
             &self.rate,
+            &self.heartbeat,
+            &self.lost_workers,
+            &self.worker_state,
         ]
     }
 

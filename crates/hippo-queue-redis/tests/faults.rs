@@ -170,7 +170,11 @@ async fn a_million_delayed_tasks_due_at_once_drain() {
     assert_eq!(s.delayed as usize, N);
     tokio::time::sleep(Duration::from_millis(eta.saturating_sub(now_ms()) + 10)).await;
     backend
-        .heartbeat("drainer", Duration::from_secs(600))
+        .heartbeat(
+            "drainer",
+            Duration::from_secs(600),
+            Duration::from_secs(600) / 2,
+        )
         .await
         .expect("beat");
     let t = Instant::now();

@@ -423,11 +423,59 @@ impl Broker for MemoryBackend {
         Ok(())
     }
 
-    async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), BackendError> {
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ttl: Duration,
+        _interval: Duration,
+    ) -> Result<(), BackendError> {
+        // One process, one clock, no outage: the interval is not needed.
         self.lock()
             .workers
             .insert(worker.to_string(), Instant::now() + ttl);
         Ok(())
+    }
+
+    async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {
+        let st = self.lock();
+        let held = st.leases.values().any(|l| l.worker == worker);
+        Ok(match st.workers.get(worker) {
+            Some(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
+            None if held => Some(Duration::ZERO),
+            None => None,
+        })
+    }
+
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        max_deliveries: u32,
+    ) -> Result<Vec<Recovered>, BackendError> {
+        let out = {
+            let mut st = self.lock();
+            st.workers.remove(worker);
+            st.recover_worker(worker, max_deliveries)
+        };
+        self.shared.arrivals.notify_waiters();
+        Ok(out)
+    }
+
+    async fn leases(
+        &self,
+        worker: &str,
+        queues: &[String],
+    ) -> Result<Vec<DeliveryRef>, BackendError> {
+        let st = self.lock();
+        Ok(st
+            .leases
+            .iter()
+            .filter(|(_, l)| l.worker == worker && queues.contains(&l.msg.queue))
+            .map(|(token, l)| DeliveryRef {
+                id: l.msg.id.clone(),
+                queue: l.msg.queue.clone(),
+                token: *token,
+            })
+            .collect())
     }
 
     async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError> {

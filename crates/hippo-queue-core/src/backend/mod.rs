@@ -266,8 +266,41 @@ pub trait Broker: Send + Sync + 'static {
     /// Hands reserved, unstarted messages back to the head of their queue.
     async fn release(&self, worker: &str, deliveries: &[DeliveryRef]) -> Result<(), BackendError>;
 
-    /// Records that `worker` is alive for at least `ttl` more.
-    async fn heartbeat(&self, worker: &str, ttl: Duration) -> Result<(), BackendError>;
+    /// Records that `worker` is alive for at least `ttl` more, measured on the
+    /// backend's own clock (never the worker's: two machines' clocks may disagree).
+    /// `interval` is how often the worker beats: when no worker at all could beat for
+    /// longer than that (the backend was down, read-only, out of memory or busy),
+    /// every worker gets a full `ttl` to beat again before [`Broker::recover`]
+    /// declares any of them lost. A backend that keeps track of which queues a worker
+    /// leased from re-asserts that record here.
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<(), BackendError>;
+
+    /// How long the worker name `worker` has left before it is declared lost: `None`
+    /// when no worker holds the name, zero when its holder missed its deadline and
+    /// was not recovered yet.
+    async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError>;
+
+    /// Recovers every message `worker` holds as if it had died (see the module docs),
+    /// and forgets the worker.
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        max_deliveries: u32,
+    ) -> Result<Vec<Recovered>, BackendError>;
+
+    /// The messages leased to `worker` in these queues, as the backend sees them. A
+    /// live worker compares them with what it holds: a lease it does not know of
+    /// comes from a fetch whose reply was lost.
+    async fn leases(
+        &self,
+        worker: &str,
+        queues: &[String],
+    ) -> Result<Vec<DeliveryRef>, BackendError>;
 
     /// Removes a worker that is leaving cleanly; anything it still holds is recovered
     /// as if it had died.

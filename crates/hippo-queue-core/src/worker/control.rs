@@ -64,9 +64,9 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
         Command::Active => ReplyBody::Tasks(
             shared
                 .lock_running()
-                .iter()
-                .map(|(id, r)| TaskInfo {
-                    id: id.clone(),
+                .values()
+                .map(|r| TaskInfo {
+                    id: r.delivery.id.clone(),
                     name: r.name.clone(),
                     queue: r.delivery.queue.clone(),
                     priority: r.priority,
@@ -170,7 +170,7 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
             ReplyBody::TaskStates(
                 ids.into_iter()
                     .map(|id| {
-                        let state = if running.contains_key(&id) {
+                        let state = if running.contains_id(&id) {
                             "active"
                         } else if reserved.values().any(|d| d.id == id) {
                             "reserved"
@@ -281,14 +281,14 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
             ))
         }
         Command::Revoke { id, terminate } => {
-            let running = shared.lock_running().get(&id).map(|r| r.stop.clone());
-            match (running, terminate) {
-                (Some(stop), true) => {
-                    stop.stop(StopReason::Revoked);
+            let running = shared.lock_running();
+            match (running.contains_id(&id), terminate) {
+                (true, true) => {
+                    running.stop_id(&id, StopReason::Revoked);
                     ReplyBody::Ok(format!("terminating {id}"))
                 }
-                (Some(_), false) => ReplyBody::Ok(format!("{id} is running; it will finish")),
-                (None, _) => ReplyBody::Ok(format!("{id} revoked")),
+                (true, false) => ReplyBody::Ok(format!("{id} is running; it will finish")),
+                (false, _) => ReplyBody::Ok(format!("{id} revoked")),
             }
         }
     }

@@ -35,8 +35,11 @@
 //! ```
 //!
 //! ## What happens to a message
-//! 1. The fetch loop leases up to `concurrency * prefetch_multiplier` messages in one
-//!    call, visiting queues in [`fetch_order`](crate::routing::fetch_order).
+//! 1. The fetch loop (`fetch.rs`) leases messages while the prefetch window
+//!    (`concurrency * prefetch_multiplier`) has room, visiting queues in
+//!    [`fetch_order`](crate::routing::fetch_order). A message stays in the window
+//!    until its settlement is written (`window.rs`), so results that cannot be
+//!    written hold fetching back.
 //! 2. Each one is decoded. Garbage is dead-lettered and recorded as FAILURE; an expired
 //!    or revoked task is recorded as REVOKED and acked; an unknown task name is
 //!    FAILURE and dead-lettered. The worker keeps running in every case.
@@ -47,35 +50,57 @@
 //!    already final is acked without running again.
 //! 4. It runs on the [`Pool`]: the soft limit signals the context, the hard limit or a
 //!    `terminate` revocation aborts it, a panic becomes FAILURE.
-//! 5. Its result is stored, then its message is settled (ack, retry through the broker's
-//!    delayed set, or dead-letter), batched with other tasks' writes.
+//! 5. What the run leads to is decided by a pure function (`outcome.rs`); the result
+//!    is stored, then the message is settled (ack, retry through the broker's delayed
+//!    set, dead-letter or requeue), batched with other tasks' writes
+//!    (`bookkeeper.rs`). A write that can never succeed (an output too large to
+//!    store) becomes a FAILURE record naming the reason; a broker that is away is
+//!    waited for.
 //!
-//! A heartbeat keeps the worker's leases alive and, on every beat, recovers the
-//! messages of workers that stopped beating.
+//! ## Staying alive, and finding the lost
+//! - The heartbeat (`heartbeat.rs`) runs on its own: nothing else shares its loop.
+//!   Deadlines are set on the broker's clock. A worker whose heartbeats have failed
+//!   for longer than `worker_lost_after` stops its running tasks (others may already
+//!   have recovered them: `acks_late` tasks are requeued, others end FAILURE
+//!   `WorkerLostError`, both under their fencing token).
+//! - A second loop (`maintenance`) updates the registry, recovers dead workers'
+//!   messages (never within `worker_lost_after` of one of its own failed heartbeats),
+//!   and refreshes revocations and rate limits.
+//! - The fetch loop compares, from time to time, the leases the broker has for this
+//!   worker with the messages it holds, and hands back those it never received (a
+//!   fetch whose reply was lost).
+//! - A worker name belongs to one live worker: starting a second one with the name of
+//!   a live worker fails; the messages of a dead one with the same name are
+//!   recovered first.
 
 mod bookkeeper;
 mod control;
+mod dispatch;
+mod execute;
+mod fetch;
+mod heartbeat;
+mod outcome;
 mod pool;
-mod runtime;
+mod state;
+mod window;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use pool::Pool;
 
-use crate::backend::{Delivery, DeliveryRef, Revocation};
-use crate::control::RateLimit;
-use crate::events::{Event, EventKind, WorkerInfo};
+use crate::events::{Event, EventKind};
 use crate::{App, Error};
 use bookkeeper::{Bookkeeper, Books};
-use pool::{StopReason, StopSwitch};
+use state::{Handles, Liveness, RunningTasks, Stats};
+pub(crate) use state::{Running, Shared};
+use window::Window;
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -233,13 +258,16 @@ impl WorkerBuilder {
             )
         });
         let broker = self.app.broker().clone();
-        broker.heartbeat(&id, s.worker_lost_after).await?;
+        heartbeat::claim_name(&self.app, &id, s).await?;
+        broker
+            .heartbeat(&id, s.worker_lost_after, s.heartbeat_interval)
+            .await?;
         let revocations = broker.subscribe_revocations().await?;
         let revoked = broker.revocations().await?;
         let control_rx = broker.subscribe_control().await?;
         let rate_limits = broker.rate_limits().await?;
 
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (books, books_rx) = Books::new();
         let kill = CancellationToken::new();
         let concurrency = match s.pool {
             Pool::Solo => 1,
@@ -254,13 +282,13 @@ impl WorkerBuilder {
             },
             queues: Mutex::new(queues),
             queues_changed: Notify::new(),
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(RunningTasks::default()),
             revoked: Mutex::new(revoked.into_iter().map(|r| (r.id.clone(), r)).collect()),
-            in_flight: AtomicUsize::new(0),
-            slot_freed: Notify::new(),
+            window: Arc::new(Window::default()),
+            liveness: Liveness::default(),
             stop_fetch: CancellationToken::new(),
             kill: kill.clone(),
-            books: Books(Arc::new(tx)),
+            books,
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency: AtomicUsize::new(concurrency),
             queued: AtomicUsize::new(0),
@@ -281,19 +309,22 @@ impl WorkerBuilder {
             worker: id.clone(),
             kill: kill.clone(),
         };
-        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
-        let bookkeeper = tokio::spawn(keeper.run(rx));
-        let fetcher = tokio::spawn(runtime::fetch_loop(shared.clone(), dispatch_tx));
-        let dispatcher = tokio::spawn(runtime::dispatch_loop(shared.clone(), dispatch_rx));
-        let heartbeat = tokio::spawn(runtime::heartbeat_loop(shared.clone()));
-        let listener = tokio::spawn(runtime::revocation_loop(shared.clone(), revocations));
+        // Fetching never runs ahead of the window, so this channel never fills up
+        // unless the window grew (then the fetcher waits, which is the point).
+        let (dispatch_tx, dispatch_rx) = mpsc::channel(shared.window().max(1));
+        let bookkeeper = tokio::spawn(keeper.run(books_rx));
+        let fetcher = tokio::spawn(fetch::fetch_loop(shared.clone(), dispatch_tx));
+        let dispatcher = tokio::spawn(dispatch::dispatch_loop(shared.clone(), dispatch_rx));
+        let beat = tokio::spawn(heartbeat::heartbeat_loop(shared.clone()));
+        let maintenance = tokio::spawn(heartbeat::maintenance_loop(shared.clone()));
+        let listener = tokio::spawn(heartbeat::revocation_loop(shared.clone(), revocations));
         let controller = tokio::spawn(control::control_loop(shared.clone(), control_rx));
         let autoscaler = tokio::spawn(control::autoscale_loop(shared.clone()));
         *shared.handles.lock().unwrap_or_else(|p| p.into_inner()) = Some(Handles {
             fetcher,
             dispatcher,
             bookkeeper,
-            background: vec![heartbeat, listener, controller, autoscaler],
+            background: vec![beat, maintenance, listener, controller, autoscaler],
         });
         let info = shared.info();
         broker
@@ -305,249 +336,6 @@ impl WorkerBuilder {
         tracing::info!(worker = %id, concurrency, pool = ?shared.settings.pool, "worker started");
         Ok(WorkerHandle { shared })
     }
-}
-
-/// State shared by a worker's tasks.
-pub(crate) struct Shared {
-    pub app: App,
-    pub id: String,
-    pub settings: Settings,
-    pub queues: Mutex<Vec<String>>,
-    pub queues_changed: Notify,
-    pub running: Mutex<HashMap<String, Running>>,
-    pub revoked: Mutex<HashMap<String, Revocation>>,
-    pub in_flight: AtomicUsize,
-    pub slot_freed: Notify,
-    pub stop_fetch: CancellationToken,
-    pub kill: CancellationToken,
-    pub books: Books,
-    pub permits: Arc<Semaphore>,
-    /// Current number of concurrency slots.
-    pub concurrency: AtomicUsize,
-    /// Messages handed to the dispatcher and not started yet.
-    pub queued: AtomicUsize,
-    /// Reserved, not yet started messages, by token.
-    pub reserved: Mutex<HashMap<u64, Arc<Delivery>>>,
-    /// Autoscale bounds (max, min).
-    pub autoscale: Mutex<Option<(usize, usize)>>,
-    /// Per-task time limit overrides (soft, hard).
-    pub time_limits: Mutex<HashMap<String, TimeLimits>>,
-    /// Rate limits by task name.
-    pub rate_limits: Mutex<HashMap<String, RateLimit>>,
-    /// (succeeded, failed) by task name.
-    pub by_task: Mutex<HashMap<String, (u64, u64)>>,
-    pub stats: Stats,
-    pub started_at: SystemTime,
-    pub tracker: TaskTracker,
-    handles: Mutex<Option<Handles>>,
-    /// Cancelled once the worker has stopped.
-    pub stopped: CancellationToken,
-    report: Mutex<Option<ShutdownReport>>,
-}
-
-/// A task's (soft, hard) time limit override.
-pub(crate) type TimeLimits = (Option<Duration>, Option<Duration>);
-
-/// The worker's own tasks.
-struct Handles {
-    fetcher: JoinHandle<()>,
-    dispatcher: JoinHandle<usize>,
-    bookkeeper: JoinHandle<()>,
-    background: Vec<JoinHandle<()>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Shared {
-    /// The prefetch window: `concurrency * prefetch_multiplier`.
-    pub(crate) fn window(&self) -> usize {
-        self.concurrency.load(Ordering::Relaxed) * self.settings.prefetch_multiplier
-    }
-
-    /// Adds concurrency slots.
-    pub(crate) fn grow(&self, n: usize) {
-        if n > 0 {
-            self.concurrency.fetch_add(n, Ordering::AcqRel);
-            self.permits.add_permits(n);
-            self.slot_freed.notify_one();
-        }
-    }
-
-    /// Removes up to `n` concurrency slots, keeping at least one; a slot in use is
-    /// removed when its task finishes. Returns how many were removed.
-    pub(crate) fn shrink(&self, n: usize) -> usize {
-        let mut removed = 0;
-        while removed < n {
-            let cur = self.concurrency.load(Ordering::Acquire);
-            if cur <= 1 {
-                break;
-            }
-            if self
-                .concurrency
-                .compare_exchange(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            let permits = self.permits.clone();
-            let kill = self.kill.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    p = permits.acquire_many_owned(removed as u32) => {
-                        if let Ok(p) = p {
-                            p.forget();
-                        }
-                    }
-                    _ = kill.cancelled() => {}
-                }
-            });
-        }
-        removed
-    }
-
-    /// Graceful shutdown (see [`WorkerHandle::shutdown`]); runs once, later calls wait
-    /// for the first one and return its report.
-    pub(crate) async fn shutdown(self: &Arc<Self>, grace: Duration) -> ShutdownReport {
-        let Some(h) = lock(&self.handles).take() else {
-            self.stopped.cancelled().await;
-            return lock(&self.report).unwrap_or_default();
-        };
-        tracing::info!(worker = %self.id, "worker shutting down");
-        self.stop_fetch.cancel();
-        let _ = h.fetcher.await;
-        let released = h.dispatcher.await.unwrap_or(0);
-        self.tracker.close();
-        let mut aborted = 0;
-        if tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            aborted = self.stop_all(StopReason::Shutdown);
-            self.tracker.wait().await;
-        }
-        self.books.flush().await;
-        for b in &h.background {
-            b.abort();
-        }
-        let offline = Event::worker(EventKind::WorkerOffline, &self.info());
-        if let Err(e) = self.app.broker().emit(&[offline]).await {
-            tracing::warn!(worker = %self.id, error = %e, "could not publish worker-offline");
-        }
-        self.kill.cancel();
-        let _ = h.bookkeeper.await;
-        match self.app.broker().unregister(&self.id).await {
-            Ok(left) if !left.is_empty() => {
-                tracing::warn!(worker = %self.id, count = left.len(), "messages still leased at exit were recovered")
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(worker = %self.id, error = %e, "could not unregister; leases will be recovered after the heartbeat expires")
-            }
-        }
-        tracing::info!(worker = %self.id, released, aborted, "worker stopped");
-        let report = ShutdownReport { released, aborted };
-        *lock(&self.report) = Some(report);
-        self.stopped.cancel();
-        report
-    }
-
-    /// Stops everything at once, recording nothing (crash simulation).
-    pub(crate) fn kill(&self) {
-        // Stop fetching and dispatching first: a slot freed by a killed task must not
-        // start a reserved one.
-        self.stop_fetch.cancel();
-        self.kill.cancel();
-        if let Some(h) = lock(&self.handles).take() {
-            h.fetcher.abort();
-            h.dispatcher.abort();
-            h.bookkeeper.abort();
-            for b in &h.background {
-                b.abort();
-            }
-        }
-        self.stop_all(StopReason::Shutdown);
-        self.stopped.cancel();
-    }
-
-    pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stops every running task; returns how many.
-    pub(crate) fn stop_all(&self, reason: StopReason) -> usize {
-        let running = self.lock_running();
-        for r in running.values() {
-            r.stop.stop(reason);
-        }
-        running.len()
-    }
-
-    /// The registry record of this worker now.
-    pub(crate) fn info(&self) -> WorkerInfo {
-        let s = &self.stats;
-        WorkerInfo {
-            id: self.id.clone(),
-            hostname: crate::message::hostname(),
-            pid: std::process::id(),
-            queues: self
-                .queues
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-            concurrency: self.concurrency.load(Ordering::Relaxed),
-            prefetch_multiplier: self.settings.prefetch_multiplier,
-            pool: format!("{:?}", self.settings.pool).to_ascii_lowercase(),
-            started_at: crate::time::to_ms(self.started_at),
-            heartbeat_at: crate::time::now_ms(),
-            succeeded: s.succeeded.load(Ordering::Relaxed),
-            failed: s.failed.load(Ordering::Relaxed),
-            retried: s.retried.load(Ordering::Relaxed),
-            revoked: s.revoked.load(Ordering::Relaxed),
-            rejected: s.rejected.load(Ordering::Relaxed),
-            active: self.lock_running().len() as u64,
-        }
-    }
-
-    /// Sends a task event through the bookkeeper when task events are on.
-    pub(crate) fn task_event(&self, event: impl FnOnce() -> Event) {
-        if self.settings.task_events {
-            let mut e = event();
-            e.worker = Some(self.id.clone());
-            self.books.send(bookkeeper::Op::Event(e));
-        }
-    }
-
-    pub(crate) fn is_revoked(&self, id: &str) -> Option<Revocation> {
-        self.revoked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .filter(|r| r.until > crate::time::now_ms())
-            .cloned()
-    }
-}
-
-/// A task running on a worker.
-pub(crate) struct Running {
-    pub name: String,
-    pub priority: u8,
-    pub started_at: SystemTime,
-    pub stop: StopSwitch,
-    pub delivery: DeliveryRef,
-}
-
-/// Counters of a worker.
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-    pub retried: AtomicU64,
-    pub revoked: AtomicU64,
-    pub rejected: AtomicU64,
 }
 
 /// A snapshot of a worker's counters.
@@ -637,9 +425,9 @@ impl WorkerHandle {
     pub fn active(&self) -> Vec<ActiveTask> {
         self.shared
             .lock_running()
-            .iter()
-            .map(|(id, r)| ActiveTask {
-                id: id.clone(),
+            .values()
+            .map(|r| ActiveTask {
+                id: r.delivery.id.clone(),
                 name: r.name.clone(),
                 queue: r.delivery.queue.clone(),
                 started_at: r.started_at,
@@ -656,7 +444,7 @@ impl WorkerHandle {
             retried: s.retried.load(Ordering::Relaxed),
             revoked: s.revoked.load(Ordering::Relaxed),
             rejected: s.rejected.load(Ordering::Relaxed),
-            in_flight: self.shared.in_flight.load(Ordering::Relaxed) as u64,
+            in_flight: self.shared.window.len() as u64,
         }
     }
 

@@ -46,6 +46,9 @@ pub(crate) enum StopReason {
     Revoked,
     /// The worker's shutdown grace period ran out.
     Shutdown,
+    /// The worker could not reach its broker for longer than its lease: other
+    /// workers may already have recovered the message.
+    ConnectionLost,
 }
 
 /// A running task's stop switch.

@@ -1,31 +1,81 @@
--- Lease up to ARGV[2] messages of one queue to a worker, highest priority first,
--- FIFO within a priority, after moving at most ARGV[4] due delayed messages to
--- their waiting lists.
+-- Lease up to ARGV[1] messages (and at most ARGV[4] bytes of them, at least one) of
+-- one queue to a worker, highest priority first, FIFO within a priority, after moving
+-- at most ARGV[3] due delayed messages to their waiting lists. Due times are read on
+-- the server's clock.
 -- KEYS[1..10]  waiting lists, priority 0..9
 -- KEYS[11]     delayed zset
 -- KEYS[12]     the worker's lease hash (token -> record)
 -- KEYS[13]     fencing-token counter
 -- KEYS[14]     set of workers holding leases in this queue
--- ARGV         now, max, worker, due batch
--- Returns { next due eta or -1, first token, record, record, ... }; the records'
--- delivery counts are already increased, and their tokens are consecutive.
-local now = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+-- KEYS[15]     dead-letter list
+-- ARGV         max, worker, due batch, max bytes, dead-letter cap
+-- Every record is checked before it is leased or moved: one that is not a message
+-- record (written by something else, or corrupt) goes to the dead letters and the
+-- others are served as usual, so nothing is lost on a bad record.
+-- Returns { ms until the next delayed message is due or -1, first token, record,
+-- record, ... }; the records' delivery counts are already increased, and their tokens
+-- are consecutive.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local max = tonumber(ARGV[1])
+local max_bytes = tonumber(ARGV[4])
+local cap = tonumber(ARGV[5])
+
+-- nil when the record is well formed, else why it is not
+local function bad(rec)
+  if type(rec) ~= 'string' or #rec < 5 then return 'corrupt record: too short' end
+  if string.byte(rec, 1) > 9 then return 'corrupt record: priority byte out of range' end
+  if string.byte(rec, 2) > 3 then return 'corrupt record: unknown flags' end
+  if 5 + string.byte(rec, 4) * 256 + string.byte(rec, 5) > #rec then
+    return 'corrupt record: id longer than the record'
+  end
+  return nil
+end
+
+local function dead(rec, reason)
+  redis.call('RPUSH', KEYS[15], #reason .. ':' .. reason .. rec)
+  redis.call('LTRIM', KEYS[15], -cap, -1)
+end
+
+local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 if #due > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[11], 0, #due - 1)
   for _, rec in ipairs(due) do
-    redis.call('RPUSH', KEYS[string.byte(rec, 1) + 1], rec)
+    local why = bad(rec)
+    if why then
+      dead(rec, why)
+    else
+      redis.call('RPUSH', KEYS[string.byte(rec, 1) + 1], rec)
+    end
   end
 end
+
 local recs = {}
+local bytes = 0
 for p = 9, 0, -1 do
-  if #recs >= max then break end
+  if #recs >= max or bytes >= max_bytes then break end
   local got = redis.call('LPOP', KEYS[p + 1], max - #recs)
   if got then
-    for _, rec in ipairs(got) do recs[#recs + 1] = rec end
+    for i, rec in ipairs(got) do
+      if #recs > 0 and bytes + #rec > max_bytes then
+        -- over the byte budget: the rest goes back to the head, in order
+        for j = #got, i, -1 do
+          redis.call('LPUSH', KEYS[p + 1], got[j])
+        end
+        bytes = max_bytes
+        break
+      end
+      local why = bad(rec)
+      if why then
+        dead(rec, why)
+      else
+        recs[#recs + 1] = rec
+        bytes = bytes + #rec
+      end
+    end
   end
 end
+
 local out = { -1, 0 }
 if #recs > 0 then
   local last = redis.call('INCRBY', KEYS[13], #recs)
@@ -41,8 +91,8 @@ if #recs > 0 then
     out[#out + 1] = leased
   end
   redis.call('HSET', KEYS[12], unpack(fields))
-  redis.call('SADD', KEYS[14], ARGV[3])
+  redis.call('SADD', KEYS[14], ARGV[2])
 end
 local nxt = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
-if nxt[2] then out[1] = nxt[2] end
+if nxt[2] then out[1] = math.max(0, tonumber(nxt[2]) - now) end
 return out

@@ -2,17 +2,18 @@
 -- KEYS[1..10]  waiting lists, priority 0..9 (elements are message records)
 -- KEYS[11]     delayed zset (eta ms -> record)
 -- KEYS[12]     notify list (wake-up tokens for blocked fetchers)
--- ARGV[1]      now (ms)
--- ARGV[2..]    pairs: eta (ms, 0 = now), record
+-- ARGV         pairs: eta (ms since the epoch, 0 = now), record
+-- An eta is compared with the server's clock.
 -- A record is: priority byte, flags byte, deliveries byte, id length (2 bytes, big
 -- endian), id, envelope.
 -- Blocked fetchers are woken when messages become ready, and when a delayed message
 -- becomes the earliest one (so that they shorten their wait).
 -- Returns the number of messages made ready now.
-local now = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ready = 0
 local earliest = nil
-for i = 2, #ARGV, 2 do
+for i = 1, #ARGV, 2 do
   local eta = tonumber(ARGV[i])
   local rec = ARGV[i + 1]
   if eta > now then

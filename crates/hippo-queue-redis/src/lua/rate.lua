@@ -1,10 +1,11 @@
 -- Take a start slot of a rate-limited task (GCRA, no burst): starts are spaced at
--- least ARGV[2] ms apart across every worker.
+-- least ARGV[1] ms apart across every worker.
 -- KEYS[1]  the task's next allowed start (ms)
--- ARGV     now (ms), interval (ms)
+-- ARGV     interval (ms); the server's clock is used
 -- Returns 0 when the task may start now, else the ms to wait.
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat > now then
   return tat - now

@@ -8,15 +8,19 @@
 -- KEYS[13]     set of workers holding leases in this queue
 -- KEYS[14]     dead-letter list
 -- KEYS[15]     notify list
--- ARGV         worker, max deliveries, batch, dead-letter cap
+-- ARGV         worker, max deliveries, batch, dead-letter cap, max bytes (at least
+--              one message is handled per call; the rest stay for the next call)
 -- Returns { leases left, outcome (q|l|m), record, ... }.
 local pairs_ = redis.call('HRANDFIELD', KEYS[11], tonumber(ARGV[3]), 'WITHVALUES')
 local out = { 0 }
 local wake = 0
 local max = tonumber(ARGV[2])
+local bytes = 0
 for i = 1, #pairs_, 2 do
   local token = pairs_[i]
   local rec = pairs_[i + 1]
+  if i > 1 and bytes + #rec > tonumber(ARGV[5]) then break end
+  bytes = bytes + #rec
   redis.call('HDEL', KEYS[11], token)
   local started = redis.call('SREM', KEYS[12], token) == 1
   local d = string.byte(rec, 3)

@@ -5,14 +5,15 @@
 -- KEYS[13]     the worker's started set
 -- KEYS[14]     dead-letter list
 -- KEYS[15]     notify list
--- ARGV         now, dead-letter cap, then groups of 4: token, action (a|r|d|q),
+-- ARGV         dead-letter cap, then groups of 4: token, action (a|r|d|q),
 --              data (r: the new envelope; d: the reason), eta (r)
 -- At most 1,000 groups per call (the caller splits larger batches).
 -- Returns 1 per settled message, 0 when the lease is gone (fenced).
-local now = tonumber(ARGV[1])
-local cap = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap = tonumber(ARGV[1])
 local tokens = {}
-for i = 3, #ARGV, 4 do
+for i = 2, #ARGV, 4 do
   tokens[#tokens + 1] = ARGV[i]
 end
 if #tokens == 0 then
@@ -24,7 +25,7 @@ local out = {}
 local held = {}
 local wake = 0
 for n, token in ipairs(tokens) do
-  local i = 3 + (n - 1) * 4
+  local i = 2 + (n - 1) * 4
   local action = ARGV[i + 1]
   local rec = recs[n]
   if rec then

@@ -1,0 +1,220 @@
+//! Staying alive and finding the lost: the heartbeat (alone in its loop, so that
+//! nothing slow delays it), the maintenance loop (registry, recovery, revocations,
+//! rate limits), the live revocation feed, and the claim of a worker name at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::bookkeeper::Op;
+use super::pool::StopReason;
+use super::{Settings, Shared};
+use crate::backend::{Recovered, RecoveryOutcome, ResultWrite, Revocation};
+use crate::events::{Event, EventKind};
+use crate::message::Envelope;
+use crate::result::TaskMeta;
+use crate::task::kinds;
+use crate::time::now_ms;
+use crate::{App, Error, TaskFailure, TaskState};
+
+/// Beats every `heartbeat_interval`. A worker whose heartbeats have failed for
+/// longer than `worker_lost_after` stops its running tasks: other workers may
+/// already have recovered their messages.
+pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
+    let s = &shared.settings;
+    let mut tick = tokio::time::interval(s.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    shared.liveness.beat_ok();
+    let mut cut_off = false;
+    loop {
+        tick.tick().await;
+        let beat =
+            shared
+                .app
+                .broker()
+                .heartbeat(&shared.id, s.worker_lost_after, s.heartbeat_interval);
+        // A beat that hangs past the lease is as good as failed.
+        match tokio::time::timeout(s.worker_lost_after, beat).await {
+            Ok(Ok(())) => {
+                shared.liveness.beat_ok();
+                if std::mem::take(&mut cut_off) {
+                    tracing::warn!(worker = %shared.id, "broker reachable again; fetching resumes");
+                }
+            }
+            outcome => {
+                shared.liveness.beat_failed();
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                tracing::warn!(worker = %shared.id, %error, "heartbeat failed");
+                if !cut_off && shared.liveness.since_ok() > s.worker_lost_after {
+                    cut_off = true;
+                    let stopped = shared.stop_all(StopReason::ConnectionLost);
+                    tracing::error!(worker = %shared.id, stopped, "cut off from the broker for longer than the lease; running tasks stopped (acks_late ones are requeued)");
+                }
+            }
+        }
+    }
+}
+
+/// Updates the registry, recovers dead workers' messages, and refreshes
+/// revocations and rate limits, every heartbeat interval.
+pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
+    let s = &shared.settings;
+    let mut tick = tokio::time::interval(s.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let broker = shared.app.broker();
+        let info = shared.info();
+        let beat = Event::worker(EventKind::WorkerHeartbeat, &info);
+        let (registered, emitted) = tokio::join!(
+            broker.register_worker(&info, s.worker_lost_after),
+            broker.emit(std::slice::from_ref(&beat))
+        );
+        if let Err(e) = registered.and(emitted) {
+            tracing::warn!(worker = %shared.id, error = %e, "registry update failed");
+        }
+        // Workers cut off by the outage this worker just saw have not had time to
+        // beat again: recovering them now would run their tasks twice.
+        if !shared.liveness.failed_within(s.worker_lost_after) {
+            match broker.recover(s.max_deliveries).await {
+                Ok(recovered) => {
+                    for w in recovered_records(&shared.app, recovered, s.max_deliveries) {
+                        shared.books.send(Op::Record(w)).await;
+                    }
+                }
+                Err(e) => tracing::warn!(worker = %shared.id, error = %e, "recovery failed"),
+            }
+        }
+        refresh_revocations(&shared).await;
+        // Rate limits set while this worker was not addressed, or offline.
+        match broker.rate_limits().await {
+            Ok(list) => {
+                *shared.rate_limits.lock().unwrap_or_else(|p| p.into_inner()) =
+                    list.into_iter().collect();
+            }
+            Err(e) => tracing::warn!(worker = %shared.id, error = %e, "rate limit refresh failed"),
+        }
+    }
+}
+
+/// Reloads the revocations in force, and stops running tasks whose `terminate`
+/// revocation the live feed missed.
+async fn refresh_revocations(shared: &Shared) {
+    let list = match shared.app.broker().revocations().await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!(worker = %shared.id, error = %e, "revocation refresh failed");
+            return;
+        }
+    };
+    let now = now_ms();
+    {
+        let running = shared.lock_running();
+        for r in list.iter().filter(|r| r.terminate) {
+            if running.stop_id(&r.id, StopReason::Revoked) > 0 {
+                tracing::warn!(task_id = %r.id, "terminating revoked task");
+            }
+        }
+    }
+    let mut map = shared.revoked.lock().unwrap_or_else(|p| p.into_inner());
+    map.retain(|_, r| r.until > now);
+    map.extend(list.into_iter().map(|r| (r.id.clone(), r)));
+}
+
+/// Applies revocations as they are published: remembered for later deliveries, and
+/// running tasks are aborted when `terminate` is set.
+pub(super) async fn revocation_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Revocation>) {
+    while let Some(r) = rx.recv().await {
+        if r.terminate && shared.lock_running().stop_id(&r.id, StopReason::Revoked) > 0 {
+            tracing::warn!(task_id = %r.id, "terminating revoked task");
+        }
+        shared
+            .revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.id.clone(), r);
+    }
+}
+
+/// Makes sure no live worker holds the name `id`, and recovers the messages of a
+/// dead one that held it (a fixed name restarted after a crash), so that they are
+/// not hidden behind the new worker's heartbeats.
+///
+/// A holder whose deadline is still running is waited for, up to its deadline; if
+/// it beats meanwhile, it is alive and the name is refused.
+pub(super) async fn claim_name(app: &App, id: &str, s: &Settings) -> Result<(), Error> {
+    let broker = app.broker();
+    let Some(left) = broker.worker_lease(id).await? else {
+        return Ok(());
+    };
+    if !left.is_zero() {
+        tracing::warn!(worker = %id, ?left, "a worker with this name was beating recently; waiting for its lease to run out");
+        tokio::time::sleep(left + Duration::from_millis(50)).await;
+        if broker.worker_lease(id).await?.is_some_and(|l| !l.is_zero()) {
+            return Err(Error::InvalidOptions(format!(
+                "a live worker is already named {id:?} (it is still heartbeating): give each worker a unique name (-n name@host)"
+            )));
+        }
+    }
+    let recovered = broker.recover_worker(id, s.max_deliveries).await?;
+    if !recovered.is_empty() {
+        tracing::warn!(worker = %id, count = recovered.len(), "recovered the messages of this name's previous, dead incarnation");
+    }
+    let writes = recovered_records(app, recovered, s.max_deliveries);
+    if !writes.is_empty() {
+        app.backend().store(&writes).await?;
+    }
+    Ok(())
+}
+
+/// The FAILURE records of recovered messages that were dead-lettered.
+pub(super) fn recovered_records(
+    app: &App,
+    recovered: Vec<Recovered>,
+    max_deliveries: u32,
+) -> Vec<ResultWrite> {
+    let mut out = Vec::new();
+    for r in recovered {
+        let (kind, why) = match r.outcome {
+            RecoveryOutcome::Requeued => {
+                tracing::info!(task_id = %r.id, dead_worker = %r.worker, "requeued a message of a lost worker");
+                continue;
+            }
+            RecoveryOutcome::WorkerLost => (
+                kinds::WORKER_LOST,
+                format!("worker {} was lost while running the task", r.worker),
+            ),
+            RecoveryOutcome::TooManyDeliveries => (
+                kinds::TOO_MANY_DELIVERIES,
+                format!(
+                    "delivered more than {max_deliveries} times without finishing; dead-lettered"
+                ),
+            ),
+        };
+        tracing::error!(task_id = %r.id, dead_worker = %r.worker, "{why}");
+        let env: Option<Envelope> = app.codec().decode(&r.payload).ok();
+        let mut meta = TaskMeta::new(
+            &r.id,
+            env.as_ref().map_or("", |e| e.name.as_str()),
+            TaskState::Failure,
+        );
+        meta.queue = Some(r.queue.clone());
+        meta.worker = Some(r.worker.clone());
+        meta.retries = env.as_ref().map_or(0, |e| e.retries);
+        meta.error = Some(TaskFailure::new(kind, why));
+        let ttl = env.as_ref().map_or(app.config().result_expires, |e| {
+            Duration::from_millis(e.result_expires)
+        });
+        out.push(ResultWrite {
+            meta,
+            ttl,
+            compress: false,
+            announce: env.as_ref().is_some_and(|e| e.announce_result),
+        });
+    }
+    out
+}

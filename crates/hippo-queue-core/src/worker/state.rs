@@ -1,0 +1,365 @@
+//! The state a worker's loops share, split by owner (see each field).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::bookkeeper::{Books, Op};
+use super::pool::{StopReason, StopSwitch};
+use super::window::Window;
+use super::{Settings, ShutdownReport};
+use crate::App;
+use crate::backend::{Delivery, DeliveryRef, Revocation};
+use crate::control::RateLimit;
+use crate::events::{Event, EventKind, WorkerInfo};
+
+/// State shared by a worker's tasks. Each field is owned by one concern; the
+/// mutexes guard data that changes together and are never held across an await.
+pub(crate) struct Shared {
+    /// The app whose tasks, broker and backend the worker uses.
+    pub app: App,
+    /// The worker's name.
+    pub id: String,
+    /// Settings fixed at start.
+    pub settings: Settings,
+    /// The queues consumed now (changed by add/cancel consumer).
+    pub queues: Mutex<Vec<String>>,
+    /// Notified when `queues` changes.
+    pub queues_changed: Notify,
+    /// The tasks running now, by delivery.
+    pub running: Mutex<RunningTasks>,
+    /// Revocations in force, by task id.
+    pub revoked: Mutex<HashMap<String, Revocation>>,
+    /// Every message held, from lease to written settle (the prefetch window).
+    pub window: Arc<Window>,
+    /// Heartbeat outcomes, read by recovery and the cut-off rule.
+    pub liveness: Liveness,
+    /// Cancelled when fetching and dispatching must stop (shutdown or kill).
+    pub stop_fetch: CancellationToken,
+    /// Cancelled when the worker is killed: nothing more is written.
+    pub kill: CancellationToken,
+    /// The writer of start marks, results and settlements.
+    pub books: Books,
+    /// One permit per concurrency slot.
+    pub permits: Arc<Semaphore>,
+    /// Current number of concurrency slots.
+    pub concurrency: AtomicUsize,
+    /// Messages handed to the dispatcher and not started yet.
+    pub queued: AtomicUsize,
+    /// Reserved, not yet started messages, by token.
+    pub reserved: Mutex<HashMap<u64, Arc<Delivery>>>,
+    /// Autoscale bounds (max, min).
+    pub autoscale: Mutex<Option<(usize, usize)>>,
+    /// Per-task time limit overrides (soft, hard).
+    pub time_limits: Mutex<HashMap<String, TimeLimits>>,
+    /// Rate limits by task name.
+    pub rate_limits: Mutex<HashMap<String, RateLimit>>,
+    /// (succeeded, failed) by task name.
+    pub by_task: Mutex<HashMap<String, (u64, u64)>>,
+    /// Counters.
+    pub stats: Stats,
+    /// When the worker started.
+    pub started_at: SystemTime,
+    /// Every running task's tokio task.
+    pub tracker: TaskTracker,
+    /// The worker's own loops, taken by the first shutdown or kill.
+    pub(super) handles: Mutex<Option<Handles>>,
+    /// Cancelled once the worker has stopped.
+    pub stopped: CancellationToken,
+    pub(super) report: Mutex<Option<ShutdownReport>>,
+}
+
+/// A task's (soft, hard) time limit override.
+pub(crate) type TimeLimits = (Option<Duration>, Option<Duration>);
+
+/// The worker's own tasks.
+pub(super) struct Handles {
+    pub fetcher: JoinHandle<()>,
+    pub dispatcher: JoinHandle<usize>,
+    pub bookkeeper: JoinHandle<()>,
+    pub background: Vec<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// The prefetch window: `concurrency * prefetch_multiplier`.
+    pub(crate) fn window(&self) -> usize {
+        self.concurrency.load(Ordering::Relaxed) * self.settings.prefetch_multiplier
+    }
+
+    /// Adds concurrency slots.
+    pub(crate) fn grow(&self, n: usize) {
+        if n > 0 {
+            self.concurrency.fetch_add(n, Ordering::AcqRel);
+            self.permits.add_permits(n);
+            self.window.wake();
+        }
+    }
+
+    /// Removes up to `n` concurrency slots, keeping at least one; a slot in use is
+    /// removed when its task finishes. Returns how many were removed.
+    pub(crate) fn shrink(&self, n: usize) -> usize {
+        let mut removed = 0;
+        while removed < n {
+            let cur = self.concurrency.load(Ordering::Acquire);
+            if cur <= 1 {
+                break;
+            }
+            if self
+                .concurrency
+                .compare_exchange(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            let permits = self.permits.clone();
+            let kill = self.kill.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    p = permits.acquire_many_owned(removed as u32) => {
+                        if let Ok(p) = p {
+                            p.forget();
+                        }
+                    }
+                    _ = kill.cancelled() => {}
+                }
+            });
+        }
+        removed
+    }
+
+    /// Graceful shutdown (see [`WorkerHandle::shutdown`]); runs once, later calls wait
+    /// for the first one and return its report.
+    pub(crate) async fn shutdown(self: &Arc<Self>, grace: Duration) -> ShutdownReport {
+        let Some(h) = lock(&self.handles).take() else {
+            self.stopped.cancelled().await;
+            return lock(&self.report).unwrap_or_default();
+        };
+        tracing::info!(worker = %self.id, "worker shutting down");
+        self.stop_fetch.cancel();
+        let _ = h.fetcher.await;
+        let released = h.dispatcher.await.unwrap_or(0);
+        self.tracker.close();
+        let mut aborted = 0;
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            aborted = self.stop_all(StopReason::Shutdown);
+            self.tracker.wait().await;
+        }
+        self.books.flush().await;
+        for b in &h.background {
+            b.abort();
+        }
+        let offline = Event::worker(EventKind::WorkerOffline, &self.info());
+        if let Err(e) = self.app.broker().emit(&[offline]).await {
+            tracing::warn!(worker = %self.id, error = %e, "could not publish worker-offline");
+        }
+        self.kill.cancel();
+        let _ = h.bookkeeper.await;
+        match self.app.broker().unregister(&self.id).await {
+            Ok(left) if !left.is_empty() => {
+                tracing::warn!(worker = %self.id, count = left.len(), "messages still leased at exit were recovered");
+                let writes = super::heartbeat::recovered_records(&self.app, left, u32::MAX);
+                if let Err(e) = self.app.backend().store(&writes).await {
+                    tracing::warn!(worker = %self.id, error = %e, "could not record the tasks lost at exit");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(worker = %self.id, error = %e, "could not unregister; leases will be recovered after the heartbeat expires")
+            }
+        }
+        tracing::info!(worker = %self.id, released, aborted, "worker stopped");
+        let report = ShutdownReport { released, aborted };
+        *lock(&self.report) = Some(report);
+        self.stopped.cancel();
+        report
+    }
+
+    /// Stops everything at once, recording nothing (crash simulation).
+    pub(crate) fn kill(&self) {
+        // Stop fetching and dispatching first: a slot freed by a killed task must not
+        // start a reserved one.
+        self.stop_fetch.cancel();
+        self.kill.cancel();
+        if let Some(h) = lock(&self.handles).take() {
+            h.fetcher.abort();
+            h.dispatcher.abort();
+            h.bookkeeper.abort();
+            for b in &h.background {
+                b.abort();
+            }
+        }
+        self.stop_all(StopReason::Shutdown);
+        self.stopped.cancel();
+    }
+
+    pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, RunningTasks> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops every running task; returns how many.
+    pub(crate) fn stop_all(&self, reason: StopReason) -> usize {
+        let running = self.lock_running();
+        for r in running.values() {
+            r.stop.stop(reason);
+        }
+        running.len()
+    }
+
+    /// The registry record of this worker now.
+    pub(crate) fn info(&self) -> WorkerInfo {
+        let s = &self.stats;
+        WorkerInfo {
+            id: self.id.clone(),
+            hostname: crate::message::hostname(),
+            pid: std::process::id(),
+            queues: self
+                .queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            concurrency: self.concurrency.load(Ordering::Relaxed),
+            prefetch_multiplier: self.settings.prefetch_multiplier,
+            pool: format!("{:?}", self.settings.pool).to_ascii_lowercase(),
+            started_at: crate::time::to_ms(self.started_at),
+            heartbeat_at: crate::time::now_ms(),
+            succeeded: s.succeeded.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            retried: s.retried.load(Ordering::Relaxed),
+            revoked: s.revoked.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            active: self.lock_running().len() as u64,
+        }
+    }
+
+    /// Sends a task event through the bookkeeper when task events are on (dropped,
+    /// with a warning, when the bookkeeper is that far behind: events are for
+    /// monitoring and never hold tasks back).
+    pub(crate) fn task_event(&self, event: impl FnOnce() -> Event) {
+        if self.settings.task_events {
+            let mut e = event();
+            e.worker = Some(self.id.clone());
+            self.books.offer(Op::Event(e));
+        }
+    }
+
+    pub(crate) fn is_revoked(&self, id: &str) -> Option<Revocation> {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .filter(|r| r.until > crate::time::now_ms())
+            .cloned()
+    }
+}
+
+/// The tasks running on a worker, by delivery (queue and fencing token): two
+/// deliveries of one task id are two entries, each stoppable.
+#[derive(Default)]
+pub(crate) struct RunningTasks(HashMap<(String, u64), Running>);
+
+impl RunningTasks {
+    /// Adds a run.
+    pub(crate) fn insert(&mut self, run: Running) {
+        let key = (run.delivery.queue.clone(), run.delivery.token);
+        self.0.insert(key, run);
+    }
+
+    /// Removes a run.
+    pub(crate) fn remove(&mut self, d: &DeliveryRef) -> Option<Running> {
+        self.0.remove(&(d.queue.clone(), d.token))
+    }
+
+    /// Stops every run of task `id`; returns how many.
+    pub(crate) fn stop_id(&self, id: &str, reason: StopReason) -> usize {
+        let mut n = 0;
+        for r in self.0.values().filter(|r| r.delivery.id == id) {
+            r.stop.stop(reason);
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether task `id` is running.
+    pub(crate) fn contains_id(&self, id: &str) -> bool {
+        self.0.values().any(|r| r.delivery.id == id)
+    }
+
+    /// The runs.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Running> {
+        self.0.values()
+    }
+
+    /// How many run.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// What the heartbeat loop learned, for the cut-off rule and for recovery.
+#[derive(Default)]
+pub(crate) struct Liveness(Mutex<Beats>);
+
+#[derive(Default)]
+struct Beats {
+    /// The last heartbeat the broker accepted.
+    last_ok: Option<Instant>,
+    /// The last heartbeat that failed.
+    last_failure: Option<Instant>,
+}
+
+impl Liveness {
+    pub(crate) fn beat_ok(&self) {
+        lock(&self.0).last_ok = Some(Instant::now());
+    }
+
+    pub(crate) fn beat_failed(&self) {
+        lock(&self.0).last_failure = Some(Instant::now());
+    }
+
+    /// Whether a heartbeat failed within `d`: recovery waits, since other workers
+    /// cut off by the same outage have not had time to beat again.
+    pub(crate) fn failed_within(&self, d: Duration) -> bool {
+        lock(&self.0).last_failure.is_some_and(|t| t.elapsed() < d)
+    }
+
+    /// How long since the broker last accepted a heartbeat.
+    pub(crate) fn since_ok(&self) -> Duration {
+        lock(&self.0)
+            .last_ok
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+}
+
+/// A task running on a worker.
+pub(crate) struct Running {
+    pub name: String,
+    pub priority: u8,
+    pub started_at: SystemTime,
+    pub stop: StopSwitch,
+    pub delivery: DeliveryRef,
+}
+
+/// Counters of a worker.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    pub revoked: AtomicU64,
+    pub rejected: AtomicU64,
+}

@@ -1,0 +1,25 @@
+-- Record that a worker is alive until the server's clock reaches now + ARGV[2] ms,
+-- and watch the fleet's heartbeats for an outage.
+-- KEYS[1]  worker deadlines (zset worker -> deadline ms, server clock)
+-- KEYS[2]  fleet state (hash: last = last heartbeat of any worker, grace = no
+--          worker is declared lost before this time), in KEYS[1]'s slot
+-- ARGV     worker, ttl ms, heartbeat interval ms
+-- When no worker could beat for 1.5 intervals (the server was down, loading,
+-- read-only, out of memory or busy), every worker gets a full ttl to beat again
+-- before any is declared lost.
+-- Returns { previous deadline or -1, server now ms }.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local interval = tonumber(ARGV[3])
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+if now - last > interval * 1.5 then
+  local grace = tonumber(redis.call('HGET', KEYS[2], 'grace') or '0')
+  if now + ttl > grace then
+    redis.call('HSET', KEYS[2], 'grace', now + ttl)
+  end
+end
+redis.call('HSET', KEYS[2], 'last', now)
+local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+return { tonumber(prev or '-1'), now }
