@@ -28,8 +28,11 @@ impl RedisBackend {
     }
 
     /// The final record announced for a waiter (a stored value), if one has arrived.
+    /// A record too large to announce arrives as an empty announcement: `None` here,
+    /// and [`announced_empty`] tells the waiter to read it.
     fn published(&self, slot: &Slot) -> Result<Option<TaskMeta>, BackendError> {
-        let meta = self.decode_stored(slot.take())?;
+        let value = slot.take().filter(|v| !v.is_empty());
+        let meta = self.decode_stored(value)?;
         Ok(meta.filter(|m| m.state.is_ready()))
     }
 
@@ -61,6 +64,16 @@ struct Watch {
 /// How long a watch relies on the announcement alone.
 const ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
 
+/// Whether the result was announced without its record (too large to publish).
+fn announced_empty(slot: &Slot) -> bool {
+    slot.take().is_some_and(|v| v.is_empty())
+}
+
+/// Largest record announced with its value: a pub/sub message above Redis'
+/// `client-output-buffer-limit pubsub` (32 MiB by default) would disconnect every
+/// subscriber of the fleet. Larger records are announced by id and read back.
+const ANNOUNCE_MAX: usize = 1 << 20;
+
 #[async_trait]
 impl ResultWatch for Watch {
     async fn wait(&mut self, timeout: Duration) -> Result<Option<TaskMeta>, BackendError> {
@@ -77,7 +90,8 @@ impl ResultWatch for Watch {
             }
             let now = tokio::time::Instant::now();
             let generation = hub.results_generation();
-            if generation != 0 && (generation != self.generation || now >= grace) {
+            let read_it = announced_empty(&self.waiter.slot);
+            if read_it || (generation != 0 && (generation != self.generation || now >= grace)) {
                 let id = self.waiter.id().to_string();
                 return self
                     .backend
@@ -117,7 +131,7 @@ impl ResultBackend for RedisBackend {
         for idxs in by_shard.values() {
             for chunk in idxs.chunks(STORE_CHUNK) {
                 let mut inv = server.scripts.store_results.prepare_invoke();
-                inv.arg(&g.results_channel);
+                inv.arg(&g.results_channel).arg(ANNOUNCE_MAX);
                 for &i in chunk {
                     let w = &writes[i];
                     let id = &w.meta.task_id;

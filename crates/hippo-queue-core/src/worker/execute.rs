@@ -56,7 +56,7 @@ async fn run_delivery(
         return job.end_early(state, failure, action, hold).await;
     }
     wait_for_rate(shared, &job.env.name).await;
-    if job.finished_earlier().await {
+    if job.d.deliveries > 1 && job.finished_earlier().await {
         return job.finish(None, Settle::Ack, hold).await;
     }
     // Active from before its STARTED record can be seen.
@@ -68,6 +68,10 @@ async fn run_delivery(
             tracing::warn!("lease lost before start; skipped");
             return;
         }
+        // The STARTED record was refused: under a final record, or under a newer
+        // fence only (fencing tokens restarted after the broker lost its counter);
+        // the lease is ours either way, so only a final record stops the run.
+        Some(StartReply::AlreadyFinal) if !job.finished_earlier().await => {}
         Some(StartReply::AlreadyFinal) => {
             shared.lock_running().remove(&job.d.to_ref());
             tracing::info!("already final (revoked or finished earlier); skipped");
@@ -220,10 +224,10 @@ impl Job<'_> {
         self.finish(Some(meta), action, hold).await;
     }
 
-    /// Whether a redelivered message already has a final record (it finished, and
-    /// its worker died before the ack).
+    /// Whether the task already has a final record (a redelivered message that
+    /// finished before its worker died, or one revoked meanwhile).
     async fn finished_earlier(&self) -> bool {
-        if self.d.deliveries <= 1 || self.env.ignore_result {
+        if self.env.ignore_result {
             return false;
         }
         match self.shared.app.backend().get(&self.env.id).await {

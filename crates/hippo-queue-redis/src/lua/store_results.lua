@@ -4,9 +4,11 @@
 -- A stored value is "<STATE>|<fence>|<encoded record>".
 -- KEYS         pairs: record key, waiter key (at most 256 pairs)
 -- ARGV[1]      notification channel
--- ARGV[2..]    groups of 6: id, state, fence, ttl ms, announce (1|0), stored value
+-- ARGV[2]      largest stored value published with its announcement
+-- ARGV[3..]    groups of 6: id, state, fence, ttl ms, announce (1|0), stored value
 -- A ready record is published ("<id length>:<id><stored value>") when its sender
--- asked for it (announce) or a waiter key exists.
+-- asked for it (announce) or a waiter key exists; a larger value is announced
+-- without it ("<id length>:<id>"), and the waiter reads it back.
 -- Returns 1 per stored record, 0 per refused one.
 local final = { SUCCESS = true, FAILURE = true, REVOKED = true, REJECTED = true }
 local waiter_keys = {}
@@ -17,7 +19,8 @@ end
 local watched = #waiter_keys > 0 and redis.call('EXISTS', unpack(waiter_keys)) > 0
 local out = {}
 local k = 1
-for i = 2, #ARGV, 6 do
+local announce_max = tonumber(ARGV[2])
+for i = 3, #ARGV, 6 do
   local key = KEYS[k]
   local state = ARGV[i + 1]
   local value = ARGV[i + 5]
@@ -38,6 +41,7 @@ for i = 2, #ARGV, 6 do
   if ok == 1 and final[state]
       and (ARGV[i + 4] == '1' or (watched and redis.call('EXISTS', KEYS[k + 1]) == 1)) then
     local id = ARGV[i]
+    if #value > announce_max then value = '' end
     redis.call('PUBLISH', ARGV[1], #id .. ':' .. id .. value)
   end
   k = k + 2
