@@ -1,0 +1,165 @@
+//! Scenario 5: a worker reaches Redis through a proxy that stops forwarding (without
+//! closing anything) for 30 s. Its lease runs out, so another worker recovers its
+//! messages; the cut-off worker must stop its running tasks rather than finish them a
+//! second time (Celery's `worker_cancel_long_running_tasks_on_connection_loss`).
+//! Nothing is lost, and the worker takes work again once the proxy forwards again.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hippo_queue_redis::test_server::RedisServer;
+
+use crate::harness::{
+    COUNTER_DB, Counters, Log, Row, Sampler, What, Work, WorkerCfg, app_on, events, late, light,
+    note, scaled, wait_final, wait_for,
+};
+use crate::proxy::Proxy;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_stops_forwarding_for_30s() {
+    let _machine = light().await;
+    let lost_after = Duration::from_secs(2);
+    let cut = scaled(Duration::from_secs(30), 4 * lost_after);
+    let scenario = format!("proxy black hole {cut:?}");
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let proxy = Proxy::start(server.port).await;
+    let counters = Counters::connect(&counter_url).await;
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let cfg = WorkerCfg::new(2, 1).lost_after(lost_after);
+    let window = cfg.window();
+    let (app_a, _) = app_on(&proxy.url(0), &counter_url, Some(log.clone())).await;
+    let (app_b, _) = app_on(&url, &counter_url, Some(log.clone())).await;
+    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let a = cfg
+        .clone()
+        .named("A-behind-proxy")
+        .builder(&app_a)
+        .start()
+        .await
+        .expect("worker A");
+    let b = cfg
+        .clone()
+        .named("B-direct")
+        .builder(&app_b)
+        .start()
+        .await
+        .expect("worker B");
+    let sampler = Sampler::start(&url);
+
+    let long = (cut / 4).min(Duration::from_secs(8)).as_millis() as u64;
+    let mut ids: Vec<String> = Vec::new();
+    for h in app
+        .send_many::<Work>((0..4).map(|_| (long, late())))
+        .await
+        .expect("send")
+    {
+        ids.push(h.id().to_string());
+    }
+    let running_on = |w: &str| {
+        let evs = events(&log);
+        evs.iter()
+            .filter(|e| e.worker == w && e.what == What::Started)
+            .filter(|e| {
+                !evs.iter()
+                    .any(|f| f.worker == w && f.id == e.id && f.what != What::Started)
+            })
+            .count()
+    };
+    let both = wait_for(Duration::from_secs(10), || async {
+        running_on("A-behind-proxy") == 2 && running_on("B-direct") == 2
+    })
+    .await;
+    assert!(both, "{scenario}: each worker should be running two tasks");
+    for h in app
+        .send_many::<Work>((0..2).map(|_| (long, late())))
+        .await
+        .expect("send")
+    {
+        ids.push(h.id().to_string());
+    }
+
+    let running_at_cut = running_on("A-behind-proxy");
+    proxy.pause();
+    let t_cut = Instant::now();
+    note(
+        &scenario,
+        format!("cut off A while it runs {running_at_cut} tasks"),
+    );
+    tokio::time::sleep(cut).await;
+    proxy.resume();
+    let t_resume = Instant::now();
+    note(&scenario, "forwarding again");
+
+    // Work resumes: short tasks after the cut, while B is still busy.
+    for h in app
+        .send_many::<Work>((0..12).map(|_| (1000, late())))
+        .await
+        .expect("send")
+    {
+        ids.push(h.id().to_string());
+    }
+    let finals = wait_final(
+        &backend,
+        &ids,
+        Duration::from_secs(20),
+        Duration::from_secs(120),
+    )
+    .await;
+    let held = sampler.finish().await;
+    a.kill();
+    b.kill();
+    let evs = events(&log);
+    let stopped_during_cut = evs
+        .iter()
+        .filter(|e| e.worker == "A-behind-proxy" && e.what == What::Aborted)
+        .filter(|e| e.at > t_cut && e.at < t_resume)
+        .count();
+    let completed_on_a_while_expired = evs
+        .iter()
+        .filter(|e| e.worker == "A-behind-proxy" && e.what == What::Completed)
+        .filter(|e| e.at > t_cut + lost_after + Duration::from_secs(1) && e.at < t_resume)
+        .count();
+    let a_after = evs
+        .iter()
+        .filter(|e| e.worker == "A-behind-proxy" && e.what == What::Completed)
+        .filter(|e| e.at > t_resume)
+        .count();
+    let done = counters.done().await;
+    let completed_twice = done.values().filter(|n| **n > 1).count();
+    let execs = counters.execs().await;
+    let row = Row::new(&scenario, &ids, &finals, &execs, held, window).note(format!(
+        "A stopped {stopped_during_cut} of {running_at_cut} running tasks during the cut, finished {completed_on_a_while_expired} after its lease expired, {a_after} after the cut; {completed_twice} tasks ran to the end twice"
+    ));
+    row.print();
+
+    assert_eq!(
+        stopped_during_cut, running_at_cut,
+        "{scenario}: the cut-off worker stopped {stopped_during_cut} of its {running_at_cut} running tasks"
+    );
+    assert_eq!(
+        completed_on_a_while_expired, 0,
+        "{scenario}: the cut-off worker finished {completed_on_a_while_expired} tasks after its lease had expired (they were recovered elsewhere)"
+    );
+    assert_eq!(
+        completed_twice, 0,
+        "{scenario}: {completed_twice} tasks ran to the end twice"
+    );
+    assert_eq!(row.lost, 0, "{scenario}: {} tasks lost", row.lost);
+    assert_eq!(row.success, ids.len(), "{scenario}: {:?}", row.other);
+    assert!(
+        a_after >= 1,
+        "{scenario}: the cut-off worker finished no task after the proxy forwarded again"
+    );
+    assert!(
+        row.extra_runs <= window as i64,
+        "{scenario}: {} extra runs, above the cut-off worker's window {window}",
+        row.extra_runs
+    );
+    assert!(
+        held.one as usize <= window,
+        "{scenario}: one worker held {} messages, above its window of {window}",
+        held.one
+    );
+}

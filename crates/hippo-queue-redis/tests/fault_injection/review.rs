@@ -1,0 +1,558 @@
+//! One test per review finding (`review-correctness.md`): Q1, Q6a, Q11, Q12, Q13, R2
+//! and I1, each the scenario the review describes.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hippo_queue_core::backend::{Broker, DeliveryFlags, Outgoing};
+use hippo_queue_core::control::{Command, ReplyBody};
+use hippo_queue_core::time::now_ms;
+use hippo_queue_core::{SendOptions, Task};
+use hippo_queue_redis::test_server::{RedisServer, Reply};
+
+use crate::harness::{
+    COUNTER_DB, Counters, Log, Row, Sampler, What, Work, WorkerCfg, app_on, events, late, light,
+    note, wait_final, wait_for,
+};
+
+fn int(r: Result<Reply, String>) -> i64 {
+    match r {
+        Ok(Reply::Int(n)) => n,
+        other => panic!("expected an integer reply, got {other:?}"),
+    }
+}
+
+/// The task ids of raw records (id length at bytes 4-5).
+fn record_ids(recs: &[Vec<u8>]) -> Vec<String> {
+    recs.iter()
+        .filter(|r| r.len() >= 5)
+        .filter_map(|r| {
+            let n = usize::from(u16::from_be_bytes([r[3], r[4]]));
+            r.get(5..5 + n)
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        })
+        .collect()
+}
+
+fn bulk_list(r: Result<Reply, String>) -> Vec<Vec<u8>> {
+    match r {
+        Ok(Reply::Array(Some(items))) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                Reply::Bulk(Some(b)) => Some(b),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Ids of the records waiting (any priority) or delayed in the default queue.
+fn queued_ids(server: &RedisServer) -> HashSet<String> {
+    let mut recs = Vec::new();
+    for p in 0..10 {
+        let key = format!("hq:{{default}}:w{p}");
+        recs.extend(bulk_list(server.command(&["LRANGE", &key, "0", "-1"])));
+    }
+    recs.extend(bulk_list(server.command(&[
+        "ZRANGE",
+        "hq:{default}:delayed",
+        "0",
+        "-1",
+    ])));
+    record_ids(&recs).into_iter().collect()
+}
+
+fn good_outgoing(id: &str, eta: Option<u64>) -> Outgoing {
+    Outgoing {
+        id: id.to_string(),
+        queue: "default".into(),
+        priority: 0,
+        eta,
+        payload: b"M\xc0".to_vec(),
+        flags: DeliveryFlags::default(),
+    }
+}
+
+/// Q1: `P:wq:W` deleted while W lives (a false recovery) is never re-asserted, so
+/// W's later leases are unrecoverable after W dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q1_worker_queue_index_deleted_while_alive() {
+    let _machine = light().await;
+    let scenario = "Q1 wq index deleted while the worker lives";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let (app_a, _) = app_on(&url, &counter_url, None).await;
+    let (app_b, backend_b) = app_on(&url, &counter_url, None).await;
+    let counters = Counters::connect(&counter_url).await;
+    let cfg = WorkerCfg::new(1, 1).lost_after(Duration::from_secs(1));
+    let w = cfg.builder(&app_a).start().await.expect("worker W");
+    let wid = w.id().to_string();
+    // W fetches once: its queue is now in hq:wq:W, and cached by backend A.
+    app_a
+        .delay::<Work>(10)
+        .await
+        .expect("send")
+        .get(Duration::from_secs(10))
+        .await
+        .expect("first task");
+    // From B: W looks dead for a moment and is recovered (hq:wq:W deleted).
+    let wq = format!("hq:wq:{wid}");
+    let mut deleted = false;
+    for _ in 0..20 {
+        server
+            .command(&["ZADD", "hq:workers", "0", &wid])
+            .expect("ZADD");
+        backend_b.recover(5).await.expect("recover");
+        if int(server.command(&["EXISTS", &wq])) == 0 {
+            deleted = true;
+            break;
+        }
+    }
+    assert!(deleted, "{scenario}: could not make B recover W");
+    let id = app_a
+        .apply_async::<Work>(1000, late())
+        .await
+        .expect("send")
+        .id()
+        .to_string();
+    let fetched = wait_for(Duration::from_secs(10), || {
+        let (c, id) = (&counters, &id);
+        async move { c.execs_of(id).await >= 1 }
+    })
+    .await;
+    assert!(fetched, "{scenario}: W did not start the task");
+    w.kill();
+    let x = cfg.builder(&app_b).start().await.expect("worker X");
+    let limit = 3 * cfg.lost_after + Duration::from_millis(1000);
+    let finals = wait_final(&backend_b, std::slice::from_ref(&id), limit, limit).await;
+    let lease = format!("hq:{{default}}:lease:{wid}");
+    let left = int(server.command(&["HLEN", &lease]));
+    x.kill();
+    let execs = counters.execs().await;
+    let row = Row::new(
+        scenario,
+        std::slice::from_ref(&id),
+        &finals,
+        &execs,
+        Default::default(),
+        cfg.window(),
+    )
+    .note(format!("{left} messages left in W's lease hash"));
+    row.print();
+    assert_eq!(
+        row.success, 1,
+        "{scenario}: the task did not complete within 3 x worker_lost_after + its 1 s ({left} left in {lease})"
+    );
+}
+
+/// Q6a: a 4-byte record at the head of a waiting list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q6a_four_byte_record_does_not_strand_good_messages() {
+    let _machine = light().await;
+    let scenario = "Q6a 4-byte record ahead of 10 good messages";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let counters = Counters::connect(&counter_url).await;
+    server
+        .command_bytes(&[b"RPUSH", b"hq:{default}:w0", b"\x00\x00\x00\x00"])
+        .expect("RPUSH");
+    let ids: Vec<String> = app
+        .send_many::<Work>((0..10).map(|_| (10, SendOptions::new())))
+        .await
+        .expect("send")
+        .iter()
+        .map(|h| h.id().to_string())
+        .collect();
+    let cfg = WorkerCfg::new(4, 4);
+    let sampler = Sampler::start(&url);
+    let w = cfg.builder(&app).start().await.expect("worker");
+    let finals = wait_final(
+        &backend,
+        &ids,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .await;
+    let q = vec!["default".to_string()];
+    let mut reserved = 0;
+    let settle_by = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle_by {
+        reserved = backend
+            .queue_stats(&q)
+            .await
+            .map(|s| s[0].reserved)
+            .unwrap_or(0);
+        if reserved == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = sampler.finish().await;
+    w.kill();
+    let execs = counters.execs().await;
+    let row = Row::new(scenario, &ids, &finals, &execs, held, cfg.window())
+        .note(format!("{reserved} still leased afterwards"));
+    row.print();
+    assert_eq!(
+        row.success, 10,
+        "{scenario}: {} of 10 good messages completed ({} without a record)",
+        row.success, row.lost
+    );
+    assert_eq!(
+        reserved, 0,
+        "{scenario}: {reserved} messages stay leased to an idle worker"
+    );
+}
+
+/// Q11: the fencing counter deleted (eviction, FLUSH of one key) while a task holds a
+/// token: new messages get the same tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q11_seq_deleted_while_a_task_runs() {
+    let _machine = light().await;
+    let scenario = "Q11 DEL hq:{default}:seq while a task runs";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let counters = Counters::connect(&counter_url).await;
+    let cfg = WorkerCfg::new(1, 8);
+    let w = cfg.builder(&app).start().await.expect("worker");
+    let mut ids: Vec<String> = Vec::new();
+    for h in app
+        .send_many::<Work>((0..5).map(|_| (10, SendOptions::new())))
+        .await
+        .expect("send")
+    {
+        h.get(Duration::from_secs(10)).await.expect("warm-up task");
+        ids.push(h.id().to_string());
+    }
+    let long = app
+        .apply_async::<Work>(3000, late())
+        .await
+        .expect("send")
+        .id()
+        .to_string();
+    ids.push(long.clone());
+    let running = wait_for(Duration::from_secs(10), || {
+        let (c, id) = (&counters, &long);
+        async move { c.execs_of(id).await >= 1 }
+    })
+    .await;
+    assert!(running, "{scenario}: the long task did not start");
+    let seq_before = server
+        .command(&["GET", "hq:{default}:seq"])
+        .map(|r| r.text());
+    server
+        .command(&["DEL", "hq:{default}:seq"])
+        .expect("DEL seq");
+    for h in app
+        .send_many::<Work>((0..8).map(|_| (10, SendOptions::new())))
+        .await
+        .expect("send")
+    {
+        ids.push(h.id().to_string());
+    }
+    let finals = wait_final(
+        &backend,
+        &ids,
+        Duration::from_secs(8),
+        Duration::from_secs(20),
+    )
+    .await;
+    w.kill();
+    let execs = counters.execs().await;
+    let never_ran = ids.iter().filter(|id| !execs.contains_key(*id)).count();
+    let row = Row::new(
+        scenario,
+        &ids,
+        &finals,
+        &execs,
+        Default::default(),
+        cfg.window(),
+    )
+    .note(format!(
+        "seq was {seq_before:?}; {never_ran} tasks never ran"
+    ));
+    row.print();
+    assert_eq!(
+        (row.success, never_ran, row.runs_gt1),
+        (ids.len(), 0, 0),
+        "{scenario}: every task should run exactly once and succeed (SUCCESS, never ran, ran twice); other {:?}",
+        row.other
+    );
+}
+
+/// Q12: a record shorter than 3 bytes in a waiting list, behind 10 good ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q12_short_record_in_a_waiting_list_loses_nothing() {
+    let _machine = light().await;
+    let scenario = "Q12 2-byte record behind 10 good ones, then fetch";
+    let server = RedisServer::start();
+    let (_app, backend) = app_on(&server.url(0), &server.url(COUNTER_DB), None).await;
+    let good: Vec<String> = (0..10).map(|i| format!("good-{i}")).collect();
+    backend
+        .publish(good.iter().map(|id| good_outgoing(id, None)).collect())
+        .await
+        .expect("publish");
+    server
+        .command_bytes(&[b"RPUSH", b"hq:{default}:w0", b"ab"])
+        .expect("RPUSH");
+    backend
+        .heartbeat("drainer", Duration::from_secs(60))
+        .await
+        .expect("beat");
+    let got = backend
+        .fetch(
+            "drainer",
+            &["default".to_string()],
+            100,
+            Duration::from_millis(100),
+        )
+        .await;
+    let delivered: HashSet<String> = match &got {
+        Ok(ds) => ds.iter().map(|d| d.id.clone()).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let queued = queued_ids(&server);
+    let leased = int(server.command(&["HLEN", "hq:{default}:lease:drainer"]));
+    let found = good
+        .iter()
+        .filter(|id| delivered.contains(*id) || queued.contains(*id))
+        .count();
+    println!(
+        "| {scenario} | fetch {} | good delivered or waiting {found} of 10 | leased {leased} |",
+        match &got {
+            Ok(d) => format!("returned {}", d.len()),
+            Err(e) => format!("failed: {e}"),
+        }
+    );
+    assert_eq!(
+        found, 10,
+        "{scenario}: only {found} of 10 good messages are still waiting or delivered ({leased} leased)"
+    );
+}
+
+/// Q12, delayed set: a due record whose priority byte is 10 or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q12_bad_priority_in_the_delayed_set_loses_nothing() {
+    let _machine = light().await;
+    let scenario = "Q12 delayed record with priority byte 10, then fetch";
+    let server = RedisServer::start();
+    let (_app, backend) = app_on(&server.url(0), &server.url(COUNTER_DB), None).await;
+    let good: Vec<String> = (0..10).map(|i| format!("good-{i}")).collect();
+    let eta = now_ms() + 300;
+    backend
+        .publish(good.iter().map(|id| good_outgoing(id, Some(eta))).collect())
+        .await
+        .expect("publish");
+    let mut bad = vec![10u8, 0, 0, 0, 3];
+    bad.extend_from_slice(b"badM\xc0");
+    server
+        .command_bytes(&[b"ZADD", b"hq:{default}:delayed", b"0", &bad])
+        .expect("ZADD");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    backend
+        .heartbeat("drainer", Duration::from_secs(60))
+        .await
+        .expect("beat");
+    let got = backend
+        .fetch(
+            "drainer",
+            &["default".to_string()],
+            100,
+            Duration::from_millis(100),
+        )
+        .await;
+    let delivered: HashSet<String> = match &got {
+        Ok(ds) => ds.iter().map(|d| d.id.clone()).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let queued = queued_ids(&server);
+    let found = good
+        .iter()
+        .filter(|id| delivered.contains(*id) || queued.contains(*id))
+        .count();
+    println!(
+        "| {scenario} | fetch {} | good delivered, waiting or delayed {found} of 10 |",
+        match &got {
+            Ok(d) => format!("returned {}", d.len()),
+            Err(e) => format!("failed: {e}"),
+        }
+    );
+    assert_eq!(
+        found, 10,
+        "{scenario}: only {found} of 10 good delayed messages are still delayed, waiting or delivered"
+    );
+}
+
+/// Q13: two deliveries of one task id on one worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q13_two_deliveries_of_one_id_are_both_terminated() {
+    let _machine = light().await;
+    let scenario = "Q13 one task id delivered twice to one worker";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let (app, _) = app_on(&url, &counter_url, Some(log.clone())).await;
+    let counters = Counters::connect(&counter_url).await;
+    let cfg = WorkerCfg::new(2, 1);
+    let w = cfg.builder(&app).start().await.expect("worker");
+    for _ in 0..2 {
+        app.apply_async::<Work>(15_000, SendOptions::new().task_id("dup-1"))
+            .await
+            .expect("send");
+    }
+    let both = wait_for(Duration::from_secs(10), || {
+        let c = &counters;
+        async move { c.execs_of("dup-1").await >= 2 }
+    })
+    .await;
+    assert!(both, "{scenario}: both copies should be running");
+    app.revoke("dup-1", true).await.expect("revoke");
+    let aborted = |log: &Log| {
+        events(log)
+            .iter()
+            .filter(|e| e.id == "dup-1" && e.what == What::Aborted)
+            .count()
+    };
+    wait_for(Duration::from_secs(2), || {
+        let l = &log;
+        async move { aborted(l) >= 2 }
+    })
+    .await;
+    let stopped = aborted(&log);
+    let t = Instant::now();
+    w.shutdown_within(Duration::from_secs(1)).await;
+    let shutdown = t.elapsed();
+    println!(
+        "| {scenario} | terminated {stopped} of 2 copies | shutdown_within(1 s) took {shutdown:.1?} |"
+    );
+    assert_eq!(
+        stopped, 2,
+        "{scenario}: revoke(terminate) stopped {stopped} of the 2 running copies"
+    );
+    assert!(
+        shutdown < Duration::from_secs(3),
+        "{scenario}: shutdown_within(1 s) took {shutdown:?}"
+    );
+}
+
+/// R2: a terminate published while the pub/sub connection is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_terminate_missed_by_the_live_feed_still_stops_the_task() {
+    let _machine = light().await;
+    let scenario = "R2 revoke(terminate) while pub/sub reconnects";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let (app, _) = app_on(&url, &counter_url, Some(log.clone())).await;
+    let counters = Counters::connect(&counter_url).await;
+    let cfg = WorkerCfg::new(1, 1);
+    let w = cfg.builder(&app).start().await.expect("worker");
+    let id = app
+        .delay::<Work>(20_000)
+        .await
+        .expect("send")
+        .id()
+        .to_string();
+    let running = wait_for(Duration::from_secs(10), || {
+        let (c, id) = (&counters, &id);
+        async move { c.execs_of(id).await >= 1 }
+    })
+    .await;
+    assert!(running, "{scenario}: the task did not start");
+    let killed = int(server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]));
+    app.revoke(&id, true).await.expect("revoke");
+    let t = Instant::now();
+    let limit = 2 * cfg.heartbeat + Duration::from_millis(500);
+    let stopped = wait_for(Duration::from_secs(5), || {
+        let (l, id) = (&log, &id);
+        async move {
+            events(l)
+                .iter()
+                .any(|e| &e.id == id && e.what == What::Aborted)
+        }
+    })
+    .await;
+    let took = t.elapsed();
+    w.kill();
+    println!(
+        "| {scenario} | {killed} pub/sub clients killed | terminated: {stopped} after {took:.1?} (limit {limit:?}) |"
+    );
+    assert!(
+        stopped && took <= limit,
+        "{scenario}: the running task was not terminated within 2 heartbeats + 0.5 s (stopped: {stopped}, after {took:?})"
+    );
+}
+
+async fn control_survives(command: Command, scenario: &str) {
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let cfg = WorkerCfg::new(2, 1);
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let (app, _) = app_on(&url, &counter_url, None).await;
+        workers.push(cfg.builder(&app).start().await.expect("worker"));
+    }
+    let (app, _) = app_on(&url, &counter_url, None).await;
+    let first = app
+        .control()
+        .call(None, command, Duration::from_secs(2))
+        .await;
+    let first_desc = match &first {
+        Ok(r) => format!(
+            "{} replies: {:?}",
+            r.len(),
+            r.iter().map(|r| &r.body).collect::<Vec<_>>()
+        ),
+        Err(e) => format!("error {e}"),
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pongs = app
+        .control()
+        .call(None, Command::Ping, Duration::from_secs(3))
+        .await
+        .expect("ping")
+        .iter()
+        .filter(|r| matches!(r.body, ReplyBody::Pong))
+        .count();
+    for w in workers {
+        w.kill();
+    }
+    println!("| {scenario} | first: {first_desc} | then {pongs} of 2 workers answer Ping |");
+    note(scenario, &first_desc);
+    assert_eq!(
+        pongs, 2,
+        "{scenario}: only {pongs} of 2 workers answer Ping afterwards (control loop dead?); first command: {first_desc}"
+    );
+}
+
+/// I1: an infinite hard time limit through remote control.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i1_infinite_time_limit_then_ping() {
+    let _machine = light().await;
+    control_survives(
+        Command::TimeLimit {
+            task: Work::NAME.to_string(),
+            soft: Some(10.0),
+            hard: Some(f64::INFINITY),
+        },
+        "I1 TimeLimit hard = inf",
+    )
+    .await;
+}
+
+/// I1: `PoolGrow(usize::MAX)` through remote control.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i1_pool_grow_usize_max_then_ping() {
+    let _machine = light().await;
+    control_survives(Command::PoolGrow(usize::MAX), "I1 PoolGrow(usize::MAX)").await;
+}
