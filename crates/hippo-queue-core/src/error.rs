@@ -16,6 +16,10 @@ pub enum BackendError {
     /// The backend cannot be reached right now. Retrying later may succeed.
     #[error("backend unavailable: {0} (is the server running and reachable?)")]
     Unavailable(String),
+    /// The backend answered that it cannot serve now (loading its data, read-only,
+    /// out of memory, busy). Retrying later may succeed.
+    #[error("backend busy: {0} (it is up but refuses to serve now; waiting for it)")]
+    Busy(String),
     /// The backend answered, but with an error.
     #[error("backend error: {0}")]
     Backend(String),
@@ -29,6 +33,12 @@ impl BackendError {
     /// loading, read-only, out of memory, busy), as opposed to an answer that will
     /// not change (a value too large, data that cannot be encoded or read).
     pub fn is_retryable(&self) -> bool {
+        matches!(self, BackendError::Unavailable(_) | BackendError::Busy(_))
+    }
+
+    /// Whether the backend could not be reached at all (as opposed to answering
+    /// with an error): for a worker, a sign that it may be cut off from the others.
+    pub fn is_unreachable(&self) -> bool {
         matches!(self, BackendError::Unavailable(_))
     }
 }

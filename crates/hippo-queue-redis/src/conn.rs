@@ -157,7 +157,7 @@ impl Server {
     /// points at a server that can no longer take writes (a demoted master answers
     /// READONLY until the connection is opened again, through the new address).
     /// Outage answers (loading, read-only, out of memory, busy) are
-    /// [`BackendError::Unavailable`] like lost connections: retrying later helps.
+    /// [`BackendError::Busy`]: retrying later helps, as for a lost connection.
     pub(crate) fn error(&self, e: RedisError) -> BackendError {
         let outage = outage_code(&e);
         if e.is_io_error()
@@ -165,14 +165,16 @@ impl Server {
             || e.is_connection_refusal()
             || e.is_timeout()
             || e.is_unrecoverable_error()
-            || matches!(outage, Some("READONLY" | "MASTERDOWN"))
         {
             self.note_failure();
             self.lock_shared().take();
             BackendError::Unavailable(format!("{}: {e}", self.url))
-        } else if outage.is_some() {
+        } else if let Some(code) = outage {
             self.note_failure();
-            BackendError::Unavailable(format!("{}: {e}", self.url))
+            if matches!(code, "READONLY" | "MASTERDOWN") {
+                self.lock_shared().take();
+            }
+            BackendError::Busy(format!("{}: {e}", self.url))
         } else {
             BackendError::Backend(format!("{}: {e}", self.url))
         }

@@ -18,9 +18,10 @@ use crate::task::kinds;
 use crate::time::now_ms;
 use crate::{App, Error, TaskFailure, TaskState};
 
-/// Beats every `heartbeat_interval`. A worker whose heartbeats have failed for
+/// Beats every `heartbeat_interval`. A worker that could not reach its broker for
 /// longer than `worker_lost_after` stops its running tasks: other workers may
-/// already have recovered their messages.
+/// already have recovered their messages. A broker that answers but refuses to
+/// serve (out of memory, read-only, loading) recovers nobody, so it stops nothing.
 pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
     let s = &shared.settings;
     let mut tick = tokio::time::interval(s.heartbeat_interval);
@@ -41,6 +42,11 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
                 if std::mem::take(&mut cut_off) {
                     tracing::warn!(worker = %shared.id, "broker reachable again; fetching resumes");
                 }
+            }
+            Ok(Err(e)) if !e.is_unreachable() => {
+                // Up, but refusing: nobody can recover anyone meanwhile.
+                shared.liveness.beat_answered();
+                tracing::warn!(worker = %shared.id, error = %e, "heartbeat refused");
             }
             outcome => {
                 shared.liveness.beat_failed();

@@ -331,6 +331,15 @@ impl Liveness {
         lock(&self.0).last_failure = Some(Instant::now());
     }
 
+    /// A heartbeat refused by a broker that answered (out of memory, read-only):
+    /// a failure for recovery's grace, but proof that the broker is reachable, and
+    /// that no other worker can recover this one while it refuses writes.
+    pub(crate) fn beat_answered(&self) {
+        let mut b = lock(&self.0);
+        b.last_failure = Some(Instant::now());
+        b.last_ok = Some(Instant::now());
+    }
+
     /// Whether a heartbeat failed within `d`: recovery waits, since other workers
     /// cut off by the same outage have not had time to beat again.
     pub(crate) fn failed_within(&self, d: Duration) -> bool {

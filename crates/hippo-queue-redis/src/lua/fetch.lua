@@ -76,10 +76,30 @@ for p = 9, 0, -1 do
   end
 end
 
+-- Takes #recs consecutive tokens that this worker does not hold: the counter only
+-- repeats itself if it was lost (evicted, deleted), and a repeated token would
+-- overwrite a lease the worker still holds.
+local function take_tokens(n)
+  local last = redis.call('INCRBY', KEYS[13], n)
+  local first = last - n + 1
+  local tokens = {}
+  for i = first, last do tokens[#tokens + 1] = i end
+  local clash = false
+  for _, v in ipairs(redis.call('HMGET', KEYS[12], unpack(tokens))) do
+    if v then clash = true break end
+  end
+  if not clash then return first end
+  local top = last
+  for _, t in ipairs(redis.call('HKEYS', KEYS[12])) do
+    top = math.max(top, tonumber(t))
+  end
+  redis.call('SET', KEYS[13], top)
+  return redis.call('INCRBY', KEYS[13], n) - n + 1
+end
+
 local out = { -1, 0 }
 if #recs > 0 then
-  local last = redis.call('INCRBY', KEYS[13], #recs)
-  local first = last - #recs + 1
+  local first = take_tokens(#recs)
   out[2] = first
   local fields = {}
   for i, rec in ipairs(recs) do

@@ -1,6 +1,7 @@
 -- Recover up to ARGV[3] messages a dead worker held in one queue.
 -- flags 3 (acks_late and reject_on_worker_lost): requeued, or dead-lettered once
--- delivered ARGV[2] times. Otherwise unstarted: requeued (not counted as a
+-- delivered ARGV[2] times (such messages carry no start mark, so a delivery that
+-- never started counts too: the price of one write less per task). Otherwise unstarted: requeued (not counted as a
 -- delivery); started: dead-lettered as worker lost.
 -- KEYS[1..10]  waiting lists
 -- KEYS[11]     the dead worker's lease hash
