@@ -47,10 +47,35 @@ pub struct Target {
     pub timeout: Duration,
 }
 
+/// The longest wait the command line accepts, in seconds (one day).
+const MAX_WAIT_SECS: f64 = 86_400.0;
+
 fn seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
+        Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_WAIT_SECS => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds above 0 and at most {MAX_WAIT_SECS}"
+        )),
+    }
+}
+
+/// A time limit: 0 (no limit) or a finite number of seconds up to a year.
+fn limit_seconds(s: &str) -> Result<f64, String> {
+    let max = hippo_queue_core::control::MAX_TIME_LIMIT_SECS;
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds from 0 (no limit) to {max}"
+        )),
+    }
+}
+
+/// A concurrency slot count: 1 to the most a worker may have.
+fn slots(s: &str) -> Result<usize, String> {
+    let max = hippo_queue_core::control::MAX_CONCURRENCY;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of slots from 1 to {max}")),
     }
 }
 
@@ -167,7 +192,7 @@ pub enum Control {
     /// Add concurrency slots.
     PoolGrow {
         /// How many.
-        #[arg(default_value = "1")]
+        #[arg(default_value = "1", value_parser = slots)]
         n: usize,
     },
     /// Remove concurrency slots.
@@ -179,8 +204,10 @@ pub enum Control {
     /// Concurrency follows the backlog between MIN and MAX.
     Autoscale {
         /// Upper bound.
+        #[arg(value_parser = slots)]
         max: usize,
         /// Lower bound.
+        #[arg(value_parser = slots)]
         min: usize,
     },
     /// Start consuming a queue.
@@ -205,8 +232,10 @@ pub enum Control {
         /// Task name.
         task: String,
         /// Soft limit.
+        #[arg(value_parser = limit_seconds)]
         soft: f64,
         /// Hard limit.
+        #[arg(value_parser = limit_seconds)]
         hard: f64,
     },
     /// Revoke a task; with --terminate, abort it where it runs.
@@ -217,4 +246,63 @@ pub enum Control {
         #[arg(long)]
         terminate: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hippo-queue").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn time_limits_refuse_absurd_values() {
+        for (soft, hard) in [
+            ("10", "inf"),
+            ("NaN", "10"),
+            ("-1", "10"),
+            ("10", "1e30"),
+            ("10", "-inf"),
+        ] {
+            let err = parse(&["control", "time-limit", "t", "--", soft, hard])
+                .expect_err(&format!("{soft} {hard} refused"));
+            assert!(err.to_string().contains("seconds"), "{err}");
+        }
+        let ok = parse(&["control", "time-limit", "t", "10", "20"]).expect("accepted");
+        assert!(matches!(
+            ok.command,
+            Cmd::Control {
+                what: Control::TimeLimit { soft, hard, .. },
+                ..
+            } if soft == 10.0 && hard == 20.0
+        ));
+        parse(&["control", "time-limit", "t", "0", "0"]).expect("0 removes the limits");
+    }
+
+    #[test]
+    fn pool_sizes_are_bounded() {
+        for args in [
+            &["control", "pool-grow", "18446744073709551615"][..],
+            &["control", "pool-grow", "100000"],
+            &["control", "autoscale", "18446744073709551615", "1"],
+        ] {
+            let err = parse(args).expect_err("refused");
+            assert!(err.to_string().contains("slots"), "{args:?}: {err}");
+        }
+        parse(&["control", "pool-grow", "4"]).expect("accepted");
+        parse(&["control", "autoscale", "10", "3"]).expect("accepted");
+    }
+
+    #[test]
+    fn timeouts_refuse_huge_values() {
+        for t in ["1e30", "inf", "-1", "0"] {
+            let arg = format!("--timeout={t}");
+            let err = parse(&["inspect", &arg, "ping"]).expect_err(t);
+            assert!(err.to_string().contains("seconds"), "{t}: {err}");
+        }
+        for w in ["1e30", "NaN"] {
+            assert!(parse(&["result", "id", "--wait", w]).is_err(), "{w}");
+        }
+    }
 }

@@ -87,7 +87,8 @@ macro_rules! conformance_suite {
             get_waits_and_times_out, call_round_trip, countdown_not_early, consumers_change, bulk_send,
             ignore_result, compressed_result, too_many_deliveries, blocking_and_solo_pools,
             events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun,
-            control_inspect, control_commands, rate_limit_across_workers, autoscale
+            control_inspect, control_commands, rate_limit_across_workers, autoscale,
+            control_input_validated
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -1883,17 +1884,19 @@ pub async fn control_commands(b: Backends) {
         .expect("send");
     let m = final_meta(app, slow.id()).await;
     assert_eq!(m.error.expect("error").kind, kinds::TIME_LIMIT);
-    let bad = call(
-        app,
-        Some(&only_a),
-        Command::TimeLimit {
-            task: Sleepy::NAME.into(),
-            soft: Some(2.0),
-            hard: Some(1.0),
-        },
-    )
-    .await;
-    assert!(matches!(bad[0].body, ReplyBody::Error(_)));
+    let bad = app
+        .control()
+        .call(
+            Some(&only_a),
+            Command::TimeLimit {
+                task: Sleepy::NAME.into(),
+                soft: Some(2.0),
+                hard: Some(1.0),
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(matches!(bad, Err(Error::InvalidCommand(_))), "{bad:?}");
     let r = call(app, None, Command::PoolRestart).await;
     assert!(r.iter().all(|r| matches!(r.body, ReplyBody::Ok(_))));
     // remote shutdown
@@ -1976,8 +1979,14 @@ pub async fn autoscale(b: Backends) {
         h.get(WAIT).await.expect("ran");
     }
     until("shrunk to 1", WAIT, || w.concurrency() == 1).await;
-    let bad = call(&k.app, None, Command::Autoscale { max: 1, min: 3 }).await;
+    let bad = raw_call(&k.app, Command::Autoscale { max: 1, min: 3 }, 1).await;
     assert!(matches!(bad[0].body, ReplyBody::Error(_)));
+    let bad = k
+        .app
+        .control()
+        .call(None, Command::Autoscale { max: 1, min: 3 }, WAIT)
+        .await;
+    assert!(matches!(bad, Err(Error::InvalidCommand(_))), "{bad:?}");
     w.shutdown().await;
     // with prefetch 1 nothing waits in the worker: the broker's backlog drives it
     let w = test_worker(&k.app)
@@ -2000,4 +2009,93 @@ pub async fn autoscale(b: Backends) {
         h.get(WAIT).await.expect("ran");
     }
     w.shutdown().await;
+}
+
+/// Publishes `command` as any client could, past [`crate::control::Control::call`]'s
+/// own checks, and gathers the replies of the `expected` workers.
+async fn raw_call(app: &App, command: Command, expected: usize) -> Vec<crate::control::Reply> {
+    let request = crate::control::Request {
+        id: uuid::Uuid::new_v4().to_string(),
+        destination: None,
+        command,
+        sent_at: crate::time::now_ms(),
+    };
+    app.broker().broadcast(&request).await.expect("broadcast");
+    app.broker()
+        .collect_replies(&request.id, expected, Duration::from_secs(5))
+        .await
+        .expect("collect replies")
+}
+
+/// Absurd control values (an infinite time limit, a pool of `usize::MAX` slots) are
+/// refused with an error reply, and every worker still answers the next command.
+pub async fn control_input_validated(b: Backends) {
+    let k = kit(&b, Router::default());
+    let w1 = test_worker(&k.app)
+        .concurrency(1)
+        .start()
+        .await
+        .expect("w1");
+    let w2 = test_worker(&k.app)
+        .concurrency(1)
+        .start()
+        .await
+        .expect("w2");
+    let app = &k.app;
+    let bad = [
+        Command::TimeLimit {
+            task: Sleepy::NAME.into(),
+            soft: Some(10.0),
+            hard: Some(f64::INFINITY),
+        },
+        Command::TimeLimit {
+            task: Sleepy::NAME.into(),
+            soft: Some(f64::NAN),
+            hard: Some(1e30),
+        },
+        Command::TimeLimit {
+            task: Sleepy::NAME.into(),
+            soft: Some(-1.0),
+            hard: None,
+        },
+        Command::PoolGrow(usize::MAX),
+        Command::Autoscale {
+            max: usize::MAX,
+            min: 1,
+        },
+    ];
+    for command in bad {
+        let name = format!("{command:?}");
+        let replies = raw_call(app, command, 2).await;
+        assert_eq!(replies.len(), 2, "both workers answer {name}");
+        for r in &replies {
+            assert!(
+                matches!(&r.body, ReplyBody::Error(e) if !e.is_empty()),
+                "{name} refused: {:?}",
+                r.body
+            );
+        }
+        let pongs = raw_call(app, Command::Ping, 2).await;
+        assert_eq!(pongs.len(), 2, "every worker answers Ping after {name}");
+    }
+    assert_eq!((w1.concurrency(), w2.concurrency()), (1, 1));
+    // The client refuses it before sending.
+    let refused = app
+        .control()
+        .call(
+            None,
+            Command::TimeLimit {
+                task: Sleepy::NAME.into(),
+                soft: None,
+                hard: Some(f64::INFINITY),
+            },
+            WAIT,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Error::InvalidCommand(_))),
+        "{refused:?}"
+    );
+    w1.shutdown().await;
+    w2.shutdown().await;
 }

@@ -82,7 +82,134 @@ impl std::str::FromStr for RateLimit {
         if count == 0 {
             return Err(bad());
         }
-        Ok(RateLimit { count, per_secs })
+        let rate = RateLimit { count, per_secs };
+        rate.check().map_err(|e| e.to_string())?;
+        Ok(rate)
+    }
+}
+
+/// The most concurrency slots a worker may be given by remote control (`pool_grow`,
+/// `autoscale`).
+pub const MAX_CONCURRENCY: usize = 10_000;
+
+/// The longest time limit remote control accepts, in seconds (one year).
+pub const MAX_TIME_LIMIT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// The finest rate limit: one start per millisecond.
+pub const MAX_RATE_PER_SEC: u64 = 1000;
+
+/// Why a control command was refused, by the client before sending it or by a worker
+/// before applying it. Each message names the value and what would be accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidCommand {
+    /// A time limit is not a finite number of seconds in range.
+    #[error(
+        "time_limit: the {which} limit must be a number of seconds from 0 (no limit) to \
+         {MAX_TIME_LIMIT_SECS} (got {value})"
+    )]
+    TimeLimitOutOfRange {
+        /// `"soft"` or `"hard"`.
+        which: &'static str,
+        /// The value refused.
+        value: f64,
+    },
+    /// The hard time limit is not above the soft one.
+    #[error("time_limit: the hard limit ({hard}s) must be above the soft limit ({soft}s)")]
+    HardNotAboveSoft {
+        /// Soft limit, seconds.
+        soft: f64,
+        /// Hard limit, seconds.
+        hard: f64,
+    },
+    /// The pool would grow beyond [`MAX_CONCURRENCY`] slots.
+    #[error(
+        "{command}: a worker may have at most {MAX_CONCURRENCY} concurrency slots \
+         (asked for {requested})"
+    )]
+    TooManySlots {
+        /// The command's name.
+        command: &'static str,
+        /// The slot count asked for.
+        requested: usize,
+    },
+    /// Autoscale bounds out of order.
+    #[error("autoscale: needs 1 <= min <= max (got max {max}, min {min})")]
+    AutoscaleBounds {
+        /// Upper bound.
+        max: usize,
+        /// Lower bound.
+        min: usize,
+    },
+    /// A rate limit that is not N/s, N/m or N/h, or finer than [`MAX_RATE_PER_SEC`].
+    #[error(
+        "rate_limit: expected N/s, N/m or N/h with 1 <= N and at most {MAX_RATE_PER_SEC} \
+         starts a second (got {count} per {per_secs}s)"
+    )]
+    RateOutOfRange {
+        /// Starts per period.
+        count: u32,
+        /// The period, seconds.
+        per_secs: u32,
+    },
+}
+
+impl RateLimit {
+    /// Checks the limit is `N/s`, `N/m` or `N/h`, `N >= 1`, and no finer than
+    /// [`MAX_RATE_PER_SEC`] (the backends count in milliseconds).
+    pub fn check(&self) -> Result<(), InvalidCommand> {
+        let per_ok = matches!(self.per_secs, 1 | 60 | 3600);
+        let fine_ok = u64::from(self.count) <= MAX_RATE_PER_SEC * u64::from(self.per_secs);
+        if per_ok && self.count >= 1 && fine_ok {
+            Ok(())
+        } else {
+            Err(InvalidCommand::RateOutOfRange {
+                count: self.count,
+                per_secs: self.per_secs,
+            })
+        }
+    }
+}
+
+/// One time limit of a `TimeLimit` command: `0` is "no limit", anything else must be a
+/// finite number of seconds up to [`MAX_TIME_LIMIT_SECS`].
+fn time_limit(which: &'static str, value: Option<f64>) -> Result<Option<Duration>, InvalidCommand> {
+    match value {
+        None => Ok(None),
+        Some(0.0) => Ok(None),
+        Some(v) if v.is_finite() && v > 0.0 && v <= MAX_TIME_LIMIT_SECS => {
+            Ok(Some(Duration::from_secs_f64(v)))
+        }
+        Some(value) => Err(InvalidCommand::TimeLimitOutOfRange { which, value }),
+    }
+}
+
+/// The soft and hard limits a `TimeLimit` command sets (`None`: no limit), or why
+/// they are refused.
+pub fn time_limits(
+    soft: Option<f64>,
+    hard: Option<f64>,
+) -> Result<(Option<Duration>, Option<Duration>), InvalidCommand> {
+    let (soft, hard) = (time_limit("soft", soft)?, time_limit("hard", hard)?);
+    if let (Some(s), Some(h)) = (soft, hard)
+        && h <= s
+    {
+        return Err(InvalidCommand::HardNotAboveSoft {
+            soft: s.as_secs_f64(),
+            hard: h.as_secs_f64(),
+        });
+    }
+    Ok((soft, hard))
+}
+
+/// The concurrency after growing `current` slots by `n`, or why it is refused.
+pub fn grown_concurrency(current: usize, n: usize) -> Result<usize, InvalidCommand> {
+    match current.checked_add(n) {
+        Some(total) if total <= MAX_CONCURRENCY => Ok(total),
+        _ => Err(InvalidCommand::TooManySlots {
+            command: "pool_grow",
+            requested: current.saturating_add(n),
+        }),
     }
 }
 
@@ -174,6 +301,38 @@ impl Command {
             Command::RateLimit { .. } => "rate_limit",
             Command::TimeLimit { .. } => "time_limit",
             Command::Revoke { .. } => "revoke",
+        }
+    }
+}
+
+impl Command {
+    /// Checks the command's values: finite time limits in range, a pool no larger
+    /// than [`MAX_CONCURRENCY`], ordered autoscale bounds, a rate limit the backends
+    /// can enforce. Workers check again before applying a command, so a client that
+    /// skips this check gets an error reply, never a crashed control loop.
+    pub fn validate(&self) -> Result<(), InvalidCommand> {
+        match self {
+            Command::TimeLimit { soft, hard, .. } => time_limits(*soft, *hard).map(|_| ()),
+            Command::PoolGrow(n) => grown_concurrency(0, *n).map(|_| ()),
+            Command::Autoscale { max, min } => {
+                if *min == 0 || max < min {
+                    Err(InvalidCommand::AutoscaleBounds {
+                        max: *max,
+                        min: *min,
+                    })
+                } else if *max > MAX_CONCURRENCY {
+                    Err(InvalidCommand::TooManySlots {
+                        command: "autoscale",
+                        requested: *max,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+            Command::RateLimit {
+                rate: Some(rate), ..
+            } => rate.check(),
+            _ => Ok(()),
         }
     }
 }
@@ -291,12 +450,16 @@ impl App {
 impl Control {
     /// Broadcasts `command` to `destination` (all workers when `None`) and gathers
     /// replies until every addressed live worker answered or `timeout` passed.
+    ///
+    /// Returns [`Error::InvalidCommand`] without sending anything when the command's
+    /// values are out of range (see [`Command::validate`]).
     pub async fn call(
         &self,
         destination: Option<&[String]>,
         command: Command,
         timeout: Duration,
     ) -> Result<Vec<Reply>, Error> {
+        command.validate()?;
         let broker = self.app.broker();
         if let Command::RateLimit { task, rate } = &command {
             broker.set_rate_limit(task, *rate).await?;
@@ -354,6 +517,147 @@ mod tests {
         for bad in ["", "10", "0/s", "-1/s", "10/d", "x/s"] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn time_limits_in_range_are_durations() {
+        assert_eq!(
+            time_limits(Some(1.5), Some(3.0)),
+            Ok((
+                Some(Duration::from_millis(1500)),
+                Some(Duration::from_secs(3))
+            ))
+        );
+        assert_eq!(
+            time_limits(Some(0.0), None),
+            Ok((None, None)),
+            "0 is no limit"
+        );
+        assert_eq!(
+            time_limits(None, Some(MAX_TIME_LIMIT_SECS)),
+            Ok((None, Some(Duration::from_secs(365 * 24 * 3600))))
+        );
+    }
+
+    #[test]
+    fn time_limits_out_of_range_are_refused() {
+        for (soft, hard, which) in [
+            (Some(f64::INFINITY), None, "soft"),
+            (None, Some(f64::INFINITY), "hard"),
+            (Some(f64::NEG_INFINITY), None, "soft"),
+            (Some(f64::NAN), None, "soft"),
+            (None, Some(-1.0), "hard"),
+            (None, Some(1e30), "hard"),
+            (None, Some(MAX_TIME_LIMIT_SECS * 2.0), "hard"),
+        ] {
+            let err = time_limits(soft, hard).expect_err("refused");
+            assert!(
+                matches!(err, InvalidCommand::TimeLimitOutOfRange { which: w, .. } if w == which),
+                "{err}"
+            );
+            assert!(err.to_string().contains(which), "{err}");
+        }
+    }
+
+    #[test]
+    fn hard_limit_must_be_above_soft() {
+        let err = time_limits(Some(2.0), Some(1.0)).expect_err("refused");
+        assert_eq!(
+            err,
+            InvalidCommand::HardNotAboveSoft {
+                soft: 2.0,
+                hard: 1.0
+            }
+        );
+        assert!(time_limits(Some(2.0), Some(2.0)).is_err());
+    }
+
+    #[test]
+    fn pool_growth_is_bounded() {
+        assert_eq!(grown_concurrency(4, 2), Ok(6));
+        assert_eq!(grown_concurrency(0, MAX_CONCURRENCY), Ok(MAX_CONCURRENCY));
+        assert!(grown_concurrency(1, MAX_CONCURRENCY).is_err());
+        let err = grown_concurrency(8, usize::MAX).expect_err("refused");
+        assert!(
+            matches!(err, InvalidCommand::TooManySlots { requested, .. } if requested == usize::MAX),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn commands_validate() {
+        let ok = [
+            Command::Ping,
+            Command::PoolGrow(3),
+            Command::PoolShrink(usize::MAX),
+            Command::Autoscale { max: 10, min: 1 },
+            Command::RateLimit {
+                task: "t".into(),
+                rate: Some(RateLimit {
+                    count: 1000,
+                    per_secs: 1,
+                }),
+            },
+            Command::RateLimit {
+                task: "t".into(),
+                rate: None,
+            },
+            Command::TimeLimit {
+                task: "t".into(),
+                soft: Some(10.0),
+                hard: Some(20.0),
+            },
+        ];
+        for c in ok {
+            assert_eq!(c.validate(), Ok(()), "{c:?}");
+        }
+        let bad = [
+            Command::PoolGrow(usize::MAX),
+            Command::Autoscale { max: 1, min: 3 },
+            Command::Autoscale { max: 3, min: 0 },
+            Command::Autoscale {
+                max: usize::MAX,
+                min: 1,
+            },
+            Command::RateLimit {
+                task: "t".into(),
+                rate: Some(RateLimit {
+                    count: 5,
+                    per_secs: 0,
+                }),
+            },
+            Command::RateLimit {
+                task: "t".into(),
+                rate: Some(RateLimit {
+                    count: u32::MAX,
+                    per_secs: 1,
+                }),
+            },
+            Command::RateLimit {
+                task: "t".into(),
+                rate: Some(RateLimit {
+                    count: 0,
+                    per_secs: 60,
+                }),
+            },
+            Command::TimeLimit {
+                task: "t".into(),
+                soft: Some(10.0),
+                hard: Some(f64::INFINITY),
+            },
+        ];
+        for c in bad {
+            let err = c.validate().expect_err("refused");
+            assert!(err.to_string().starts_with(c.name()), "{c:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn too_fine_rate_limits_do_not_parse() {
+        assert!("1000/s".parse::<RateLimit>().is_ok());
+        assert!("60000/m".parse::<RateLimit>().is_ok());
+        let err = "1001/s".parse::<RateLimit>().expect_err("refused");
+        assert!(err.contains("at most 1000 starts a second"), "{err}");
     }
 
     #[test]

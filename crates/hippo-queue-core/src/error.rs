@@ -78,6 +78,9 @@ pub enum Error {
         /// What went wrong, with its chain of causes.
         failure: crate::TaskFailure,
     },
+    /// A remote control command was refused: a value is out of range.
+    #[error(transparent)]
+    InvalidCommand(#[from] crate::control::InvalidCommand),
     /// The task succeeded but its record holds no output.
     #[error("task {0} succeeded but its record holds no output")]
     NoResult(String),

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::pool::StopReason;
 use crate::control::{
-    Command, QueueInfo, REPLY_TTL, Reply, ReplyBody, Request, Stats, TaskInfo, memory_rss,
+    Command, QueueInfo, REPLY_TTL, Reply, ReplyBody, Request, Stats, TaskInfo, grown_concurrency,
+    memory_rss, time_limits,
 };
 use crate::message::Envelope;
 use crate::time::{now_ms, to_ms};
@@ -24,7 +25,13 @@ pub(super) async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Req
         }
         tracing::info!(worker = %shared.id, command = req.command.name(), "control request");
         let shutdown = matches!(req.command, Command::Shutdown);
-        let body = handle(&shared, req.command).await;
+        let body = match req.command.validate() {
+            Ok(()) => handle_isolated(&shared, req.command).await,
+            Err(e) => {
+                tracing::warn!(worker = %shared.id, error = %e, "control request refused");
+                ReplyBody::Error(e.to_string())
+            }
+        };
         let reply = Reply {
             request_id: req.id,
             worker: shared.id.clone(),
@@ -38,6 +45,22 @@ pub(super) async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Req
             let s = shared.clone();
             tokio::spawn(async move { s.shutdown(grace).await });
             return;
+        }
+    }
+}
+
+/// Runs [`handle`] in a task of its own, so that a bug in one command becomes an error
+/// reply and the control loop goes on answering.
+async fn handle_isolated(shared: &Arc<Shared>, command: Command) -> ReplyBody {
+    let name = command.name();
+    let s = shared.clone();
+    match tokio::spawn(async move { handle(&s, command).await }).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(worker = %shared.id, command = name, error = %e, "control command failed");
+            ReplyBody::Error(format!(
+                "{name} failed on this worker ({e}); the worker goes on, see its log"
+            ))
         }
     }
 }
@@ -196,6 +219,10 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
             }
         }
         Command::PoolGrow(n) => {
+            let current = shared.concurrency.load(Ordering::Acquire);
+            if let Err(e) = grown_concurrency(current, n) {
+                return ReplyBody::Error(e.to_string());
+            }
             shared.grow(n);
             ReplyBody::Ok(format!(
                 "pool grown to {}",
@@ -210,11 +237,7 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
             ))
         }
         Command::Autoscale { max, min } => {
-            if min == 0 || max < min {
-                return ReplyBody::Error(format!(
-                    "autoscale needs 1 <= min <= max (got max {max}, min {min})"
-                ));
-            }
+            // Bounds checked by `Command::validate` in `control_loop`.
             *shared.autoscale.lock().unwrap_or_else(|p| p.into_inner()) = Some((max, min));
             ReplyBody::Ok(format!("autoscale between {min} and {max}"))
         }
@@ -254,15 +277,10 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
             }
         }
         Command::TimeLimit { task, soft, hard } => {
-            let d = |s: Option<f64>| s.filter(|v| *v > 0.0).map(Duration::from_secs_f64);
-            let (soft, hard) = (d(soft), d(hard));
-            if let (Some(s), Some(h)) = (soft, hard)
-                && h <= s
-            {
-                return ReplyBody::Error(format!(
-                    "hard limit ({h:?}) must be above soft limit ({s:?})"
-                ));
-            }
+            let (soft, hard) = match time_limits(soft, hard) {
+                Ok(limits) => limits,
+                Err(e) => return ReplyBody::Error(e.to_string()),
+            };
             let mut limits = shared.time_limits.lock().unwrap_or_else(|p| p.into_inner());
             if soft.is_none() && hard.is_none() {
                 // `0 0` clears the override: the messages' own limits apply again.
