@@ -246,11 +246,17 @@ async fn run(args: Args) -> Result<(), BoxError> {
             .result_backend
             .clone()
             .unwrap_or_else(|| ep.broker_url.clone());
-        let client = redis::Client::open(results_url.as_str())?;
+        let client = redis::Client::open(results_url.as_str()).map_err(|e| {
+            let url = hippo_queue::config::redact_url(&results_url);
+            format!("invalid result backend URL {url}: {e}")
+        })?;
         let conn = client
             .get_multiplexed_async_connection()
             .await
-            .map_err(|e| format!("cannot reach the result backend at {results_url}: {e}"))?;
+            .map_err(|e| {
+                let url = hippo_queue::config::redact_url(&results_url);
+                format!("cannot reach the result backend at {url}: {e}")
+            })?;
         let tasks = RedisTaskLog {
             client,
             conn: Mutex::new(Some(conn)),

@@ -29,6 +29,7 @@ use common::BoxError;
 use hippo_memory_tasks::schedule::ScheduleSettings;
 use hippo_memory_tasks::tasks::{HealthCheckArgs, HealthCheckTask};
 use hippo_queue::beat::{Beat, Entry, Schedule};
+use hippo_queue::config::redact_url;
 
 /// The beat scheduler of HippocampAI's periodic memory tasks.
 #[derive(Debug, Parser)]
@@ -119,7 +120,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     for e in beat.entries() {
         tracing::info!(entry = e.name(), task = e.task(), schedule = %e.schedule(), "scheduled");
     }
-    tracing::info!(beat = beat.id(), broker = %ep.broker_url, "beat started");
+    tracing::info!(beat = beat.id(), broker = %redact_url(&ep.broker_url), "beat started");
     let handle = beat.spawn();
     let signal = signal.await;
     tracing::info!(beat = beat.id(), "stopping on {signal}");

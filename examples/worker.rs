@@ -29,6 +29,7 @@ use hippo_memory_tasks::schedule::ScheduleSettings;
 use hippo_memory_tasks::tasks::{MemoryServices, register_all};
 use hippo_queue::Pool;
 use hippo_queue::beat::Beat;
+use hippo_queue::config::redact_url;
 
 /// A hippo-queue worker running HippocampAI's memory tasks.
 #[derive(Debug, Parser)]
@@ -143,8 +144,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         queues = %worker.consumers().join(","),
         concurrency = worker.concurrency(),
         pool = ?args.pool,
-        broker = %ep.broker_url,
-        store = %ep.store_url,
+        broker = %redact_url(&ep.broker_url),
+        store = %redact_url(&ep.store_url),
         embedding_model = %args.embedding_model,
         "worker ready; tasks: {}",
         app.registered().join(", ")

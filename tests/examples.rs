@@ -350,6 +350,28 @@ fn processes_without_a_broker_say_what_to_set() {
     assert!(text(&out.stderr).contains("DEDUP_INTERVAL_HOURS"));
 }
 
+/// A password in the broker URL is never printed: not when the server is unreachable,
+/// not when the URL is invalid, not in the startup logs.
+#[test]
+fn processes_never_print_the_broker_password() {
+    for url in [
+        "redis://u:s3cret@nohost:1/1",
+        "redis+unix:///nonexistent/r.sock?pass=s3cret",
+        "amqp://u:s3cret@nohost:1//",
+    ] {
+        for name in ["worker", "beat", "api"] {
+            let mut cmd = example(name);
+            cmd.env("CELERY_BROKER_URL", url)
+                .env("CELERY_BROKER_CONNECTION_MAX_RETRIES", "1")
+                .env("RUST_LOG", "debug");
+            let out = run_within(cmd, Duration::from_secs(30));
+            let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+            assert!(!out.status.success(), "{name} {url}: {all}");
+            assert!(!all.contains("s3cret"), "{name} {url}: {all}");
+        }
+    }
+}
+
 /// The guide's REST calls on the embedded API: no Redis, one process.
 #[test]
 fn embedded_api_answers_the_guide_curl_examples() {

@@ -14,7 +14,7 @@ use hippo_memory_tasks::embed::{EmbedError, Embedder, EmbedderRegistry, HashEmbe
 use hippo_memory_tasks::model::{Memory, MemoryType, ProceduralRule};
 use hippo_memory_tasks::store::{MemoryStore, RedisStore, RedisStoreConfig};
 use hippo_queue::App;
-use hippo_queue::config::Config;
+use hippo_queue::config::{Config, redact_url};
 use hippo_queue::redis::{RedisBackend, RedisConfig};
 
 /// A boxed error, for `main`.
@@ -114,7 +114,7 @@ pub async fn connect_queue(ep: &Endpoints) -> Result<(App, RedisBackend), BoxErr
     let redis_cfg = RedisConfig::from_core(&ep.config).ok_or("CELERY_BROKER_URL is not set")?;
     let redis = RedisBackend::connect(redis_cfg)
         .await
-        .map_err(|e| format!("cannot reach the broker at {}: {e}", ep.broker_url))?;
+        .map_err(|e| format!("cannot reach the broker: {e}"))?;
     let app = App::builder()
         .broker(redis.clone())
         .backend(redis.clone())
@@ -128,7 +128,10 @@ pub async fn connect_queue(ep: &Endpoints) -> Result<(App, RedisBackend), BoxErr
 pub async fn connect_store(ep: &Endpoints) -> Result<Arc<dyn MemoryStore>, BoxError> {
     let store = RedisStore::connect(RedisStoreConfig::new(ep.store_url.clone()))
         .await
-        .map_err(|e| format!("cannot reach the memory store at {}: {e}", ep.store_url))?;
+        .map_err(|e| {
+            let url = redact_url(&ep.store_url);
+            format!("cannot reach the memory store at {url}: {e}")
+        })?;
     Ok(Arc::new(store))
 }
 

@@ -42,7 +42,7 @@ pub enum ConfigError {
     InvalidVar {
         /// The variable.
         var: String,
-        /// Its value.
+        /// Its value; for a URL, with the password hidden ([`redact_url`]).
         value: String,
         /// What is expected.
         reason: String,
@@ -94,7 +94,7 @@ impl std::str::FromStr for Preset {
 /// assert!(cfg.task_acks_late);
 /// cfg.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// Broker URL (`redis://host:6379/1`); `None` for the in-memory backend.
     pub broker_url: Option<String>,
@@ -118,6 +118,38 @@ pub struct Config {
     pub result_expires: Duration,
     /// Default result compression.
     pub result_compression: Compression,
+}
+
+/// Shows every field, with the URLs' passwords hidden ([`redact_url`]).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            broker_url,
+            result_backend,
+            worker_concurrency,
+            worker_prefetch_multiplier,
+            worker_max_tasks_per_child,
+            task_acks_late,
+            task_soft_time_limit,
+            task_time_limit,
+            task_reject_on_worker_lost,
+            result_expires,
+            result_compression,
+        } = self;
+        f.debug_struct("Config")
+            .field("broker_url", &broker_url.as_deref().map(redact_url))
+            .field("result_backend", &result_backend.as_deref().map(redact_url))
+            .field("worker_concurrency", worker_concurrency)
+            .field("worker_prefetch_multiplier", worker_prefetch_multiplier)
+            .field("worker_max_tasks_per_child", worker_max_tasks_per_child)
+            .field("task_acks_late", task_acks_late)
+            .field("task_soft_time_limit", task_soft_time_limit)
+            .field("task_time_limit", task_time_limit)
+            .field("task_reject_on_worker_lost", task_reject_on_worker_lost)
+            .field("result_expires", result_expires)
+            .field("result_compression", result_compression)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -347,6 +379,61 @@ impl Config {
     }
 }
 
+/// Query parameters whose value is a credential (redis-rs reads `pass` and `user` on
+/// `unix://` and `redis+unix://` URLs).
+const SECRET_PARAMS: [&str; 5] = ["pass", "password", "auth", "token", "secret"];
+
+/// A URL fit for messages and logs: the password of `user:password@` (or the whole
+/// user part when it has no `:`) and the values of `pass=`/`password=`-style query
+/// parameters become `***`. Over-hides rather than under-hides on malformed input.
+///
+/// ```
+/// use hippo_queue_core::config::redact_url;
+/// assert_eq!(redact_url("redis://u:s3cret@host:6379/1"), "redis://u:***@host:6379/1");
+/// assert_eq!(redact_url("unix:///r.sock?pass=s3cret&db=1"), "unix:///r.sock?pass=***&db=1");
+/// assert_eq!(redact_url("redis://host:6379/1"), "redis://host:6379/1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |s| s + 3);
+    let mut hide = vec![false; url.len()];
+    // The user part: up to the last '@' (a password may hold '@').
+    if let Some(at) = url[start..].rfind('@').map(|a| start + a) {
+        let from = url[start..at].find(':').map_or(start, |c| start + c + 1);
+        hide[from..at].iter_mut().for_each(|h| *h = true);
+    }
+    // `?pass=…` / `&password=…`: hide up to the next '&' or '#'.
+    for (i, c) in url.char_indices().skip_while(|&(i, _)| i < start) {
+        if c != '?' && c != '&' {
+            continue;
+        }
+        let rest = &url[i + 1..];
+        let Some(eq) = rest.find('=') else { continue };
+        let key = &rest[..eq];
+        if key.contains(['&', '#', '?'])
+            || !SECRET_PARAMS.iter().any(|k| k.eq_ignore_ascii_case(key))
+        {
+            continue;
+        }
+        let from = i + 1 + eq + 1;
+        let to = url[from..].find(['&', '#']).map_or(url.len(), |e| from + e);
+        hide[from..to].iter_mut().for_each(|h| *h = true);
+    }
+    let mut out = String::with_capacity(url.len());
+    let mut hiding = false;
+    for (i, c) in url.char_indices() {
+        if hide[i] {
+            if !hiding {
+                out.push_str("***");
+            }
+            hiding = true;
+        } else {
+            hiding = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn invalid(var: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::InvalidVar {
         var: var.to_string(),
@@ -401,8 +488,8 @@ fn url(var: &str, v: &str) -> Result<String, ConfigError> {
     } else {
         Err(invalid(
             var,
-            v,
-            "expected a redis://, rediss:// or memory:// URL",
+            &redact_url(v),
+            "expected a redis://, rediss://, redis+unix://, unix:// or memory:// URL",
         ))
     }
 }
@@ -462,13 +549,39 @@ mod tests {
             ("CELERY_TASK_SOFT_TIME_LIMIT", "5m"),
             ("CELERY_RESULT_EXPIRES", "NaN"),
             ("CELERY_RESULT_COMPRESSION", "lz4"),
-            ("CELERY_BROKER_URL", "amqp://guest@localhost//"),
+            ("CELERY_BROKER_URL", "amqp://localhost//"),
             ("HIPPO_QUEUE_PRESET", "turbo"),
         ] {
             let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
             let text = err.to_string();
             assert!(text.contains(var) && text.contains(value), "{text}");
         }
+    }
+
+    #[test]
+    fn bad_urls_do_not_echo_passwords() {
+        for (var, value) in [
+            ("CELERY_BROKER_URL", "amqp://guest:s3cret@localhost//"),
+            ("CELERY_RESULT_BACKEND", "rpc://u:s3cret@host"),
+            ("CELERY_BROKER_URL", "localhost?pass=s3cret"),
+        ] {
+            let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(var), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_url_passwords() {
+        let cfg = Config::default()
+            .broker_url("redis://u:s3cret@host:6379/1")
+            .result_backend("redis+unix:///r.sock?db=2&pass=s3cret");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://u:***@host:6379/1"), "{shown}");
+        assert!(shown.contains("worker_concurrency"), "{shown}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use hippo_queue_core::config::redact_url;
+
 /// Settings of a [`RedisBackend`](crate::RedisBackend).
 ///
 /// ```
@@ -15,7 +17,7 @@ use std::time::Duration;
 ///     .recovery_grace(Duration::from_secs(10));
 /// assert_eq!(cfg.results_url.as_deref(), Some("redis://localhost:6379/2"));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     /// Broker URL: `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (with
     /// the `tls` feature).
@@ -40,6 +42,34 @@ pub struct RedisConfig {
     pub result_shards: u32,
     /// Approximate number of events kept in the event stream.
     pub event_cap: u64,
+}
+
+/// Shows every field, with the URLs' passwords hidden.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let RedisConfig {
+            broker_url,
+            results_url,
+            prefix,
+            pool_size,
+            response_timeout,
+            recovery_grace,
+            dead_letter_cap,
+            result_shards,
+            event_cap,
+        } = self;
+        f.debug_struct("RedisConfig")
+            .field("broker_url", &redact_url(broker_url))
+            .field("results_url", &results_url.as_deref().map(redact_url))
+            .field("prefix", prefix)
+            .field("pool_size", pool_size)
+            .field("response_timeout", response_timeout)
+            .field("recovery_grace", recovery_grace)
+            .field("dead_letter_cap", dead_letter_cap)
+            .field("result_shards", result_shards)
+            .field("event_cap", event_cap)
+            .finish()
+    }
 }
 
 impl RedisConfig {
@@ -119,5 +149,20 @@ impl RedisConfig {
         let mut cfg = RedisConfig::new(broker.clone());
         cfg.results_url = config.result_backend.clone();
         Some(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisConfig;
+
+    #[test]
+    fn debug_hides_url_passwords() {
+        let cfg = RedisConfig::new("redis://u:s3cret@host:6379/1")
+            .results_url("redis+unix:///r.sock?pass=s3cret");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://u:***@host:6379/1"), "{shown}");
+        assert!(shown.contains("pool_size"), "{shown}");
     }
 }

@@ -35,18 +35,9 @@ pub enum ConnectError {
     },
 }
 
-/// Hides the password of a URL for messages.
+/// Hides the password of a URL for messages (`user:***@`, `?pass=***`).
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    hippo_queue_core::config::redact_url(url)
 }
 
 pub(crate) struct Server {
@@ -261,5 +252,50 @@ mod tests {
             "redis://user:***@host/2"
         );
         assert_eq!(redact("redis://host:6379/1"), "redis://host:6379/1");
+    }
+
+    #[test]
+    fn query_passwords_are_hidden() {
+        for (url, shown) in [
+            (
+                "redis+unix:///r.sock?pass=s3cret",
+                "redis+unix:///r.sock?pass=***",
+            ),
+            (
+                "unix:///r.sock?db=1&pass=s3cret&user=u",
+                "unix:///r.sock?db=1&pass=***&user=u",
+            ),
+            (
+                "unix:///r.sock?password=s3cret",
+                "unix:///r.sock?password=***",
+            ),
+            (
+                "redis+unix:///r.sock?PASS=s3cret",
+                "redis+unix:///r.sock?PASS=***",
+            ),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
+    }
+
+    #[test]
+    fn awkward_passwords_are_hidden() {
+        for url in [
+            "redis://u:p@ss@s3cret@host:6379/1",
+            "redis://:s3cret@@host/1",
+            "redis+unix:///r.sock?pass=s3@cret",
+            "redis://u:s3cret@host/1?pass=s3cret",
+            "redis://s3cret@host/1",
+        ] {
+            let shown = redact(url);
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("cret"),
+                "{url} -> {shown}"
+            );
+        }
+        assert_eq!(
+            redact("redis://u:p@ss@host:6379/1"),
+            "redis://u:***@host:6379/1"
+        );
     }
 }

@@ -37,7 +37,7 @@ use crate::model::{Memory, Migration, MigrationStatus, ProceduralRule};
 /// let cfg = RedisStoreConfig::new("redis://localhost:6379/0").prefix("hippocampai");
 /// assert_eq!(cfg.prefix, "hippocampai");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisStoreConfig {
     /// `redis://[user[:password]@]host[:port][/db]`.
     pub url: String,
@@ -45,6 +45,17 @@ pub struct RedisStoreConfig {
     pub prefix: String,
     /// Most pooled connections (default 16).
     pub pool_size: usize,
+}
+
+/// Shows the URL with its password hidden.
+impl std::fmt::Debug for RedisStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreConfig")
+            .field("url", &hippo_queue_core::config::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 impl RedisStoreConfig {
@@ -674,6 +685,14 @@ fn decode_memory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_url_passwords() {
+        let cfg = RedisStoreConfig::new("redis://:s3cret@host:6379/0");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://:***@host:6379/0"), "{shown}");
+    }
 
     #[test]
     fn vectors_round_trip_as_le_f32() {
