@@ -15,6 +15,9 @@
 //! | `CELERY_TASK_REJECT_ON_WORKER_LOST` | [`Config::task_reject_on_worker_lost`] | false |
 //! | `CELERY_RESULT_EXPIRES` | [`Config::result_expires`] (seconds) | 3600 |
 //! | `CELERY_RESULT_COMPRESSION` | [`Config::result_compression`]: `none`, `zstd`, or `gzip`/`zlib`/`bzip2` (compressed with zstd) | none |
+//! | `CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP` | [`Config::broker_connection_retry_on_startup`] | true |
+//! | `CELERY_BROKER_CONNECTION_MAX_RETRIES` | [`Config::broker_connection_max_retries`] (0: forever) | 100 |
+//! | `CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL` | [`Config::redis_backend_health_check_interval`] (seconds; 0: off) | off |
 //!
 //! `CELERY_WORKER_MAX_TASKS_PER_CHILD` is accepted and validated; it takes effect with
 //! the process pool. A bad value is an error naming the variable and the value:
@@ -118,6 +121,15 @@ pub struct Config {
     pub result_expires: Duration,
     /// Default result compression.
     pub result_compression: Compression,
+    /// Whether a process started before its broker waits for it (Celery's
+    /// `broker_connection_retry_on_startup`).
+    pub broker_connection_retry_on_startup: bool,
+    /// How many times a startup connection is retried before giving up; `None`
+    /// retries forever (Celery's `broker_connection_max_retries`).
+    pub broker_connection_max_retries: Option<u32>,
+    /// How often idle shared connections are checked with `PING`; `None`: never
+    /// (Celery's `redis_backend_health_check_interval`).
+    pub redis_backend_health_check_interval: Option<Duration>,
 }
 
 /// Shows every field, with the URLs' passwords hidden ([`redact_url`]).
@@ -135,6 +147,9 @@ impl std::fmt::Debug for Config {
             task_reject_on_worker_lost,
             result_expires,
             result_compression,
+            broker_connection_retry_on_startup,
+            broker_connection_max_retries,
+            redis_backend_health_check_interval,
         } = self;
         f.debug_struct("Config")
             .field("broker_url", &broker_url.as_deref().map(redact_url))
@@ -148,6 +163,18 @@ impl std::fmt::Debug for Config {
             .field("task_reject_on_worker_lost", task_reject_on_worker_lost)
             .field("result_expires", result_expires)
             .field("result_compression", result_compression)
+            .field(
+                "broker_connection_retry_on_startup",
+                broker_connection_retry_on_startup,
+            )
+            .field(
+                "broker_connection_max_retries",
+                broker_connection_max_retries,
+            )
+            .field(
+                "redis_backend_health_check_interval",
+                redis_backend_health_check_interval,
+            )
             .finish()
     }
 }
@@ -166,6 +193,11 @@ impl Default for Config {
             task_reject_on_worker_lost: false,
             result_expires: Duration::from_secs(3600),
             result_compression: Compression::None,
+            // Celery's defaults: wait for the broker at startup, 100 retries.
+            broker_connection_retry_on_startup: true,
+            broker_connection_max_retries: Some(100),
+            // Celery's default: not configured.
+            redis_backend_health_check_interval: None,
         }
     }
 }
@@ -267,6 +299,18 @@ impl Config {
         if let Some(v) = get("CELERY_RESULT_COMPRESSION") {
             cfg.result_compression = compression("CELERY_RESULT_COMPRESSION", &v)?;
         }
+        if let Some(v) = get("CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP") {
+            cfg.broker_connection_retry_on_startup =
+                boolean("CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP", &v)?;
+        }
+        if let Some(v) = get("CELERY_BROKER_CONNECTION_MAX_RETRIES") {
+            cfg.broker_connection_max_retries =
+                max_retries("CELERY_BROKER_CONNECTION_MAX_RETRIES", &v)?;
+        }
+        if let Some(v) = get("CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL") {
+            cfg.redis_backend_health_check_interval =
+                seconds_or_off("CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL", &v)?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -352,6 +396,24 @@ impl Config {
     /// Sets the default result compression.
     pub fn result_compression(mut self, c: Compression) -> Self {
         self.result_compression = c;
+        self
+    }
+
+    /// Sets whether a process started before its broker waits for it.
+    pub fn broker_connection_retry_on_startup(mut self, on: bool) -> Self {
+        self.broker_connection_retry_on_startup = on;
+        self
+    }
+
+    /// Sets how many startup connection retries are made (`None`: forever).
+    pub fn broker_connection_max_retries(mut self, n: Option<u32>) -> Self {
+        self.broker_connection_max_retries = n;
+        self
+    }
+
+    /// Sets how often idle shared connections are checked (`None`: never).
+    pub fn redis_backend_health_check_interval(mut self, every: Option<Duration>) -> Self {
+        self.redis_backend_health_check_interval = every;
         self
     }
 
@@ -447,6 +509,31 @@ fn positive(var: &str, v: &str) -> Result<u64, ConfigError> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(invalid(var, v, "expected a whole number of at least 1")),
     }
+}
+
+/// A retry count; 0 (or `none`) is "forever", as in Celery's documentation.
+fn max_retries(var: &str, v: &str) -> Result<Option<u32>, ConfigError> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    match v.parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(invalid(
+            var,
+            v,
+            "expected a whole number of retries (0 or none: retry forever)",
+        )),
+    }
+}
+
+/// Seconds, where 0 turns the feature off.
+fn seconds_or_off(var: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
+    if v.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(None);
+    }
+    seconds(var, v).map(Some)
 }
 
 fn boolean(var: &str, v: &str) -> Result<bool, ConfigError> {
@@ -555,6 +642,41 @@ mod tests {
             let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
             let text = err.to_string();
             assert!(text.contains(var) && text.contains(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn connection_variables_are_read() {
+        let d = Config::default();
+        assert!(d.broker_connection_retry_on_startup);
+        assert_eq!(d.broker_connection_max_retries, Some(100));
+        assert_eq!(d.redis_backend_health_check_interval, None);
+        let cfg = Config::from_lookup(lookup(&[
+            ("CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP", "false"),
+            ("CELERY_BROKER_CONNECTION_MAX_RETRIES", "7"),
+            ("CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL", "25"),
+        ]))
+        .unwrap();
+        assert!(!cfg.broker_connection_retry_on_startup);
+        assert_eq!(cfg.broker_connection_max_retries, Some(7));
+        assert_eq!(
+            cfg.redis_backend_health_check_interval,
+            Some(Duration::from_secs(25))
+        );
+        let forever = Config::from_lookup(lookup(&[
+            ("CELERY_BROKER_CONNECTION_MAX_RETRIES", "0"),
+            ("CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(forever.broker_connection_max_retries, None);
+        assert_eq!(forever.redis_backend_health_check_interval, None);
+        for (var, value) in [
+            ("CELERY_BROKER_CONNECTION_MAX_RETRIES", "-1"),
+            ("CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP", "sometimes"),
+            ("CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL", "inf"),
+        ] {
+            let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
         }
     }
 

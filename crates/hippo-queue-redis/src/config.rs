@@ -42,6 +42,14 @@ pub struct RedisConfig {
     pub result_shards: u32,
     /// Approximate number of events kept in the event stream.
     pub event_cap: u64,
+    /// Whether `connect` waits for a server that is not reachable yet (false here;
+    /// true, as in Celery, through [`RedisConfig::from_core`]).
+    pub connection_retry_on_startup: bool,
+    /// Retries before `connect` gives up; `None`: forever.
+    pub connection_max_retries: Option<u32>,
+    /// How often each server's shared connection is checked with `PING`; `None`:
+    /// never.
+    pub health_check_interval: Option<Duration>,
 }
 
 /// Shows every field, with the URLs' passwords hidden.
@@ -57,6 +65,9 @@ impl std::fmt::Debug for RedisConfig {
             dead_letter_cap,
             result_shards,
             event_cap,
+            connection_retry_on_startup,
+            connection_max_retries,
+            health_check_interval,
         } = self;
         f.debug_struct("RedisConfig")
             .field("broker_url", &redact_url(broker_url))
@@ -68,6 +79,9 @@ impl std::fmt::Debug for RedisConfig {
             .field("dead_letter_cap", dead_letter_cap)
             .field("result_shards", result_shards)
             .field("event_cap", event_cap)
+            .field("connection_retry_on_startup", connection_retry_on_startup)
+            .field("connection_max_retries", connection_max_retries)
+            .field("health_check_interval", health_check_interval)
             .finish()
     }
 }
@@ -85,6 +99,11 @@ impl RedisConfig {
             dead_letter_cap: 100_000,
             result_shards: 64,
             event_cap: 100_000,
+            // Fail fast by default (tests, the command line); the guide's variables
+            // (`from_core`) wait, as Celery does.
+            connection_retry_on_startup: false,
+            connection_max_retries: Some(100),
+            health_check_interval: None,
         }
     }
 
@@ -130,14 +149,35 @@ impl RedisConfig {
         self
     }
 
+    /// Sets whether `connect` waits for a server that is not reachable yet.
+    pub fn connection_retry_on_startup(mut self, on: bool) -> Self {
+        self.connection_retry_on_startup = on;
+        self
+    }
+
+    /// Sets how many times `connect` retries before giving up (`None`: forever).
+    pub fn connection_max_retries(mut self, n: Option<u32>) -> Self {
+        self.connection_max_retries = n;
+        self
+    }
+
+    /// Sets how often each server's shared connection is checked with `PING`
+    /// (`None`: never).
+    pub fn health_check_interval(mut self, every: Option<Duration>) -> Self {
+        self.health_check_interval = every;
+        self
+    }
+
     /// Sets the dead-letter cap per queue.
     pub fn dead_letter_cap(mut self, n: u64) -> Self {
         self.dead_letter_cap = n.max(1);
         self
     }
 
-    /// The settings from the guide's variables: `CELERY_BROKER_URL` and
-    /// `CELERY_RESULT_BACKEND` of a core [`Config`](hippo_queue_core::config::Config).
+    /// The settings from the guide's variables: `CELERY_BROKER_URL`,
+    /// `CELERY_RESULT_BACKEND` and the connection settings (retry on startup, max
+    /// retries, health check interval) of a core
+    /// [`Config`](hippo_queue_core::config::Config).
     /// `None` when no broker URL is configured.
     pub fn from_core(config: &hippo_queue_core::config::Config) -> Option<Self> {
         let broker = config.broker_url.as_ref().filter(|u| {
@@ -148,6 +188,9 @@ impl RedisConfig {
         })?;
         let mut cfg = RedisConfig::new(broker.clone());
         cfg.results_url = config.result_backend.clone();
+        cfg.connection_retry_on_startup = config.broker_connection_retry_on_startup;
+        cfg.connection_max_retries = config.broker_connection_max_retries;
+        cfg.health_check_interval = config.redis_backend_health_check_interval;
         Some(cfg)
     }
 }

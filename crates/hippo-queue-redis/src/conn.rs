@@ -33,6 +33,19 @@ pub enum ConnectError {
         /// What failed.
         reason: String,
     },
+    /// The server stayed unreachable through every startup retry.
+    #[error(
+        "gave up connecting to Redis at {url} after {attempts} attempts (raise \
+         CELERY_BROKER_CONNECTION_MAX_RETRIES, or set it to 0 to wait forever): {reason}"
+    )]
+    GaveUp {
+        /// The URL, with its password hidden.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
 }
 
 /// Hides the password of a URL for messages (`user:***@`, `?pass=***`).

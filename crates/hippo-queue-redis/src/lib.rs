@@ -41,6 +41,7 @@ mod keys;
 mod listener;
 mod record;
 mod results;
+mod retry;
 mod scripts;
 #[cfg(feature = "test-server")]
 pub mod test_server;
