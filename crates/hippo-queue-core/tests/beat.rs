@@ -34,6 +34,24 @@ async fn beat_memory_store_conformance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beat_lost_claim_reply_still_sends() {
+    hippo_queue_core::beat::conformance::lost_claim_reply_still_sends(
+        &App::in_memory(),
+        MemoryBeatStore::new(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beat_sent_tick_not_sent_again() {
+    hippo_queue_core::beat::conformance::sent_tick_not_sent_again(
+        &App::in_memory(),
+        MemoryBeatStore::new(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beat_three_schedulers_send_every_tick_once() {
     let app = App::in_memory();
     let store = MemoryBeatStore::new();

@@ -5,7 +5,8 @@
 //! | --- | --- | --- | --- |
 //! | `<prefix>:beat:leader` | string | the leading beat's id | the lease: set with `PX` = lease TTL (default 10 s), extended by the holder every third of it, deleted when the holder stops cleanly; gone by itself at most one TTL after the holder dies |
 //! | `<prefix>:beat:status` | string | the leader's status (entries, last and next runs), MessagePack | three lease periods, refreshed by the leader with each lease renewal |
-//! | `<prefix>:beat:last` | hash | entry name -> last tick claimed (ms since the epoch, decimal) | no expiry: it is the schedule's place, needed across restarts however long (a yearly entry must remember last year). One small field per entry ever scheduled; `BeatStore::forget` removes an entry's field when the entry is retired |
+//! | `<prefix>:beat:sent:<task id>` | string | `1`: the tick's task was sent (set `NX` before the send) | twice the entry's interval, from one minute to a week: a later leader that lost the tick's claim does not send it again |
+//! | `<prefix>:beat:last` | hash | entry name -> last tick claimed and its claimer, `<tick>:<beat id>` (tick in ms since the epoch, decimal; a bare `<tick>` from older versions or unnamed claims) | no expiry: it is the schedule's place, needed across restarts however long (a yearly entry must remember last year). One small field per entry ever scheduled; `BeatStore::forget` removes an entry's field when the entry is retired |
 //!
 //! Each operation is one small Lua script on one key (Cluster-safe without hash tags):
 //! take-or-extend, compare-and-extend and compare-and-delete on the leader key, and a
@@ -41,7 +42,7 @@ fn scripts() -> &'static BeatScripts {
         renew: Script::new(include_str!("lua/beat_renew.lua")),
         release: Script::new(include_str!("lua/beat_release.lua")),
         leader: Script::new(include_str!("lua/beat_leader.lua")),
-        claim: Script::new(include_str!("lua/beat_claim.lua")),
+        claim: Script::new(include_str!("lua/beat_claim_as.lua")),
     })
 }
 
@@ -56,6 +57,10 @@ impl RedisBackend {
 
     fn beat_last_key(&self) -> String {
         format!("{}:beat:last", self.inner.config.prefix)
+    }
+
+    fn beat_sent_key(&self, task_id: &str) -> String {
+        format!("{}:beat:sent:{task_id}", self.inner.config.prefix)
     }
 
     /// Runs one beat script on the broker's server (loading it when the server does not
@@ -88,13 +93,15 @@ impl RedisBackend {
     }
 }
 
-/// A last-tick field: a decimal number of ms, or nothing.
+/// A last-tick field: `<tick>:<beat id>` or `<tick>` (ms, decimal), or nothing.
 fn tick(v: Value) -> Result<Option<u64>, BackendError> {
     match v {
         Value::Nil => Ok(None),
         other => {
             let s = string(other)?;
-            s.parse()
+            let number = s.split_once(':').map_or(s.as_str(), |(t, _)| t);
+            number
+                .parse()
                 .map(Some)
                 .map_err(|_| BackendError::Protocol(format!("beat tick {s:?} is not a number")))
         }
@@ -187,9 +194,34 @@ impl BeatStore for RedisBackend {
     }
 
     async fn claim_tick(&self, entry: &str, tick_ms: u64) -> Result<bool, BackendError> {
+        self.claim_tick_as(entry, tick_ms, "").await
+    }
+
+    async fn claim_tick_as(
+        &self,
+        entry: &str,
+        tick_ms: u64,
+        beat_id: &str,
+    ) -> Result<bool, BackendError> {
         let tick = tick_ms.to_string();
-        self.beat_flag(&scripts().claim, &self.beat_last_key(), &[entry, &tick])
-            .await
+        self.beat_flag(
+            &scripts().claim,
+            &self.beat_last_key(),
+            &[entry, &tick, beat_id],
+        )
+        .await
+    }
+
+    async fn mark_sent(&self, task_id: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.beat_sent_key(task_id))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(duration_ms(ttl).max(1));
+        let (reply,): (Value,) = self.inner.broker.query(&pipe).await?;
+        Ok(reply != Value::Nil)
     }
 
     async fn forget(&self, entry: &str) -> Result<(), BackendError> {

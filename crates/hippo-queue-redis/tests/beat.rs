@@ -313,3 +313,23 @@ async fn beat_schedulers_that_all_think_they_lead_still_send_each_tick_once() {
     assert!(t.len() >= 12, "only {} ticks", t.len());
     assert_eq!(gaps(&t, every), []);
 }
+
+/// Review item B1 on Redis: a claim whose reply was lost is recognised as the
+/// scheduler's own, and the tick is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beat_lost_claim_reply_still_sends() {
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    hippo_queue_core::beat::conformance::lost_claim_reply_still_sends(&app(&backend), backend)
+        .await;
+}
+
+/// Review item B2 on Redis: `HDEL <prefix>:beat:last <entry>` after a send (what an
+/// eviction or a failover to a lagging replica does), then a leader change: the tick is
+/// not sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beat_sent_tick_not_sent_again() {
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    hippo_queue_core::beat::conformance::sent_tick_not_sent_again(&app(&backend), backend).await;
+}

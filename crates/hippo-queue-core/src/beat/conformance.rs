@@ -32,7 +32,39 @@ use super::{BeatStore, Entry, Missed, Schedule};
 pub async fn check_store<S: BeatStore + ?Sized>(store: &S) {
     lease(store).await;
     claims(store).await;
+    claims_by_scheduler(store).await;
+    sent_markers(store).await;
     published(store).await;
+}
+
+/// A scheduler recognises its own claim (B1); nobody else does.
+async fn claims_by_scheduler<S: BeatStore + ?Sized>(s: &S) {
+    assert!(ok("claim as", s.claim_tick_as("by", 1_000, "beat:a")).await);
+    assert!(
+        ok("claim as", s.claim_tick_as("by", 1_000, "beat:a")).await,
+        "a scheduler's own claim of the same tick is its own again"
+    );
+    assert!(
+        !ok("claim as", s.claim_tick_as("by", 1_000, "beat:b")).await,
+        "another scheduler's claim of the same tick fails"
+    );
+    assert!(!ok("claim", s.claim_tick("by", 1_000)).await);
+    assert!(!ok("claim as", s.claim_tick_as("by", 999, "beat:a")).await);
+    assert_eq!(ok("last run", s.last_run("by")).await, Some(1_000));
+    assert!(ok("claim as", s.claim_tick_as("by", 2_000, "beat:b")).await);
+    assert!(!ok("claim as", s.claim_tick_as("by", 2_000, "beat:a")).await);
+    ok("forget", s.forget("by")).await;
+}
+
+/// A sent-marker is set once (B2).
+async fn sent_markers<S: BeatStore + ?Sized>(s: &S) {
+    let ttl = Duration::from_secs(60);
+    assert!(ok("mark", s.mark_sent("beat:m@1000", ttl)).await);
+    assert!(
+        !ok("mark", s.mark_sent("beat:m@1000", ttl)).await,
+        "a tick is marked sent once"
+    );
+    assert!(ok("mark", s.mark_sent("beat:m@2000", ttl)).await);
 }
 
 async fn published<S: BeatStore + ?Sized>(s: &S) {
@@ -286,4 +318,171 @@ pub fn gaps(ticks: &[(u64, u64)], every: u64) -> Vec<(u64, u64)> {
         .filter(|w| w[1].0 - w[0].0 != every)
         .map(|w| (w[0].0, w[1].0))
         .collect()
+}
+
+/// A store whose first tick claim takes effect but whose reply is lost (the caller
+/// gets an error, as after a response timeout). The tick concerned is kept.
+#[derive(Clone)]
+pub struct LoseFirstClaimReply<S> {
+    inner: S,
+    lost: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
+}
+
+impl<S> LoseFirstClaimReply<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        LoseFirstClaimReply {
+            inner,
+            lost: Default::default(),
+        }
+    }
+
+    /// The tick whose claim reply was lost, once it happened.
+    pub fn lost_tick(&self) -> Option<u64> {
+        *self.lost.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loses the reply of the first claim: `Err` once it has taken effect.
+    fn lose_first(
+        &self,
+        tick_ms: u64,
+        result: Result<bool, crate::BackendError>,
+    ) -> Result<bool, crate::BackendError> {
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.is_none() && matches!(result, Ok(true)) {
+            *lost = Some(tick_ms);
+            return Err(crate::BackendError::Unavailable(
+                "the claim's reply was lost (simulated response timeout)".into(),
+            ));
+        }
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: BeatStore + Clone> BeatStore for LoseFirstClaimReply<S> {
+    async fn try_acquire_leader(
+        &self,
+        beat_id: &str,
+        ttl: Duration,
+    ) -> Result<bool, crate::BackendError> {
+        self.inner.try_acquire_leader(beat_id, ttl).await
+    }
+    async fn renew_leader(
+        &self,
+        beat_id: &str,
+        ttl: Duration,
+    ) -> Result<bool, crate::BackendError> {
+        self.inner.renew_leader(beat_id, ttl).await
+    }
+    async fn release_leader(&self, beat_id: &str) -> Result<bool, crate::BackendError> {
+        self.inner.release_leader(beat_id).await
+    }
+    async fn leader(&self) -> Result<Option<(String, u64)>, crate::BackendError> {
+        self.inner.leader().await
+    }
+    async fn last_run(&self, entry: &str) -> Result<Option<u64>, crate::BackendError> {
+        self.inner.last_run(entry).await
+    }
+    async fn claim_tick(&self, entry: &str, tick_ms: u64) -> Result<bool, crate::BackendError> {
+        let result = self.inner.claim_tick(entry, tick_ms).await;
+        self.lose_first(tick_ms, result)
+    }
+    async fn claim_tick_as(
+        &self,
+        entry: &str,
+        tick_ms: u64,
+        beat_id: &str,
+    ) -> Result<bool, crate::BackendError> {
+        let result = self.inner.claim_tick_as(entry, tick_ms, beat_id).await;
+        self.lose_first(tick_ms, result)
+    }
+    async fn mark_sent(&self, task_id: &str, ttl: Duration) -> Result<bool, crate::BackendError> {
+        self.inner.mark_sent(task_id, ttl).await
+    }
+    async fn forget(&self, entry: &str) -> Result<(), crate::BackendError> {
+        self.inner.forget(entry).await
+    }
+    async fn publish_status(
+        &self,
+        status: &super::BeatStatus,
+        ttl: Duration,
+    ) -> Result<(), crate::BackendError> {
+        self.inner.publish_status(status, ttl).await
+    }
+    async fn published_status(&self) -> Result<Option<super::BeatStatus>, crate::BackendError> {
+        self.inner.published_status().await
+    }
+}
+
+/// Review item B1: a claim that took effect but whose reply was lost is recognised by
+/// its scheduler on the retry, and the tick is sent. `app` must have no other sender
+/// on its `default` queue; `store` must be empty.
+pub async fn lost_claim_reply_still_sends<S: BeatStore + Clone>(app: &App, store: S) {
+    let store = LoseFirstClaimReply::new(store);
+    let beat = super::Beat::builder(app.clone(), store.clone())
+        .id("beat-lost-reply")
+        .entry(probe_entry("lost-reply", 1000, Missed::RunOnce))
+        .lease_ttl(Duration::from_secs(2))
+        .resolution(Duration::from_millis(100))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let handle = beat.spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while store.lost_tick().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    handle.shutdown().await;
+    let lost = store.lost_tick().expect("a tick was claimed");
+    let sent = ticks(&drain_sent(app).await, "lost-reply");
+    assert!(
+        sent.iter().any(|(t, _)| *t == lost),
+        "the tick {lost} whose claim reply was lost was not sent (sent: {sent:?})"
+    );
+}
+
+/// Review item B2: a tick already sent is not sent again by the next leader when its
+/// claim is gone (the last-tick record evicted or lost in a failover): `forget` after
+/// the send, then a leader change. `app` must have no other sender on its `default`
+/// queue; `store` must be empty. Panics (in [`drain_sent`]) on a task id sent twice.
+pub async fn sent_tick_not_sent_again<S: BeatStore + Clone>(app: &App, store: S) {
+    let entry = probe_entry("resent", 1000, Missed::RunOnce);
+    let build = |id: &str| {
+        super::Beat::builder(app.clone(), store.clone())
+            .id(id)
+            .entry(entry.clone())
+            .lease_ttl(Duration::from_millis(300))
+            .resolution(Duration::from_millis(50))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // Both schedulers start half-way between two ticks, so both started before the
+    // first tick they see.
+    sleep_past_ticks(0, 1000).await;
+    let a = build("beat-a").spawn();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = build("beat-b").spawn();
+    // Wait for the first tick to be claimed and sent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let tick = loop {
+        if let Some(t) = ok("last run", store.last_run("resent")).await {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "no tick was sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The claim is lost; the leader changes before the next tick.
+    ok("forget", store.forget("resent")).await;
+    a.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(now_ms() < tick + 1000, "the test ran into the next tick");
+    b.shutdown().await;
+    let sent = ticks(&drain_sent(app).await, "resent");
+    assert_eq!(
+        sent.iter().filter(|(t, _)| *t == tick).count(),
+        1,
+        "{sent:?}"
+    );
 }

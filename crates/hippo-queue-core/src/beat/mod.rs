@@ -73,6 +73,16 @@
 //! Ticks are therefore sent **at most once**; sending before claiming would make them
 //! at least once instead, with a duplicate on every such crash.
 //!
+//! Two more guards keep that true when the store misbehaves:
+//! - a claim records its scheduler ([`BeatStore::claim_tick_as`]): when the claim took
+//!   effect but its reply was lost (a response timeout), the retry by the same
+//!   scheduler gets the tick again and sends it, instead of losing it as "claimed by
+//!   another";
+//! - before sending, the scheduler sets a sent-marker keyed by the task id
+//!   ([`BeatStore::mark_sent`], kept for twice the entry's interval): when a tick's
+//!   claim is lost after its send (evicted, or not replicated before a failover), the
+//!   next leader finds the marker and does not send the tick again.
+//!
 //! ## Missed ticks
 //! Ticks that come due while no scheduler sends (all stopped, or the leader died and
 //! its lease has not expired yet) follow each entry's [`Missed`] policy:

@@ -1,7 +1,20 @@
 //! The decision a leading scheduler takes for one entry: wait, send a tick, or skip
 //! missed ticks. Pure, so that the missed-tick policies are tested without clocks.
 
+use std::time::Duration;
+
 use super::{Missed, Schedule};
+
+/// How long a tick's sent-marker is kept: twice the interval to the next tick, so that
+/// a later leader that lost the claim still finds it, within a minute to a week.
+pub(crate) fn sent_marker_ttl(schedule: &Schedule, tick: u64) -> Duration {
+    const MIN: u64 = 60_000;
+    const MAX: u64 = 7 * 24 * 3_600_000;
+    let ms = schedule
+        .next_after(tick)
+        .map_or(MAX, |next| next.saturating_sub(tick).saturating_mul(2));
+    Duration::from_millis(ms.clamp(MIN, MAX))
+}
 
 /// What to do for one entry now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +86,24 @@ pub(crate) fn next_run(plan: Plan) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sent_markers_last_two_intervals_within_bounds() {
+        use super::sent_marker_ttl;
+        use std::time::Duration;
+        let hourly = Schedule::every_hours(1);
+        assert_eq!(
+            sent_marker_ttl(&hourly, 3_600_000),
+            Duration::from_secs(7200)
+        );
+        let fast = Schedule::every(Duration::from_millis(100));
+        assert_eq!(sent_marker_ttl(&fast, 1_000), Duration::from_secs(60));
+        let yearly = Schedule::every_hours(24 * 365);
+        assert_eq!(
+            sent_marker_ttl(&yearly, 0),
+            Duration::from_secs(7 * 24 * 3600)
+        );
+    }
+
     use super::*;
     use std::time::Duration;
 

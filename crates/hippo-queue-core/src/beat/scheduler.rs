@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::App;
 use crate::time::{duration_ms, now_ms};
 
-use super::plan::{Plan, next_run, plan};
+use super::plan::{Plan, next_run, plan, sent_marker_ttl};
 use super::{BeatError, BeatStatus, BeatStore, Entry, EntryStatus, LeaderInfo};
 
 /// Default leader lease: a follower takes over at most about this long after the
@@ -585,7 +585,11 @@ impl Beat {
                 next.map(instant_at)
             }
             Plan::Send { tick, catch_up } => {
-                match inner.store.claim_tick(entry.name(), tick).await {
+                match inner
+                    .store
+                    .claim_tick_as(entry.name(), tick, &inner.id)
+                    .await
+                {
                     Ok(true) => {
                         state.cursors.insert(entry.name().to_string(), Some(tick));
                         self.send(entry, tick, catch_up, now).await;
@@ -606,9 +610,29 @@ impl Beat {
     }
 
     /// Sends a claimed tick. A failure loses the tick: it is claimed, so no scheduler
-    /// sends it again (ticks are sent at most once).
+    /// sends it again (ticks are sent at most once). A tick whose sent-marker exists was
+    /// sent already (its claim was lost since) and is not sent again.
     async fn send(&self, entry: &Entry, tick: u64, catch_up: bool, now: u64) {
         let app = &self.inner.app;
+        let task_id = entry.task_id(tick);
+        let ttl = sent_marker_ttl(entry.schedule(), tick);
+        match self.inner.store.mark_sent(&task_id, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    tick,
+                    task_id = %task_id,
+                    "tick sent already (its claim was lost, its sent-marker is there); not sent again"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!(
+                tick,
+                task_id = %task_id,
+                error = %e,
+                "could not record the tick as sent; sending it on the strength of its claim"
+            ),
+        }
         let result = match entry.send_options(app, tick) {
             Ok(opts) => app
                 .send_by_name(entry.task(), entry.args().to_vec(), opts)

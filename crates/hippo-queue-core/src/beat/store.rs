@@ -154,6 +154,53 @@ pub trait BeatStore: Send + Sync + 'static {
     /// ```
     async fn claim_tick(&self, entry: &str, tick_ms: u64) -> Result<bool, BackendError>;
 
+    /// [`claim_tick`](Self::claim_tick) by the scheduler `beat_id`, which the claim
+    /// records: claiming again a tick that `beat_id` claimed is `true` again. So a
+    /// scheduler whose claim took effect but whose reply was lost (a response timeout)
+    /// recognises the claim as its own on the retry and sends the tick; any other
+    /// scheduler still gets `false`. The default ignores `beat_id` (no recognition).
+    ///
+    /// ```
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// assert!(store.claim_tick_as("e", 2_000, "beat-a").await?);
+    /// assert!(store.claim_tick_as("e", 2_000, "beat-a").await?); // our own claim
+    /// assert!(!store.claim_tick_as("e", 2_000, "beat-b").await?);
+    /// assert!(!store.claim_tick("e", 2_000).await?);
+    /// assert_eq!(store.last_run("e").await?, Some(2_000));
+    /// # Ok(()) }
+    /// ```
+    async fn claim_tick_as(
+        &self,
+        entry: &str,
+        tick_ms: u64,
+        beat_id: &str,
+    ) -> Result<bool, BackendError> {
+        let _ = beat_id;
+        self.claim_tick(entry, tick_ms).await
+    }
+
+    /// Records, for `ttl`, that the task `task_id` of a claimed tick is being sent.
+    /// `false` means it was recorded already: the tick was sent before (its claim was
+    /// since lost, for instance evicted or not replicated before a failover) and must
+    /// not be sent again. The default records nothing and returns `true`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// let ttl = Duration::from_secs(60);
+    /// assert!(store.mark_sent("beat:e@2000", ttl).await?);
+    /// assert!(!store.mark_sent("beat:e@2000", ttl).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn mark_sent(&self, task_id: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let _ = (task_id, ttl);
+        Ok(true)
+    }
+
     /// Forgets an entry's last tick (for entries removed from the schedule). A
     /// scheduler that still has the entry starts it afresh.
     ///
@@ -199,8 +246,34 @@ pub struct MemoryBeatStore {
 #[derive(Debug, Default)]
 struct State {
     leader: Option<(String, u64)>,
-    last: HashMap<String, u64>,
+    /// Entry -> last tick claimed and the claimer ("" when unnamed).
+    last: HashMap<String, (u64, String)>,
+    /// Sent-marker -> when it expires (ms).
+    sent: HashMap<String, u64>,
     status: Option<(BeatStatus, u64)>,
+}
+
+/// What a tick claim does, given the stored last tick and its claimer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Newer than the stored tick (or none): record it, the caller sends it.
+    New,
+    /// The stored tick, claimed by this very caller: it is the caller's (a retry after
+    /// a lost reply).
+    Ours,
+    /// The stored tick claimed by another, or an older tick: not the caller's.
+    Taken,
+}
+
+/// Decides a claim of `tick` by `beat_id` ("": unnamed, never recognised) against
+/// the stored `(tick, claimer)`. Pure: the Redis script implements the same rule.
+pub(crate) fn decide_claim(stored: Option<(u64, &str)>, tick: u64, beat_id: &str) -> Claim {
+    match stored {
+        None => Claim::New,
+        Some((last, _)) if last < tick => Claim::New,
+        Some((last, by)) if last == tick && !beat_id.is_empty() && by == beat_id => Claim::Ours,
+        Some(_) => Claim::Taken,
+    }
 }
 
 impl State {
@@ -271,18 +344,42 @@ impl BeatStore for MemoryBeatStore {
     }
 
     async fn last_run(&self, entry: &str) -> Result<Option<u64>, BackendError> {
-        Ok(self.lock().last.get(entry).copied())
+        Ok(self.lock().last.get(entry).map(|(t, _)| *t))
     }
 
     async fn claim_tick(&self, entry: &str, tick_ms: u64) -> Result<bool, BackendError> {
+        self.claim_tick_as(entry, tick_ms, "").await
+    }
+
+    async fn claim_tick_as(
+        &self,
+        entry: &str,
+        tick_ms: u64,
+        beat_id: &str,
+    ) -> Result<bool, BackendError> {
         let mut s = self.lock();
-        match s.last.get(entry) {
-            Some(last) if *last >= tick_ms => Ok(false),
-            _ => {
-                s.last.insert(entry.to_string(), tick_ms);
+        let stored = s.last.get(entry).map(|(t, by)| (*t, by.as_str()));
+        match decide_claim(stored, tick_ms, beat_id) {
+            Claim::New => {
+                s.last
+                    .insert(entry.to_string(), (tick_ms, beat_id.to_string()));
                 Ok(true)
             }
+            Claim::Ours => Ok(true),
+            Claim::Taken => Ok(false),
         }
+    }
+
+    async fn mark_sent(&self, task_id: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let now = now_ms();
+        let mut s = self.lock();
+        s.sent.retain(|_, until| *until > now);
+        if s.sent.contains_key(task_id) {
+            return Ok(false);
+        }
+        s.sent
+            .insert(task_id.to_string(), now.saturating_add(duration_ms(ttl)));
+        Ok(true)
     }
 
     async fn forget(&self, entry: &str) -> Result<(), BackendError> {
@@ -303,5 +400,34 @@ impl BeatStore for MemoryBeatStore {
             .as_ref()
             .filter(|(_, until)| *until > now)
             .map(|(s, _)| s.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Claim, decide_claim};
+
+    #[test]
+    fn a_newer_tick_is_new() {
+        assert_eq!(decide_claim(None, 5, "a"), Claim::New);
+        assert_eq!(decide_claim(Some((4, "b")), 5, "a"), Claim::New);
+        assert_eq!(decide_claim(Some((4, "")), 5, ""), Claim::New);
+    }
+
+    #[test]
+    fn the_same_tick_is_ours_only_if_we_claimed_it() {
+        assert_eq!(decide_claim(Some((5, "a")), 5, "a"), Claim::Ours);
+        assert_eq!(decide_claim(Some((5, "b")), 5, "a"), Claim::Taken);
+        assert_eq!(
+            decide_claim(Some((5, "")), 5, ""),
+            Claim::Taken,
+            "unnamed never matches"
+        );
+        assert_eq!(decide_claim(Some((5, "a")), 5, ""), Claim::Taken);
+    }
+
+    #[test]
+    fn an_older_tick_is_taken() {
+        assert_eq!(decide_claim(Some((6, "a")), 5, "a"), Claim::Taken);
     }
 }
