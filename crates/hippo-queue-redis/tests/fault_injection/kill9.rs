@@ -1,6 +1,8 @@
 //! Scenario 1: kill -9 of the worker process every 1-3 s, 10 times, while 20,000
 //! acks_late + reject_on_worker_lost tasks of 5-50 ms drain; a fresh worker process is
-//! started after each kill.
+//! started after each kill. At concurrency 256 a worker drains 20,000 such tasks in
+//! about 4 s, before a second kill can land, so that run sends 250,000: the ten kills
+//! must all land mid-drain.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use crate::harness::{
 async fn kill_loop(concurrency: usize) {
     let _machine = heavy().await;
     let scenario = format!("kill -9 x10, c={concurrency}");
-    let n = count(20_000);
+    let n = count(if concurrency > 64 { 250_000 } else { 20_000 });
     let server = RedisServer::start();
     let url = server.url(0);
     let counter_url = server.url(crate::harness::COUNTER_DB);
@@ -83,6 +85,10 @@ async fn kill_loop(concurrency: usize) {
         0,
         "{scenario}: tasks ended other than SUCCESS: {:?}",
         row.other
+    );
+    assert_eq!(
+        kills, kills_wanted,
+        "{scenario}: only {kills} of {kills_wanted} kills landed before every task had started"
     );
     let bound = (window * kills) as i64;
     assert!(
