@@ -555,3 +555,136 @@ async fn i1_pool_grow_usize_max_then_ping() {
     let _machine = light().await;
     control_survives(Command::PoolGrow(usize::MAX), "I1 PoolGrow(usize::MAX)").await;
 }
+
+/// Q8: with the result server down, a worker must not keep fetching and running tasks
+/// whose results it cannot write: it holds at most its window, and everything
+/// completes once the result server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q8_results_down_holds_fetching_to_the_window() {
+    let _machine = light().await;
+    let scenario = "Q8 results server down";
+    let broker = RedisServer::start();
+    let mut results = RedisServer::start();
+    let url = broker.url(0);
+    let counter_url = broker.url(COUNTER_DB);
+    let backend = hippo_queue_redis::RedisBackend::connect(
+        hippo_queue_redis::RedisConfig::new(&url)
+            .results_url(results.url(0))
+            .response_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .expect("connect");
+    let app = hippo_queue_core::App::builder()
+        .broker(backend.clone())
+        .backend(backend.clone())
+        .build();
+    app.register(Work {
+        counter: crate::harness::redis_conn(&counter_url).await,
+        log: None,
+    });
+    let counters = Counters::connect(&counter_url).await;
+    let cfg = WorkerCfg::new(4, 2);
+    let window = cfg.window();
+    let worker = cfg.builder(&app).start().await.expect("worker");
+    results.kill();
+    let n = 400;
+    let handles = app
+        .send_many::<Work>((0..n).map(|_| (1, late())))
+        .await
+        .expect("send");
+    let ids: Vec<String> = handles.iter().map(|h| h.id().to_string()).collect();
+    let sampler = Sampler::start(&url);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ran_while_down = counters.distinct().await;
+    let in_flight = worker.stats().in_flight as usize;
+    let waiting = backend
+        .queue_stats(&["default".to_string()])
+        .await
+        .expect("stats")[0]
+        .waiting() as usize;
+    note(
+        scenario,
+        format!("while down: {ran_while_down} ran, {in_flight} in flight, {waiting} waiting"),
+    );
+    assert!(
+        ran_while_down <= window && in_flight <= window,
+        "{scenario}: {ran_while_down} tasks ran and {in_flight} are held with no result server; the window is {window}"
+    );
+    assert!(
+        waiting >= n - window,
+        "{scenario}: only {waiting} of {n} still waiting"
+    );
+    results.restart();
+    let finals = wait_final(
+        &backend,
+        &ids,
+        Duration::from_secs(20),
+        Duration::from_secs(60),
+    )
+    .await;
+    let held = sampler.finish().await;
+    worker.kill();
+    let execs = counters.execs().await;
+    let row = Row::new(scenario, &ids, &finals, &execs, held, window).note(format!(
+        "while down: {ran_while_down} ran, {in_flight} held"
+    ));
+    row.print();
+    assert_eq!(row.lost, 0, "{scenario}: {} lost", row.lost);
+    assert_eq!(row.success, n, "{scenario}: {:?}", row.other);
+    assert!(held.one as usize <= window, "{scenario}: held {}", held.one);
+}
+
+/// Q10: a `call` whose result is larger than Redis' pub/sub output buffer limit
+/// (32 MiB) must not disconnect the fleet's subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q10_large_call_result_keeps_subscribers_connected() {
+    let _machine = light().await;
+    let scenario = "Q10 call returning 40 MiB";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let (app, _) = app_on(&url, &server.url(COUNTER_DB), None).await;
+    // another process, subscribed to the same channels
+    let _other = crate::harness::connect(&url).await;
+    let worker = WorkerCfg::new(1, 1)
+        .builder(&app)
+        .start()
+        .await
+        .expect("worker");
+    // The subscribers' connections, by client id: a disconnected subscriber comes
+    // back under a new id.
+    let subscribers = || -> Vec<String> {
+        let text = server
+            .command(&["CLIENT", "LIST", "TYPE", "pubsub"])
+            .map(|r| r.text())
+            .unwrap_or_default();
+        let mut ids: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = subscribers();
+    let size = 40u64 << 20;
+    let out = app
+        .call::<crate::harness::Big>(size, Duration::from_secs(60))
+        .await
+        .expect("call");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = subscribers();
+    note(
+        scenario,
+        format!(
+            "{} bytes back; subscribers before {before:?}, after {after:?}",
+            out.len()
+        ),
+    );
+    assert_eq!(out.len() as u64, size, "{scenario}: wrong output size");
+    assert!(before.len() >= 2, "{scenario}: subscribers {before:?}");
+    assert_eq!(
+        before, after,
+        "{scenario}: Redis disconnected subscribers for their output buffer"
+    );
+    worker.kill();
+}
