@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{
-    Broker, DeliveryFlags, Outgoing, RecoveryOutcome, ResultBackend, ResultWrite, Settle,
-    SettleOutcome, Settlement, WriteOutcome,
+    Broker, DeliveryFlags, Outgoing, RecoveryOutcome, ResultBackend, ResultWrite, Revocation,
+    Settle, SettleOutcome, Settlement, WriteOutcome,
 };
 use crate::control::{Command, ReplyBody, TaskInfo};
 use crate::events::EventKind;
@@ -88,7 +88,7 @@ macro_rules! conformance_suite {
             ignore_result, compressed_result, too_many_deliveries, blocking_and_solo_pools,
             events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun,
             control_inspect, control_commands, rate_limit_across_workers, autoscale,
-            control_input_validated
+            control_input_validated, revocations_read_incrementally, worker_names_and_leases
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -707,6 +707,117 @@ pub async fn revocation_is_durable(b: Backends) {
     assert_eq!(state(&k.app, h.id()).await, TaskState::Revoked);
     let revs = k.app.broker().revocations().await.expect("revocations");
     assert!(revs.iter().any(|r| r.id == h.id()));
+    w.shutdown().await;
+}
+
+/// `revocations_after` returns what was revoked after a cursor, in order, in bounded
+/// reads.
+pub async fn revocations_read_incrementally(b: Backends) {
+    let broker = b.broker.clone();
+    let rev = |id: &str| Revocation {
+        id: id.to_string(),
+        terminate: id.ends_with('t'),
+        until: crate::time::now_ms() + 60_000,
+    };
+    broker.revoke(rev("before")).await.expect("revoke");
+    let (none, start) = broker.revocations_after(None, 10).await.expect("cursor");
+    assert!(none.is_empty(), "no cursor reads nothing: {none:?}");
+    for id in ["a", "b-t", "c"] {
+        broker.revoke(rev(id)).await.expect("revoke");
+    }
+    let (first, next) = broker
+        .revocations_after(Some(&start), 2)
+        .await
+        .expect("read");
+    assert_eq!(
+        first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b-t"]
+    );
+    assert!(first[1].terminate);
+    let (rest, end) = broker
+        .revocations_after(Some(&next), 10)
+        .await
+        .expect("read");
+    assert_eq!(
+        rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+    let (empty, same) = broker
+        .revocations_after(Some(&end), 10)
+        .await
+        .expect("read");
+    assert!(empty.is_empty());
+    assert_eq!(same, end, "an empty read keeps the cursor");
+}
+
+/// A worker name held by a live worker is refused; the leases of a dead holder are
+/// recovered before a new worker with its name starts; `leases` lists what the
+/// backend holds for a worker.
+pub async fn worker_names_and_leases(b: Backends) {
+    let k = kit(&b, Router::default());
+    let broker = k.app.broker().clone();
+    let q = vec!["default".to_string()];
+    let h = raw_send(
+        &k.app,
+        TaskOptions::new()
+            .acks_late(true)
+            .reject_on_worker_lost(true),
+    )
+    .await;
+    assert_eq!(broker.worker_lease("w-dead").await.expect("lease"), None);
+    broker
+        .heartbeat(
+            "w-dead",
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+        )
+        .await
+        .expect("beat");
+    let d = broker
+        .fetch("w-dead", &q, 1, Duration::from_secs(1))
+        .await
+        .expect("fetch");
+    assert_eq!(d.len(), 1);
+    let leases = broker.leases("w-dead", &q).await.expect("leases");
+    assert_eq!(
+        leases.iter().map(|l| l.token).collect::<Vec<_>>(),
+        [d[0].token]
+    );
+    assert!(
+        broker
+            .worker_lease("w-dead")
+            .await
+            .expect("lease")
+            .is_some_and(|l| !l.is_zero())
+    );
+    // alive: a second worker with its name waits for the lease, sees it renewed, and
+    // is refused
+    let beating = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            for _ in 0..8 {
+                let _ = broker
+                    .heartbeat(
+                        "w-dead",
+                        Duration::from_millis(300),
+                        Duration::from_millis(100),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let refused = test_worker(&k.app).name("w-dead").start().await;
+    assert!(refused.is_err(), "a live name must be refused");
+    let _ = beating.await;
+    // dead: its lease is recovered first, and the task runs on the new worker
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let w = test_worker(&k.app)
+        .name("w-dead")
+        .start()
+        .await
+        .expect("a dead name is taken over");
+    wait_state(&k.app, &h, TaskState::Success, WAIT).await;
     w.shutdown().await;
 }
 

@@ -46,6 +46,9 @@ const FETCH_MAX: usize = 2000;
 const DUE_BATCH: u32 = 1000;
 /// Most messages one recovery call handles.
 const RECOVER_BATCH: u32 = 500;
+/// Revocations kept in the incremental log (older ones are still in the set read
+/// at start).
+const REVOCATION_LOG_CAP: usize = 1_000_000;
 /// Most dead workers recovered per `recover` call.
 const DEAD_WORKERS_BATCH: isize = 50;
 
@@ -969,9 +972,19 @@ impl Broker for RedisBackend {
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {
         let g = &self.inner.global;
         let member = format!("{}:{}", u8::from(revocation.terminate), revocation.id);
+        let entry = listener::encode_revocation(&revocation);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .zadd(&g.revoked, member, revocation.until)
+            .ignore()
+            .cmd("XADD")
+            .arg(&g.revocation_log)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(REVOCATION_LOG_CAP)
+            .arg("*")
+            .arg("r")
+            .arg(&entry)
             .ignore()
             .cmd("ZREMRANGEBYSCORE")
             .arg(&g.revoked)
@@ -1005,6 +1018,47 @@ impl Broker for RedisBackend {
                 })
             })
             .collect())
+    }
+
+    async fn revocations_after(
+        &self,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Revocation>, String), BackendError> {
+        let log = &self.inner.global.revocation_log;
+        let mut pipe = redis::pipe();
+        let Some(cursor) = cursor else {
+            pipe.cmd("XREVRANGE")
+                .arg(log)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+            let (last,): (Vec<(String, Vec<(String, String)>)>,) =
+                self.server().query(&pipe).await?;
+            let end = last
+                .into_iter()
+                .next()
+                .map_or_else(|| "0-0".to_string(), |e| e.0);
+            return Ok((Vec::new(), end));
+        };
+        pipe.cmd("XRANGE")
+            .arg(log)
+            .arg(format!("({cursor}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(max.max(1));
+        let (entries,): (Vec<(String, Vec<(String, String)>)>,) =
+            self.server().query(&pipe).await?;
+        let next = entries
+            .last()
+            .map_or_else(|| cursor.to_string(), |e| e.0.clone());
+        let list = entries
+            .into_iter()
+            .flat_map(|(_, fields)| fields)
+            .filter_map(|(_, v)| listener::decode_revocation(&v))
+            .collect();
+        Ok((list, next))
     }
 
     async fn subscribe_revocations(&self) -> Result<mpsc::Receiver<Revocation>, BackendError> {

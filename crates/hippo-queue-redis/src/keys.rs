@@ -62,6 +62,9 @@ pub(crate) struct GlobalKeys {
     pub fleet: String,
     /// Revocations: zset "<terminate 0|1>:<id>" -> until ms.
     pub revoked: String,
+    /// Revocations in the order they were made (capped stream; field `r`:
+    /// `<terminate>:<until>:<id>`), read incrementally by workers.
+    pub revocation_log: String,
     /// Channel of new revocations.
     pub revocations_channel: String,
     /// Channel announcing ready results (payload: task id and record).
@@ -82,6 +85,7 @@ impl GlobalKeys {
             workers: format!("{prefix}:workers"),
             fleet: format!("{prefix}:{{{prefix}:workers}}:fleet"),
             revoked: format!("{prefix}:revoked"),
+            revocation_log: format!("{prefix}:revlog"),
             revocations_channel: format!("{prefix}:chan:revocations"),
             results_channel: format!("{prefix}:chan:results"),
             events: format!("{prefix}:events"),

@@ -63,6 +63,8 @@ struct State {
     leases: HashMap<u64, Lease>,
     workers: HashMap<String, Instant>,
     revoked: HashMap<String, Revocation>,
+    /// Every revocation in order (the cursor of `revocations_after` is an index).
+    revocation_log: Vec<Revocation>,
     subscribers: Vec<mpsc::Sender<Revocation>>,
     results: HashMap<String, (TaskMeta, Instant)>,
     registry: HashMap<String, (WorkerInfo, Instant)>,
@@ -521,6 +523,7 @@ impl Broker for MemoryBackend {
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {
         let mut st = self.lock();
         st.revoked.insert(revocation.id.clone(), revocation.clone());
+        st.revocation_log.push(revocation.clone());
         st.subscribers
             .retain(|tx| match tx.try_send(revocation.clone()) {
                 Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
@@ -538,6 +541,24 @@ impl Broker for MemoryBackend {
             .filter(|r| r.until > now)
             .cloned()
             .collect())
+    }
+
+    async fn revocations_after(
+        &self,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Revocation>, String), BackendError> {
+        let st = self.lock();
+        let end = st.revocation_log.len();
+        let Some(cursor) = cursor else {
+            return Ok((Vec::new(), end.to_string()));
+        };
+        let from: usize = cursor
+            .parse()
+            .map_err(|_| BackendError::Protocol(format!("bad revocation cursor {cursor:?}")))?;
+        let to = end.min(from.saturating_add(max));
+        let list = st.revocation_log.get(from..to).unwrap_or_default().to_vec();
+        Ok((list, to.max(from).to_string()))
     }
 
     async fn subscribe_revocations(&self) -> Result<mpsc::Receiver<Revocation>, BackendError> {

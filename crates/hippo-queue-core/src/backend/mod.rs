@@ -313,8 +313,18 @@ pub trait Broker: Send + Sync + 'static {
     /// Records a revocation durably and tells running workers.
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError>;
 
-    /// The revocations in force.
+    /// The revocations in force (read once, when a worker starts).
     async fn revocations(&self) -> Result<Vec<Revocation>, BackendError>;
+
+    /// Revocations recorded after `cursor`, at most `max`, with the cursor to pass
+    /// next time; `None` returns none and the cursor of the latest. Workers read
+    /// revocations this way on every heartbeat, so each read costs what is new, not
+    /// the whole set.
+    async fn revocations_after(
+        &self,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Revocation>, String), BackendError>;
 
     /// A live feed of new revocations.
     async fn subscribe_revocations(&self) -> Result<mpsc::Receiver<Revocation>, BackendError>;

@@ -107,11 +107,30 @@ pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Reloads the revocations in force, and stops running tasks whose `terminate`
-/// revocation the live feed missed.
+/// Most revocations read per heartbeat.
+const REVOCATIONS_PER_BEAT: usize = 10_000;
+
+/// Reads the revocations made since the last read (the live feed may have missed
+/// them: a full buffer, a reconnect), and stops running tasks they terminate.
 async fn refresh_revocations(shared: &Shared) {
-    let list = match shared.app.broker().revocations().await {
-        Ok(list) => list,
+    let cursor = shared
+        .revocation_cursor
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let read = shared
+        .app
+        .broker()
+        .revocations_after(Some(&cursor), REVOCATIONS_PER_BEAT)
+        .await;
+    let list = match read {
+        Ok((list, next)) => {
+            *shared
+                .revocation_cursor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = next;
+            list
+        }
         Err(e) => {
             tracing::warn!(worker = %shared.id, error = %e, "revocation refresh failed");
             return;

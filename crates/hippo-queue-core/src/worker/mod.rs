@@ -263,6 +263,9 @@ impl WorkerBuilder {
             .heartbeat(&id, s.worker_lost_after, s.heartbeat_interval)
             .await?;
         let revocations = broker.subscribe_revocations().await?;
+        // The cursor first: a revocation made during the full read is read again,
+        // never missed.
+        let (_, revocation_cursor) = broker.revocations_after(None, 0).await?;
         let revoked = broker.revocations().await?;
         let control_rx = broker.subscribe_control().await?;
         let rate_limits = broker.rate_limits().await?;
@@ -284,6 +287,7 @@ impl WorkerBuilder {
             queues_changed: Notify::new(),
             running: Mutex::new(RunningTasks::default()),
             revoked: Mutex::new(revoked.into_iter().map(|r| (r.id.clone(), r)).collect()),
+            revocation_cursor: Mutex::new(revocation_cursor),
             window: Arc::new(Window::default()),
             liveness: Liveness::default(),
             stop_fetch: CancellationToken::new(),

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub running: Mutex<RunningTasks>,
     /// Revocations in force, by task id.
     pub revoked: Mutex<HashMap<String, Revocation>>,
+    /// Where the next incremental read of revocations starts.
+    pub revocation_cursor: Mutex<String>,
     /// Every message held, from lease to written settle (the prefetch window).
     pub window: Arc<Window>,
     /// Heartbeat outcomes, read by recovery and the cut-off rule.
