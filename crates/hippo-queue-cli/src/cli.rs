@@ -138,6 +138,10 @@ pub enum Cmd {
         #[command(subcommand)]
         what: Beat,
     },
+    /// Check the deployment: Redis persistence and eviction policy, worker clocks,
+    /// backlogs without consumers, routes, the beat leader, result expiry. One line
+    /// per finding; exit code 0 all fine, 1 warnings, 2 errors.
+    Doctor,
     /// Dead-lettered messages of a queue.
     DeadLetters {
         /// The queue.

@@ -10,9 +10,11 @@
 //!
 //! Exit codes: 0 success; 1 error (Redis unreachable, bad reply); 2 usage error;
 //! 3 nothing answered (no worker replied, unknown task); 4 the task ended in FAILURE,
-//! REVOKED or REJECTED (`result`).
+//! REVOKED or REJECTED (`result`). `doctor` has its own: 0 all fine, 1 warnings,
+//! 2 errors (Redis unreachable included).
 
 mod cli;
+mod doctor;
 mod render;
 mod run;
 

@@ -37,7 +37,61 @@ async fn connect(cli: &Cli) -> Result<App, Box<dyn std::error::Error>> {
         .build())
 }
 
+/// `doctor`: every finding on its own line; a deployment that cannot be reached is an
+/// error finding too, so the exit code stays 0/1/2.
+async fn doctor(conn: &Conn, json: bool) -> Res {
+    let findings = match redis_backend(conn).await {
+        Ok(redis) => {
+            let app = App::builder()
+                .broker(redis.clone())
+                .backend(redis.clone())
+                .router(Router::guide_preset())
+                .build();
+            match tokio::time::timeout(crate::doctor::TIMEOUT, crate::doctor::gather(&app, &redis))
+                .await
+            {
+                Ok(Ok(facts)) => crate::doctor::check(&facts),
+                Ok(Err(e)) => vec![crate::doctor::Finding {
+                    level: crate::doctor::Level::Error,
+                    check: "connection",
+                    message: e.to_string(),
+                }],
+                Err(_) => vec![crate::doctor::Finding {
+                    level: crate::doctor::Level::Error,
+                    check: "connection",
+                    message: "no answer from Redis within 30 s".into(),
+                }],
+            }
+        }
+        Err(e) => vec![crate::doctor::Finding {
+            level: crate::doctor::Level::Error,
+            check: "connection",
+            message: e.to_string(),
+        }],
+    };
+    if json {
+        let lines: Vec<_> = findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "level": format!("{:?}", f.level).to_lowercase(),
+                    "check": f.check,
+                    "message": f.message,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(lines));
+    } else {
+        print!("{}", crate::doctor::render(&findings));
+    }
+    Ok(ExitCode::from(crate::doctor::exit_code(&findings)))
+}
+
 pub async fn run(cli: Cli) -> Res {
+    if matches!(cli.command, Cmd::Doctor) {
+        // Before connecting: an unreachable server is one of its findings.
+        return doctor(&cli.conn, cli.json).await;
+    }
     let app = connect(&cli).await?;
     let json = cli.json;
     match cli.command {
@@ -157,6 +211,7 @@ pub async fn run(cli: Cli) -> Res {
                 ExitCode::SUCCESS
             })
         }
+        Cmd::Doctor => doctor(&cli.conn, json).await,
         Cmd::DeadLetters { queue, limit } => {
             let dead = app.broker().dead_letters(&queue, limit).await?;
             print!("{}", render::dead_letters(app.codec(), &dead, json)?);

@@ -293,3 +293,80 @@ async fn beat_status_shows_the_leader_and_its_entries() {
     let o = hq(&url, &["beat", "status"]).await;
     assert_eq!(code(&o), 3, "the lease was given up");
 }
+
+/// Sends one inline command to the test server (`CONFIG SET ...`).
+fn redis_command(server: &RedisServer, command: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.write_all(format!("{command}\r\n").as_bytes())
+        .expect("write");
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).expect("read");
+    assert!(buf[..n].starts_with(b"+OK"), "{command}: {:?}", &buf[..n]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_one_line_per_finding_with_ci_exit_codes() {
+    let server = RedisServer::start(); // appendonly no, save "": nothing persisted
+    let url = server.url(1);
+    let redis = RedisBackend::connect(RedisConfig::new(url.clone()))
+        .await
+        .expect("connect");
+    let app = App::builder()
+        .broker(redis.clone())
+        .backend(redis)
+        .router(Router::guide_preset())
+        .build();
+    app.register(Sleep);
+    let worker = app
+        .worker()
+        .queues(["default"])
+        .heartbeat_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("worker");
+    app.apply_async::<Sleep>(1, SendOptions::new().queue("background"))
+        .await
+        .expect("send to a queue nobody consumes");
+
+    let o = hq(&url, &["doctor"]).await;
+    let text = out(&o);
+    assert_eq!(code(&o), 2, "{text}");
+    let line = |check: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(check))
+            .unwrap_or_else(|| panic!("no {check} line in:\n{text}"))
+            .to_string()
+    };
+    assert!(line("persistence").starts_with("error"), "{text}");
+    assert!(line("maxmemory-policy").starts_with("ok"), "{text}");
+    assert!(line("clock").starts_with("ok"), "{text}");
+    let consumers = line("consumers");
+    assert!(
+        consumers.starts_with("warning") && consumers.contains("background"),
+        "{text}"
+    );
+    assert!(line("beat").starts_with("ok"), "{text}");
+
+    // With the append-only file on, only the warning is left.
+    redis_command(&server, "CONFIG SET appendonly yes");
+    let o = hq(&url, &["doctor"]).await;
+    assert_eq!(code(&o), 1, "{}", out(&o));
+    let o = hq(&url, &["--json", "doctor"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|f| f["check"] == "consumers"))
+    );
+
+    // Nothing left to report once the backlog is gone.
+    hq(&url, &["purge", "background"]).await;
+    let o = hq(&url, &["doctor"]).await;
+    assert_eq!(code(&o), 0, "{}", out(&o));
+    worker.shutdown().await;
+
+    // An unreachable deployment is an error finding, not a crash.
+    let o = hq("redis://127.0.0.1:1/0", &["doctor"]).await;
+    assert_eq!(code(&o), 2);
+    assert!(out(&o).starts_with("error") && out(&o).contains("connection"));
+}

@@ -188,6 +188,11 @@ impl Router {
         self
     }
 
+    /// The task routes, in the order they are tried.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     /// The declared queues.
     pub fn queues(&self) -> &[Queue] {
         &self.queues

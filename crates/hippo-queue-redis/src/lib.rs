@@ -43,6 +43,7 @@ mod record;
 mod results;
 mod retry;
 mod scripts;
+mod server_info;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 mod values;
@@ -50,3 +51,4 @@ mod values;
 pub use backend::RedisBackend;
 pub use config::RedisConfig;
 pub use conn::ConnectError;
+pub use server_info::ServerReport;
