@@ -102,6 +102,16 @@ async fn drain(
     while worker.stats().succeeded < n as u64 {
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
+    // The drain ends when the last result is stored and its message acknowledged:
+    // nothing waiting, nothing leased (a message is settled after its result).
+    let queues = ["default".to_string()];
+    loop {
+        let s = app.broker().queue_stats(&queues).await?;
+        if s[0].waiting() == 0 && s[0].reserved == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
     Ok((t.elapsed(), worker))
 }
 

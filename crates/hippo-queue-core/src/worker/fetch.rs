@@ -109,8 +109,8 @@ async fn hand_over(
     deliveries: Vec<Delivery>,
 ) -> bool {
     for d in deliveries {
-        let hold = shared.window.hold(&d);
         let d = Arc::new(d);
+        let hold = shared.window.hold(&d);
         shared
             .reserved
             .lock()

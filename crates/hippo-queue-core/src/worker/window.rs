@@ -29,22 +29,27 @@ pub(crate) struct Window {
 /// One message's place in the window; dropping it frees the place.
 pub(crate) struct Hold {
     window: Arc<Window>,
-    queue: String,
-    token: u64,
+    delivery: Arc<Delivery>,
 }
 
 impl Window {
     /// Takes a place for a message just leased.
-    pub(crate) fn hold(self: &Arc<Self>, d: &Delivery) -> Hold {
-        self.lock()
-            .entry(d.queue.clone())
-            .or_default()
-            .insert(d.token);
+    pub(crate) fn hold(self: &Arc<Self>, d: &Arc<Delivery>) -> Hold {
+        {
+            let mut held = self.lock();
+            match held.get_mut(&d.queue) {
+                Some(tokens) => {
+                    tokens.insert(d.token);
+                }
+                None => {
+                    held.insert(d.queue.clone(), HashSet::from([d.token]));
+                }
+            }
+        }
         self.count.fetch_add(1, Ordering::AcqRel);
         Hold {
             window: self.clone(),
-            queue: d.queue.clone(),
-            token: d.token,
+            delivery: d.clone(),
         }
     }
 
@@ -61,7 +66,7 @@ impl Window {
 
     /// Wakes the fetcher (the window grew).
     pub(crate) fn wake(&self) {
-        self.freed.notify_waiters();
+        self.freed.notify_one();
     }
 
     /// The leases among `leases` that this worker does not hold: their fetch reply
@@ -81,11 +86,13 @@ impl Window {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if let Some(tokens) = self.window.lock().get_mut(&self.queue) {
-            tokens.remove(&self.token);
+        let d = &self.delivery;
+        if let Some(tokens) = self.window.lock().get_mut(&d.queue) {
+            tokens.remove(&d.token);
         }
         self.window.count.fetch_sub(1, Ordering::AcqRel);
-        self.window.freed.notify_waiters();
+        // One waiter (the fetch loop), and a stored permit if it is not waiting yet.
+        self.window.freed.notify_one();
     }
 }
 
@@ -93,8 +100,8 @@ impl Drop for Hold {
 mod tests {
     use super::*;
 
-    fn delivery(queue: &str, token: u64) -> Delivery {
-        Delivery {
+    fn delivery(queue: &str, token: u64) -> Arc<Delivery> {
+        Arc::new(Delivery {
             id: format!("t{token}"),
             queue: queue.into(),
             priority: 0,
@@ -102,7 +109,7 @@ mod tests {
             token,
             deliveries: 1,
             flags: Default::default(),
-        }
+        })
     }
 
     #[test]

@@ -76,24 +76,18 @@ for p = 9, 0, -1 do
   end
 end
 
--- Takes #recs consecutive tokens that this worker does not hold: the counter only
--- repeats itself if it was lost (evicted, deleted), and a repeated token would
--- overwrite a lease the worker still holds.
+-- Takes #recs consecutive tokens. The counter only starts again from zero if it was
+-- lost (evicted, deleted): a repeated token would overwrite a lease the worker still
+-- holds, so a counter that has just been created is first moved past this worker's
+-- leases and far beyond any count the lost counter can have reached.
 local function take_tokens(n)
   local last = redis.call('INCRBY', KEYS[13], n)
-  local first = last - n + 1
-  local tokens = {}
-  for i = first, last do tokens[#tokens + 1] = i end
-  local clash = false
-  for _, v in ipairs(redis.call('HMGET', KEYS[12], unpack(tokens))) do
-    if v then clash = true break end
-  end
-  if not clash then return first end
-  local top = last
+  if last ~= n then return last - n + 1 end
+  local top = 0
   for _, t in ipairs(redis.call('HKEYS', KEYS[12])) do
     top = math.max(top, tonumber(t))
   end
-  redis.call('SET', KEYS[13], top)
+  redis.call('SET', KEYS[13], top + 1099511627776)
   return redis.call('INCRBY', KEYS[13], n) - n + 1
 end
 
