@@ -106,22 +106,11 @@ impl Drop for Inner {
 impl RedisBackend {
     /// Connects to the broker (and result) server, loads the scripts and starts the
     /// pub/sub listener, waiting (up to 3 s) until it has subscribed. Fails with a
-    /// clear error when a URL is invalid or a server cannot be reached.
+    /// clear error when a URL is invalid or a server cannot be reached (after the
+    /// retries the configuration asks for: [`RedisConfig`]'s startup retry).
     pub async fn connect(config: RedisConfig) -> Result<Self, ConnectError> {
-        let broker = Arc::new(
-            Server::connect(
-                &config.broker_url,
-                config.pool_size,
-                config.response_timeout,
-            )
-            .await?,
-        );
-        let results = match &config.results_url {
-            Some(url) if *url != config.broker_url => {
-                Arc::new(Server::connect(url, config.pool_size, config.response_timeout).await?)
-            }
-            _ => broker.clone(),
-        };
+        // Waits for Redis as `broker_connection_retry_on_startup` says.
+        let (broker, results) = crate::retry::connect_servers(&config).await?;
         let global = GlobalKeys::new(&config.prefix, config.result_shards);
         let hub = Arc::new(Hub::default());
         let mut listeners = Vec::new();

@@ -314,9 +314,33 @@ async fn listen(
     }
     // Anything published while we were away: let waiters look again.
     hub.wake_all();
-    closed.notified().await;
-    Ok(())
+    // A connection can die without a word (a load balancer's idle timeout, a NAT
+    // entry dropped, a host gone without a reset): a PING that gets no answer in time
+    // ends it, and the caller subscribes again.
+    loop {
+        tokio::select! {
+            _ = closed.notified() => return Ok(()),
+            _ = tokio::time::sleep(KEEPALIVE) => {}
+        }
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(KEEPALIVE_TIMEOUT, ping.query_async::<Value>(&mut conn)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "pub/sub connection silent",
+                    format!("no answer to PING within {KEEPALIVE_TIMEOUT:?}"),
+                )));
+            }
+        }
+    }
 }
+
+/// How often an idle subscription is checked.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+/// How long a check waits for its answer.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {

@@ -61,6 +61,9 @@ struct Watch {
     generation: u64,
 }
 
+/// How often a wait reads the record again when no announcement came.
+const RECHECK: Duration = Duration::from_secs(1);
+
 /// How long a watch relies on the announcement alone.
 const ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
 
@@ -234,9 +237,16 @@ impl ResultBackend for RedisBackend {
             if current.as_ref().is_some_and(|m| m.state.is_ready()) {
                 return Ok(current);
             }
+            // Woken by the announcement; and, should it never come (a subscription
+            // that died silently, an announcement missed during a reconnect), the
+            // record is read again every RECHECK.
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(current);
+            }
             tokio::select! {
                 _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(current),
+                _ = tokio::time::sleep_until(deadline.min(now + RECHECK)) => {}
             }
         }
     }

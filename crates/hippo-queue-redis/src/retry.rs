@@ -10,11 +10,6 @@
 //! shared connection at that interval; a failed `PING` drops the connection (the next
 //! command opens a new one) instead of leaving the first real command to find it dead.
 
-// `RedisBackend::connect` is to call `connect_servers` in place of its two
-// `Server::connect` calls; until that line lands in backend.rs this module is used by
-// its tests only.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 

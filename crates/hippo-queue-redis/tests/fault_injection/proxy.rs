@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 pub struct Proxy {
     pub port: u16,
     paused: Arc<watch::Sender<bool>>,
+    /// Connections numbered up to this one forward nothing, ever again.
+    severed: Arc<watch::Sender<u64>>,
+    opened: Arc<std::sync::atomic::AtomicU64>,
     accept: JoinHandle<()>,
 }
 
@@ -24,10 +27,15 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let (tx, _) = watch::channel(false);
         let paused = Arc::new(tx);
-        let p = paused.clone();
+        let (cut, _) = watch::channel(0u64);
+        let severed = Arc::new(cut);
+        let opened = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (p, sev, count) = (paused.clone(), severed.clone(), opened.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let p = p.clone();
+                let id = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let sev = sev.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
                         return;
@@ -36,14 +44,16 @@ impl Proxy {
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::spawn(pump(cr, sw, p.subscribe()));
-                    tokio::spawn(pump(sr, cw, p.subscribe()));
+                    tokio::spawn(pump(cr, sw, p.subscribe(), id, sev.subscribe()));
+                    tokio::spawn(pump(sr, cw, p.subscribe(), id, sev.subscribe()));
                 });
             }
         });
         Proxy {
             port,
             paused,
+            severed,
+            opened,
             accept,
         }
     }
@@ -63,6 +73,13 @@ impl Proxy {
     pub fn resume(&self) {
         self.paused.send_replace(false);
     }
+
+    /// Every connection open now goes silent for good, without being closed (a
+    /// NAT or load balancer that forgot it); new connections work.
+    pub fn sever_existing(&self) {
+        self.severed
+            .send_replace(self.opened.load(std::sync::atomic::Ordering::SeqCst));
+    }
 }
 
 impl Drop for Proxy {
@@ -75,6 +92,8 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut paused: watch::Receiver<bool>,
+    id: u64,
+    mut severed: watch::Receiver<u64>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -82,7 +101,18 @@ async fn pump(
         if paused.wait_for(|p| !*p).await.is_err() {
             return;
         }
-        let n = match from.read(&mut buf).await {
+        if *severed.borrow() >= id {
+            // silent for good; the sockets stay open until the proxy's task ends
+            std::future::pending::<()>().await;
+        }
+        let n = tokio::select! {
+            r = from.read(&mut buf) => r,
+            cut = severed.wait_for(|s| *s >= id) => match cut {
+                Ok(_) => continue,
+                Err(_) => return,
+            },
+        };
+        let n = match n {
             Ok(0) | Err(_) => {
                 let _ = to.shutdown().await;
                 return;

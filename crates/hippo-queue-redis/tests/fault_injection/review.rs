@@ -688,3 +688,157 @@ async fn q10_large_call_result_keeps_subscribers_connected() {
     );
     worker.kill();
 }
+
+/// Q4: recovering many dead workers' large leases must not delay the recoverer's own
+/// heartbeat (before, one loop did both), so no live worker is recovered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q4_heavy_recovery_does_not_delay_heartbeats() {
+    let _machine = light().await;
+    let scenario = "Q4 50 dead workers x 40 leases of 64 KiB";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let (app, backend) = app_on(&url, &server.url(COUNTER_DB), None).await;
+    let q = vec!["default".to_string()];
+    let payload = vec![0x5a_u8; 64 << 10];
+    for w in 0..50 {
+        let msgs: Vec<Outgoing> = (0..40)
+            .map(|i| Outgoing {
+                payload: payload.clone(),
+                ..good_outgoing(&format!("dead{w}-{i}"), None)
+            })
+            .collect();
+        backend.publish(msgs).await.expect("publish");
+        let dead = format!("dead-{w}");
+        backend
+            .heartbeat(
+                &dead,
+                Duration::from_millis(200),
+                Duration::from_millis(100),
+            )
+            .await
+            .expect("beat");
+        let got = backend
+            .fetch(&dead, &q, 40, Duration::from_secs(1))
+            .await
+            .expect("fetch");
+        assert_eq!(got.len(), 40);
+    }
+    // two live workers on another queue (the dead ones' garbage payloads are not
+    // theirs to run): one recovers, both must keep beating
+    let cfg = WorkerCfg::new(1, 1).lost_after(Duration::from_millis(1500));
+    let a = cfg
+        .builder(&app)
+        .queues(["other"])
+        .start()
+        .await
+        .expect("worker a");
+    let b = cfg
+        .builder(&app)
+        .queues(["other"])
+        .start()
+        .await
+        .expect("worker b");
+    let ids = [a.id().to_string(), b.id().to_string()];
+    let mut last: Vec<(f64, Instant)> = vec![(0.0, Instant::now()); 2];
+    let mut worst = Duration::ZERO;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(8) {
+        for (i, id) in ids.iter().enumerate() {
+            let score = match server.command(&["ZSCORE", "hq:workers", id]) {
+                Ok(Reply::Bulk(Some(b))) => String::from_utf8_lossy(&b).parse().unwrap_or(0.0),
+                other => panic!("{scenario}: worker {id} left the heartbeat set: {other:?}"),
+            };
+            if score != last[i].0 {
+                worst = worst.max(last[i].1.elapsed());
+                last[i] = (score, Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = int(server.command(&["HLEN", "hq:{default}:lease:dead-0"]));
+    let waiting = backend.queue_stats(&q).await.expect("stats")[0].waiting();
+    note(
+        scenario,
+        format!("worst heartbeat gap {worst:?}; dead-0 leases left {left}; {waiting} requeued"),
+    );
+    assert!(
+        worst < Duration::from_millis(1500),
+        "{scenario}: a heartbeat gap of {worst:?} reached worker_lost_after"
+    );
+    assert_eq!(left, 0, "{scenario}: the dead workers were not recovered");
+    assert_eq!(
+        waiting, 2000,
+        "{scenario}: every dead worker's message requeued"
+    );
+    a.kill();
+    b.kill();
+}
+
+/// R3: a pub/sub connection that dies without a word (a NAT or load balancer that
+/// forgot it) must be noticed: results are still returned by `get`, and control
+/// requests reach the worker again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_silent_pubsub_connection_is_noticed() {
+    let _machine = light().await;
+    let scenario = "R3 pub/sub connection severed silently";
+    let server = RedisServer::start();
+    let proxy = crate::proxy::Proxy::start(server.port).await;
+    let counter_url = server.url(COUNTER_DB);
+    // the worker and the caller both reach Redis through the proxy
+    let backend = hippo_queue_redis::RedisBackend::connect(
+        hippo_queue_redis::RedisConfig::new(proxy.url(0)).response_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .expect("connect");
+    let app = hippo_queue_core::App::builder()
+        .broker(backend.clone())
+        .backend(backend.clone())
+        .build();
+    app.register(Work {
+        counter: crate::harness::redis_conn(&counter_url).await,
+        log: None,
+    });
+    let worker = WorkerCfg::new(2, 1)
+        .lost_after(Duration::from_secs(3))
+        .builder(&app)
+        .start()
+        .await
+        .expect("worker");
+    proxy.sever_existing();
+    // The first command on the dead shared connection times out and drops it.
+    let _ = backend.queue_stats(&["default".to_string()]).await;
+    let t = Instant::now();
+    let h = app.delay::<Work>(300).await.expect("send");
+    let got = h.get(Duration::from_secs(5)).await;
+    let took = t.elapsed();
+    note(scenario, format!("get after {took:?}: {got:?}"));
+    assert_eq!(
+        got.ok(),
+        Some(300),
+        "{scenario}: get did not return the stored result"
+    );
+    // the task takes 0.3 s; a waiter that relies on a dead subscription sits out its
+    // whole timeout
+    assert!(
+        took < Duration::from_secs(3),
+        "{scenario}: get took {took:?}: the result was found only at its deadline"
+    );
+    // A control request reaches the worker once its subscription is renewed.
+    let (direct, _) = app_on(&server.url(0), &counter_url, None).await;
+    let t = Instant::now();
+    let mut answered = false;
+    while t.elapsed() < Duration::from_secs(30) {
+        let replies = direct
+            .control()
+            .call(None, Command::Ping, Duration::from_secs(1))
+            .await
+            .unwrap_or_default();
+        if replies.iter().any(|r| matches!(r.body, ReplyBody::Pong)) {
+            answered = true;
+            break;
+        }
+    }
+    note(scenario, format!("ping answered after {:?}", t.elapsed()));
+    assert!(answered, "{scenario}: the worker never answered Ping again");
+    worker.kill();
+}
