@@ -10,7 +10,7 @@ use hippo_queue_core::App;
 use hippo_queue_core::backend::QueueStats;
 use hippo_queue_core::beat::BeatStore;
 use hippo_queue_core::config::Config;
-use hippo_queue_core::events::WorkerInfo;
+use hippo_queue_core::events::{EventKind, WorkerInfo};
 use hippo_queue_redis::{RedisBackend, ServerReport};
 
 /// How serious a finding is.
@@ -60,7 +60,23 @@ pub struct Facts {
     pub beat_leader: Option<String>,
     /// `CELERY_RESULT_EXPIRES` and the time limits.
     pub config: Config,
+    /// Worker heartbeats of the last minute, from the event log.
+    pub recent_beats: Vec<Beat>,
 }
+
+/// One heartbeat event: which process beat under which name, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    /// The worker name.
+    pub worker: String,
+    /// The process: host, pid and start time.
+    pub process: (String, u32, u64),
+    /// When (ms, the worker's clock).
+    pub at: u64,
+}
+
+/// How far back the event log is read for heartbeats.
+const RECENT_BEATS_MS: u64 = 60_000;
 
 /// A worker clock this far from the server's is reported.
 const SKEW_MS: i64 = 2_000;
@@ -252,10 +268,67 @@ pub fn result_expiry(f: &Facts) -> Finding {
     }
 }
 
+/// Worker names used by two processes at once: their heartbeats interleave (a
+/// restart after a crash shows the old process's beats ending before the new one's
+/// begin). Two live workers with one name recover each other's tasks.
+pub fn names(f: &Facts) -> Vec<Finding> {
+    const CHECK: &str = "worker names";
+    use std::collections::BTreeMap;
+    // name -> process -> (first beat, last beat)
+    let mut spans: BTreeMap<&str, BTreeMap<&(String, u32, u64), (u64, u64)>> = BTreeMap::new();
+    for b in &f.recent_beats {
+        let span = spans
+            .entry(&b.worker)
+            .or_default()
+            .entry(&b.process)
+            .or_insert((b.at, b.at));
+        span.0 = span.0.min(b.at);
+        span.1 = span.1.max(b.at);
+    }
+    let mut out: Vec<Finding> = spans
+        .iter()
+        .filter_map(|(name, procs)| {
+            let spans: Vec<_> = procs.iter().collect();
+            let overlap = spans.iter().enumerate().any(|(i, (_, a))| {
+                spans[i + 1..]
+                    .iter()
+                    .any(|(_, b)| a.0 <= b.1 && b.0 <= a.1)
+            });
+            overlap.then(|| {
+                let who: Vec<String> = procs
+                    .keys()
+                    .map(|(host, pid, _)| format!("{host} pid {pid}"))
+                    .collect();
+                finding(
+                    Level::Error,
+                    CHECK,
+                    format!(
+                        "worker name {name} is used by {} processes at once ({}): give each worker a unique name (-n name@host)",
+                        procs.len(),
+                        who.join(", ")
+                    ),
+                )
+            })
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(finding(
+            Level::Ok,
+            CHECK,
+            format!(
+                "{} worker name(s) beating, each from one process",
+                spans.len()
+            ),
+        ));
+    }
+    out
+}
+
 /// Every check, in report order.
 pub fn check(f: &Facts) -> Vec<Finding> {
     let mut out = vec![persistence(f), eviction(f)];
     out.extend(clocks(f));
+    out.extend(names(f));
     out.extend(consumers(f));
     out.extend(routes(f));
     out.push(beat(f));
@@ -314,9 +387,27 @@ pub async fn gather(app: &App, redis: &RedisBackend) -> Result<Facts, Box<dyn st
             "true" | "1" | "yes" | "on"
         )
     });
+    // The event log's cursors are stream ids, `<ms>-<seq>`: read from a minute ago.
+    let since = format!("{}-0", server.time_ms.saturating_sub(RECENT_BEATS_MS));
+    let recent_beats = app
+        .broker()
+        .events(Some(&since), 10_000)
+        .await?
+        .into_iter()
+        .filter(|(_, e)| e.kind == EventKind::WorkerHeartbeat)
+        .filter_map(|(_, e)| {
+            let info = e.info?;
+            Some(Beat {
+                worker: info.id,
+                process: (info.hostname, info.pid, info.started_at),
+                at: e.timestamp,
+            })
+        })
+        .collect();
     Ok(Facts {
         server,
         result_persistent,
+        recent_beats,
         workers,
         queues,
         undeclared_routes,
@@ -347,7 +438,36 @@ mod tests {
             undeclared_routes: Vec::new(),
             beat_leader: None,
             config: Config::default(),
+            recent_beats: Vec::new(),
         }
+    }
+
+    fn beat_of(worker: &str, pid: u32, at: u64) -> Beat {
+        Beat {
+            worker: worker.into(),
+            process: ("host".into(), pid, 1),
+            at,
+        }
+    }
+
+    #[test]
+    fn a_name_beating_from_two_processes_at_once_is_an_error() {
+        let mut f = facts();
+        // w1: pid 10 and pid 11 interleave; w2: pid 20 stopped, then pid 21 (a restart)
+        f.recent_beats = vec![
+            beat_of("w1", 10, 100),
+            beat_of("w1", 11, 150),
+            beat_of("w1", 10, 200),
+            beat_of("w2", 20, 100),
+            beat_of("w2", 20, 200),
+            beat_of("w2", 21, 300),
+        ];
+        let found = names(&f);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].level, Level::Error);
+        assert!(found[0].message.contains("w1"), "{}", found[0].message);
+        f.recent_beats.retain(|b| b.worker == "w2");
+        assert_eq!(names(&f)[0].level, Level::Ok);
     }
 
     fn worker(id: &str, heartbeat_at: u64, queues: &[&str]) -> WorkerInfo {
