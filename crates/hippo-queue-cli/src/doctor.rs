@@ -64,13 +64,16 @@ pub struct Facts {
     pub recent_beats: Vec<Beat>,
 }
 
+/// A worker process: host, pid and start time.
+pub type Process = (String, u32, u64);
+
 /// One heartbeat event: which process beat under which name, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Beat {
     /// The worker name.
     pub worker: String,
-    /// The process: host, pid and start time.
-    pub process: (String, u32, u64),
+    /// The process.
+    pub process: Process,
     /// When (ms, the worker's clock).
     pub at: u64,
 }
@@ -275,7 +278,8 @@ pub fn names(f: &Facts) -> Vec<Finding> {
     const CHECK: &str = "worker names";
     use std::collections::BTreeMap;
     // name -> process -> (first beat, last beat)
-    let mut spans: BTreeMap<&str, BTreeMap<&(String, u32, u64), (u64, u64)>> = BTreeMap::new();
+    type Spans<'a> = BTreeMap<&'a Process, (u64, u64)>;
+    let mut spans: BTreeMap<&str, Spans<'_>> = BTreeMap::new();
     for b in &f.recent_beats {
         let span = spans
             .entry(&b.worker)
