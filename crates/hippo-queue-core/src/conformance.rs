@@ -88,7 +88,8 @@ macro_rules! conformance_suite {
             ignore_result, compressed_result, too_many_deliveries, blocking_and_solo_pools,
             events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun,
             control_inspect, control_commands, rate_limit_across_workers, autoscale,
-            control_input_validated, revocations_read_incrementally, worker_names_and_leases
+            control_input_validated, revocations_read_incrementally, worker_names_and_leases,
+            lost_fetch_reply_reconciled
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -818,6 +819,40 @@ pub async fn worker_names_and_leases(b: Backends) {
         .await
         .expect("a dead name is taken over");
     wait_state(&k.app, &h, TaskState::Success, WAIT).await;
+    w.shutdown().await;
+}
+
+/// Messages leased to a live worker whose fetch reply never reached it (here: a fetch
+/// made under its name from outside) are handed back by the worker's reconciliation
+/// and run, within about `worker_lost_after`.
+pub async fn lost_fetch_reply_reconciled(b: Backends) {
+    let k = kit(&b, Router::default());
+    let w = test_worker(&k.app)
+        .name("w-reconcile")
+        .queues(["other"])
+        .start()
+        .await
+        .expect("worker");
+    let h = k.app.delay::<Sleepy>(sleepy(1, false)).await.expect("send");
+    // The worker does not consume `default` yet: the lease is made for it, as by a
+    // fetch whose reply was lost.
+    let q = vec!["default".to_string()];
+    let lost = k
+        .app
+        .broker()
+        .fetch("w-reconcile", &q, 10, Duration::from_secs(1))
+        .await
+        .expect("fetch");
+    assert_eq!(lost.len(), 1);
+    w.add_consumer("default").expect("consume default");
+    let t = Instant::now();
+    wait_state(&k.app, h.id(), TaskState::Success, Duration::from_secs(5)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "the lost lease was handed back only after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(k.runs.load(Ordering::SeqCst), 1);
     w.shutdown().await;
 }
 
