@@ -41,6 +41,8 @@ mod redis_restart;
 mod refuse_writes;
 #[path = "fault_injection/review.rs"]
 mod review;
+#[path = "fault_injection/revocations.rs"]
+mod revocations;
 
 /// The worker process. Runs only when a scenario starts it (see `harness::Child`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
