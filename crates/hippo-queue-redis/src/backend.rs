@@ -18,6 +18,7 @@ use redis::{ScriptInvocation, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::clock::ServerClock;
 use crate::config::RedisConfig;
 use crate::conn::{ConnectError, Server};
 use crate::keys::{GlobalKeys, QueueKeys};
@@ -92,6 +93,8 @@ pub(crate) struct Inner {
     blockers: Mutex<HashMap<String, redis::aio::MultiplexedConnection>>,
     /// Workers whose last fetch drained their queues, with the next due time then.
     idle: Mutex<HashMap<String, Option<u64>>>,
+    /// The broker server's clock against this process's.
+    clock: ServerClock,
     listeners: Vec<JoinHandle<()>>,
 }
 
@@ -151,7 +154,7 @@ impl RedisBackend {
                 "results channel not subscribed yet; waits read results back until it is"
             );
         }
-        Ok(RedisBackend {
+        let backend = RedisBackend {
             inner: Arc::new(Inner {
                 broker,
                 results,
@@ -163,9 +166,28 @@ impl RedisBackend {
                 registered: Mutex::new(HashSet::new()),
                 blockers: Mutex::new(HashMap::new()),
                 idle: Mutex::new(HashMap::new()),
+                clock: ServerClock::default(),
                 listeners,
             }),
-        })
+        };
+        backend.read_server_clock().await;
+        Ok(backend)
+    }
+
+    /// Measures the broker server's clock against this process's (a failure leaves
+    /// the last measure; the next heartbeat measures again).
+    async fn read_server_clock(&self) {
+        let sent = now_ms();
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME");
+        match self.server().query::<((u64, u64),)>(&pipe).await {
+            Ok(((secs, micros),)) => {
+                self.inner
+                    .clock
+                    .observe(secs * 1000 + micros / 1000, sent, now_ms())
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the Redis clock"),
+        }
     }
 
     /// The settings in use.
@@ -690,7 +712,7 @@ impl Broker for RedisBackend {
                 let mut inv = k.invoke(&scripts.publish);
                 inv.key(&k.delayed).key(&k.notify);
                 for (_, m) in chunk {
-                    inv.arg(m.eta.unwrap_or(0))
+                    inv.arg(self.inner.clock.to_server(m.eta.unwrap_or(0)))
                         .arg(record::encode(m.priority, m.flags, &m.id, &m.payload)?);
                 }
                 invocations.push((inv, chunk.iter().map(size).sum::<usize>()));
@@ -812,7 +834,10 @@ impl Broker for RedisBackend {
                     inv.arg(s.delivery.token);
                     match &s.action {
                         Settle::Ack => inv.arg("a").arg("").arg(0),
-                        Settle::Retry { payload, eta } => inv.arg("r").arg(payload).arg(*eta),
+                        Settle::Retry { payload, eta } => inv
+                            .arg("r")
+                            .arg(payload)
+                            .arg(self.inner.clock.to_server(*eta)),
                         Settle::DeadLetter { reason } => inv.arg("d").arg(reason).arg(0),
                         Settle::Requeue => inv.arg("q").arg("").arg(0),
                     };
@@ -869,13 +894,16 @@ impl Broker for RedisBackend {
             .map(|(_, q)| q.clone())
             .collect();
         let mut pipe = redis::pipe();
-        pipe.invoke_script(&inv).ignore();
+        pipe.invoke_script(&inv);
         // The index recovery reads is re-asserted on every beat: if it was lost (a
         // false recovery, a restart without persistence), it is back within a beat.
         if !queues.is_empty() {
             pipe.sadd(g.worker_queues(worker), &queues).ignore();
         }
-        self.server().query::<()>(&pipe).await
+        let sent = now_ms();
+        let ((_, server_now),): ((i64, u64),) = self.server().query(&pipe).await?;
+        self.inner.clock.observe(server_now, sent, now_ms());
+        Ok(())
     }
 
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {
