@@ -33,6 +33,8 @@ mod clock_skew;
 mod fixed_name;
 #[path = "fault_injection/kill9.rs"]
 mod kill9;
+#[path = "fault_injection/producer_clock.rs"]
+mod producer_clock;
 #[path = "fault_injection/proxy_cut.rs"]
 mod proxy_cut;
 #[path = "fault_injection/redis_restart.rs"]
@@ -49,4 +51,11 @@ mod revocations;
 #[ignore = "helper process started by the fault-injection scenarios"]
 async fn child_worker() {
     harness::run_child_worker().await;
+}
+
+/// The sending process of `producer_clock`. Runs only when that scenario starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process started by the fault-injection scenarios"]
+async fn child_sender() {
+    producer_clock::run_child_sender().await;
 }

@@ -1,0 +1,97 @@
+//! Review Q2, the sender's side: a countdown is measured on the Redis server's clock,
+//! not the sender's. A process whose clock is 15 s behind sends a task with a 3 s
+//! countdown; a worker with the real clock must not start it before about 3 s.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hippo_queue_core::SendOptions;
+use hippo_queue_redis::test_server::RedisServer;
+
+use crate::harness::{COUNTER_DB, Counters, Work, WorkerCfg, app_on, light, note};
+
+const LIBS: [&str; 2] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+];
+
+/// The sending process: one task with a countdown, then exit.
+pub async fn run_child_sender() {
+    let (Ok(url), Ok(counter_url)) = (
+        std::env::var("HQ_FI_SEND_URL"),
+        std::env::var("HQ_FI_COUNTER_URL"),
+    ) else {
+        return;
+    };
+    let countdown: u64 = std::env::var("HQ_FI_COUNTDOWN_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let (app, _) = app_on(&url, &counter_url, None).await;
+    let h = app
+        .apply_async::<Work>(
+            1,
+            SendOptions::new().countdown(Duration::from_millis(countdown)),
+        )
+        .await
+        .expect("send");
+    println!("{}", h.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn countdown_from_a_sender_15s_behind_waits_on_the_server_clock() {
+    let _machine = light().await;
+    let scenario = "sender clock -15s, countdown 3 s";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let (app, _) = app_on(&url, &counter_url, None).await;
+    let counters = Counters::connect(&counter_url).await;
+    let worker = WorkerCfg::new(2, 1)
+        .builder(&app)
+        .start()
+        .await
+        .expect("worker");
+    let lib = LIBS
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("libfaketime (apt-get install faketime)");
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "child_sender",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HQ_FI_SEND_URL", &url)
+        .env("HQ_FI_COUNTER_URL", &counter_url)
+        .env("HQ_FI_COUNTDOWN_MS", "3000")
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", "-15s")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stderr(Stdio::null())
+        .output()
+        .expect("run the sender");
+    let sent = Instant::now();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.lines().any(|l| l.len() >= 32),
+        "{scenario}: the sender failed: {stdout}"
+    );
+    let mut started = None;
+    while sent.elapsed() < Duration::from_secs(10) {
+        if counters.distinct().await > 0 {
+            started = Some(sent.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    note(scenario, format!("started {started:?} after the send"));
+    worker.kill();
+    let started = started.expect("the task never started");
+    assert!(
+        started >= Duration::from_millis(2500),
+        "{scenario}: started {started:?} after the send: the countdown was read on the sender's clock"
+    );
+}
