@@ -26,6 +26,10 @@ pub enum BackendError {
     /// The backend returned data that could not be understood.
     #[error("backend returned malformed data: {0}")]
     Protocol(String),
+    /// This value cannot be stored (too large, cannot be encoded): trying again with
+    /// the same value fails again, other values are not affected.
+    #[error("value refused: {0}")]
+    Rejected(String),
 }
 
 impl BackendError {
@@ -34,6 +38,12 @@ impl BackendError {
     /// not change (a value too large, data that cannot be encoded or read).
     pub fn is_retryable(&self) -> bool {
         matches!(self, BackendError::Unavailable(_) | BackendError::Busy(_))
+    }
+
+    /// Whether the value was refused for what it is (not for the state of the
+    /// backend): the one write that carries it can never succeed.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, BackendError::Rejected(_))
     }
 
     /// Whether the backend could not be reached at all (as opposed to answering

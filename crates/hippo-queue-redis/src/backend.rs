@@ -533,7 +533,10 @@ impl RedisBackend {
                     .arg(RECOVER_BYTES);
                 let mut pipe = redis::pipe();
                 pipe.invoke_script(&inv);
-                let (reply,): (Value,) = server.query(&pipe).await?;
+                let reply = match server.query::<(Value,)>(&pipe).await {
+                    Ok((reply,)) => reply,
+                    Err(e) => return partial(out, e),
+                };
                 let mut items = array(reply)?.into_iter();
                 let left = items.next().map(|v| int(&v)).transpose()?.unwrap_or(0);
                 while let (Some(outcome), Some(rec)) = (items.next(), items.next()) {
@@ -613,6 +616,17 @@ fn until_due(limit: Duration, next_due: Option<u64>) -> Duration {
     match next_due {
         Some(due) => limit.min(Duration::from_millis(due.saturating_sub(now_ms()))),
         None => limit,
+    }
+}
+
+/// What a recovery did before it failed: returned when anything was moved (its
+/// records must be written), the error otherwise.
+fn partial(done: Vec<Recovered>, e: BackendError) -> Result<Vec<Recovered>, BackendError> {
+    if done.is_empty() {
+        Err(e)
+    } else {
+        tracing::warn!(error = %e, recovered = done.len(), "recovery stopped part-way; the rest is recovered on a later beat");
+        Ok(done)
     }
 }
 
@@ -876,7 +890,7 @@ impl Broker for RedisBackend {
         worker: &str,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         let g = &self.inner.global;
         let mut inv = self.server().scripts.heartbeat.prepare_invoke();
         inv.key(&g.workers)
@@ -901,9 +915,9 @@ impl Broker for RedisBackend {
             pipe.sadd(g.worker_queues(worker), &queues).ignore();
         }
         let sent = now_ms();
-        let ((_, server_now),): ((i64, u64),) = self.server().query(&pipe).await?;
+        let ((previous, server_now),): ((i64, u64),) = self.server().query(&pipe).await?;
         self.inner.clock.observe(server_now, sent, now_ms());
-        Ok(())
+        Ok(previous >= 0)
     }
 
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {
@@ -968,20 +982,40 @@ impl Broker for RedisBackend {
         inv.key(&g.workers).key(&g.fleet).arg(DEAD_WORKERS_BATCH);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
-        let (dead,): (Vec<String>,) = self.server().query(&pipe).await?;
+        let (reply,): (Vec<Value>,) = self.server().query(&pipe).await?;
+        let mut items = reply.into_iter();
+        let in_grace = items.next().map(|v| int(&v)).transpose()?.unwrap_or(1) != 0;
+        let dead = items.map(string).collect::<Result<Vec<_>, _>>()?;
+        if in_grace {
+            // After an outage every worker gets its lease to beat again first.
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
+        // The claimed workers are out of the heartbeat set: whatever fails now is
+        // finished by a later sweep of orphaned leases. What was recovered is returned
+        // whatever happens, so that its records get written.
         for w in dead {
             tracing::warn!(worker = %w, "worker missed its heartbeats; recovering its messages");
-            out.extend(self.recover_whole_worker(&w, max_deliveries).await?);
+            match self.recover_whole_worker(&w, max_deliveries).await {
+                Ok(r) => out.extend(r),
+                Err(e) => return partial(out, e),
+            }
         }
         // Leases whose holder is not in the heartbeat set at all: recovered too, so
         // that no lease outlives the index that points at it.
-        for (w, queue) in self.orphaned_lessees().await? {
+        let orphans = match self.orphaned_lessees().await {
+            Ok(o) => o,
+            Err(e) => return partial(out, e),
+        };
+        for (w, queue) in orphans {
             tracing::warn!(worker = %w, %queue, "leases of a worker that is not beating; recovering them");
-            out.extend(
-                self.recover_leases(&w, std::slice::from_ref(&queue), max_deliveries)
-                    .await?,
-            );
+            match self
+                .recover_leases(&w, std::slice::from_ref(&queue), max_deliveries)
+                .await
+            {
+                Ok(r) => out.extend(r),
+                Err(e) => return partial(out, e),
+            }
         }
         Ok(out)
     }

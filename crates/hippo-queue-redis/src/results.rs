@@ -143,7 +143,7 @@ impl ResultBackend for RedisBackend {
                         .codec
                         .encode_compact(&w.meta, w.compress)
                         .map_err(|e| {
-                            BackendError::Backend(format!("cannot encode result of {id}: {e}"))
+                            BackendError::Rejected(format!("cannot encode result of {id}: {e}"))
                         })?;
                     let ttl = w.ttl.max(Duration::from_millis(1)).as_millis() as u64;
                     let state = w.meta.state.as_str();

@@ -430,12 +430,13 @@ impl Broker for MemoryBackend {
         worker: &str,
         ttl: Duration,
         _interval: Duration,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         // One process, one clock, no outage: the interval is not needed.
-        self.lock()
+        Ok(self
+            .lock()
             .workers
-            .insert(worker.to_string(), Instant::now() + ttl);
-        Ok(())
+            .insert(worker.to_string(), Instant::now() + ttl)
+            .is_some())
     }
 
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {

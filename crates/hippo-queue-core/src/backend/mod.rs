@@ -273,12 +273,16 @@ pub trait Broker: Send + Sync + 'static {
     /// every worker gets a full `ttl` to beat again before [`Broker::recover`]
     /// declares any of them lost. A backend that keeps track of which queues a worker
     /// leased from re-asserts that record here.
+    ///
+    /// Returns whether the worker was still in the heartbeat set: `false` on its first
+    /// beat, and when another worker has recovered it (its messages are gone, and it
+    /// must stop what it runs).
     async fn heartbeat(
         &self,
         worker: &str,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<(), BackendError>;
+    ) -> Result<bool, BackendError>;
 
     /// How long the worker name `worker` has left before it is declared lost: `None`
     /// when no worker holds the name, zero when its holder missed its deadline and

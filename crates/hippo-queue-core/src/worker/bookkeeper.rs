@@ -355,9 +355,11 @@ impl Bookkeeper {
         Some(out)
     }
 
-    /// Calls until the call succeeds or fails for good: errors that may pass
-    /// ([`BackendError::is_retryable`]) are retried with backoff. `None` when the
-    /// worker is killed while waiting.
+    /// Calls until the call succeeds or the value is refused for what it is
+    /// ([`BackendError::is_rejected`]); every other error is retried with backoff
+    /// (an outage passes; a misconfiguration, such as a missing permission, is logged
+    /// as an error until it is fixed, and nothing is acknowledged meanwhile). `None`
+    /// when the worker is killed while waiting.
     async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Option<Result<T, BackendError>>
     where
         F: FnMut() -> Fut,
@@ -367,9 +369,13 @@ impl Bookkeeper {
         loop {
             match call().await {
                 Ok(v) => return Some(Ok(v)),
-                Err(e) if !e.is_retryable() => return Some(Err(e)),
+                Err(e) if e.is_rejected() => return Some(Err(e)),
                 Err(e) => {
-                    tracing::warn!(worker = %self.worker, error = %e, "{what} failed; retrying in {delay:?}");
+                    if e.is_retryable() {
+                        tracing::warn!(worker = %self.worker, error = %e, "{what} failed; retrying in {delay:?}");
+                    } else {
+                        tracing::error!(worker = %self.worker, error = %e, "{what} failed; retrying in {delay:?} (fix the cause: nothing is acknowledged meanwhile)");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.kill.cancelled() => return None,

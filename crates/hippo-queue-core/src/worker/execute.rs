@@ -59,6 +59,12 @@ async fn run_delivery(
     if job.d.deliveries > 1 && job.finished_earlier().await {
         return job.finish(None, Settle::Ack, hold).await;
     }
+    if shared.liveness.is_cut_off() {
+        // Cut off from the broker: another worker may hold this message by now. Its
+        // lease stays (recovered by others, or handed back by reconciliation).
+        tracing::warn!("cut off from the broker; not started");
+        return;
+    }
     // Active from before its STARTED record can be seen.
     let stop = job.register();
     match job.mark_started().await {

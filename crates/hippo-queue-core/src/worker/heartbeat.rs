@@ -3,14 +3,14 @@
 //! rate limits), the live revocation feed, and the claim of a worker name at start.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::bookkeeper::Op;
 use super::pool::StopReason;
 use super::{Settings, Shared};
-use crate::backend::{Recovered, RecoveryOutcome, ResultWrite, Revocation};
+use crate::backend::{BackendError, Recovered, RecoveryOutcome, ResultWrite, Revocation};
 use crate::events::{Event, EventKind};
 use crate::message::Envelope;
 use crate::result::TaskMeta;
@@ -18,50 +18,65 @@ use crate::task::kinds;
 use crate::time::now_ms;
 use crate::{App, Error, TaskFailure, TaskState};
 
-/// Beats every `heartbeat_interval`. A worker that could not reach its broker for
-/// longer than `worker_lost_after` stops its running tasks: other workers may
-/// already have recovered their messages. A broker that answers but refuses to
-/// serve (out of memory, read-only, loading) recovers nobody, so it stops nothing.
+/// Beats every `heartbeat_interval`. A worker whose heartbeats have not landed for
+/// `worker_lost_after - heartbeat_interval` (counted from the last accepted beat's
+/// sending, so before any other worker may declare it lost), or that learns it was
+/// recovered, is cut off: it stops its running tasks and starts nothing until a beat
+/// lands again. A broker that answers that it cannot serve (out of memory, read-only,
+/// loading) recovers nobody meanwhile, so that stops nothing.
 pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
     let s = &shared.settings;
     let mut tick = tokio::time::interval(s.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    shared.liveness.beat_ok();
-    let mut cut_off = false;
+    let mut last_ok = Instant::now();
+    let margin = s.worker_lost_after.saturating_sub(s.heartbeat_interval);
     loop {
         tick.tick().await;
+        let sent = Instant::now();
         let beat =
             shared
                 .app
                 .broker()
                 .heartbeat(&shared.id, s.worker_lost_after, s.heartbeat_interval);
-        // A beat that hangs past the lease is as good as failed.
-        match tokio::time::timeout(s.worker_lost_after, beat).await {
-            Ok(Ok(())) => {
-                shared.liveness.beat_ok();
-                if std::mem::take(&mut cut_off) {
-                    tracing::warn!(worker = %shared.id, "broker reachable again; fetching resumes");
+        // A beat that takes longer than an interval is as good as failed.
+        let why = match tokio::time::timeout(s.heartbeat_interval, beat).await {
+            Ok(Ok(true)) => {
+                last_ok = sent;
+                if shared.liveness.beat_ok(sent) {
+                    tracing::warn!(worker = %shared.id, "broker reachable again; tasks start again");
                 }
+                continue;
             }
-            Ok(Err(e)) if !e.is_unreachable() => {
+            Ok(Ok(false)) => {
+                // Recovered by another worker (judged dead): what it runs is theirs.
+                last_ok = sent;
+                shared.liveness.beat_ok(sent);
+                cut_off(&shared, "this worker was recovered by another one");
+                continue;
+            }
+            Ok(Err(BackendError::Busy(e))) => {
                 // Up, but refusing: nobody can recover anyone meanwhile.
-                shared.liveness.beat_answered();
-                tracing::warn!(worker = %shared.id, error = %e, "heartbeat refused");
-            }
-            outcome => {
                 shared.liveness.beat_failed();
-                let error = match outcome {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_string(),
-                };
-                tracing::warn!(worker = %shared.id, %error, "heartbeat failed");
-                if !cut_off && shared.liveness.since_ok() > s.worker_lost_after {
-                    cut_off = true;
-                    let stopped = shared.stop_all(StopReason::ConnectionLost);
-                    tracing::error!(worker = %shared.id, stopped, "cut off from the broker for longer than the lease; running tasks stopped (acks_late ones are requeued)");
-                }
+                tracing::warn!(worker = %shared.id, error = %e, "heartbeat refused");
+                continue;
             }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        shared.liveness.beat_failed();
+        tracing::warn!(worker = %shared.id, error = %why, "heartbeat failed");
+        if last_ok.elapsed() >= margin {
+            cut_off(&shared, "cut off from the broker for about its lease");
         }
+    }
+}
+
+/// Stops the running tasks (`acks_late` ones are requeued, under their fencing token)
+/// and holds new starts until a beat lands.
+fn cut_off(shared: &Shared, why: &str) {
+    if shared.liveness.cut_off() {
+        let stopped = shared.stop_all(StopReason::ConnectionLost);
+        tracing::error!(worker = %shared.id, stopped, "{why}; running tasks stopped");
     }
 }
 

@@ -331,12 +331,20 @@ impl WorkerBuilder {
             background: vec![beat, maintenance, listener, controller, autoscaler],
         });
         let info = shared.info();
-        broker
-            .register_worker(&info, shared.settings.worker_lost_after)
-            .await?;
-        broker
-            .emit(&[Event::worker(EventKind::WorkerOnline, &info)])
-            .await?;
+        let online = async {
+            broker
+                .register_worker(&info, shared.settings.worker_lost_after)
+                .await?;
+            broker
+                .emit(&[Event::worker(EventKind::WorkerOnline, &info)])
+                .await
+        };
+        if let Err(e) = online.await {
+            // Nothing may keep running behind a start that failed.
+            shared.kill();
+            let _ = broker.unregister(&id).await;
+            return Err(e.into());
+        }
         tracing::info!(worker = %id, concurrency, pool = ?shared.settings.pool, "worker started");
         Ok(WorkerHandle { shared })
     }

@@ -318,41 +318,41 @@ pub(crate) struct Liveness(Mutex<Beats>);
 
 #[derive(Default)]
 struct Beats {
-    /// The last heartbeat the broker accepted.
+    /// When the last heartbeat the broker accepted was sent (its deadline runs from
+    /// no later than that).
     last_ok: Option<Instant>,
     /// The last heartbeat that failed.
     last_failure: Option<Instant>,
+    /// Cut off: running tasks were stopped and nothing starts until a beat lands.
+    cut_off: bool,
 }
 
 impl Liveness {
-    pub(crate) fn beat_ok(&self) {
-        lock(&self.0).last_ok = Some(Instant::now());
+    /// A heartbeat sent at `sent` was accepted; a cut-off ends.
+    pub(crate) fn beat_ok(&self, sent: Instant) -> bool {
+        let mut b = lock(&self.0);
+        b.last_ok = Some(sent);
+        std::mem::take(&mut b.cut_off)
     }
 
     pub(crate) fn beat_failed(&self) {
         lock(&self.0).last_failure = Some(Instant::now());
     }
 
-    /// A heartbeat refused by a broker that answered (out of memory, read-only):
-    /// a failure for recovery's grace, but proof that the broker is reachable, and
-    /// that no other worker can recover this one while it refuses writes.
-    pub(crate) fn beat_answered(&self) {
-        let mut b = lock(&self.0);
-        b.last_failure = Some(Instant::now());
-        b.last_ok = Some(Instant::now());
+    /// Marks the worker cut off; true if it was not already.
+    pub(crate) fn cut_off(&self) -> bool {
+        !std::mem::replace(&mut lock(&self.0).cut_off, true)
+    }
+
+    /// Whether the worker is cut off (nothing may start).
+    pub(crate) fn is_cut_off(&self) -> bool {
+        lock(&self.0).cut_off
     }
 
     /// Whether a heartbeat failed within `d`: recovery waits, since other workers
     /// cut off by the same outage have not had time to beat again.
     pub(crate) fn failed_within(&self, d: Duration) -> bool {
         lock(&self.0).last_failure.is_some_and(|t| t.elapsed() < d)
-    }
-
-    /// How long since the broker last accepted a heartbeat.
-    pub(crate) fn since_ok(&self) -> Duration {
-        lock(&self.0)
-            .last_ok
-            .map_or(Duration::ZERO, |t| t.elapsed())
     }
 }
 

@@ -52,42 +52,51 @@ end
 
 local recs = {}
 local bytes = 0
-for p = 9, 0, -1 do
-  if #recs >= max or bytes >= max_bytes then break end
-  local got = redis.call('LPOP', KEYS[p + 1], max - #recs)
-  if got then
-    for i, rec in ipairs(got) do
-      if #recs > 0 and bytes + #rec > max_bytes then
-        -- over the byte budget: the rest goes back to the head, in order
-        for j = #got, i, -1 do
-          redis.call('LPUSH', KEYS[p + 1], got[j])
-        end
-        bytes = max_bytes
-        break
+-- Popped in chunks, so that the script never holds much more than the byte budget.
+local function pop(key)
+  local got = redis.call('LPOP', key, math.min(64, max - #recs))
+  if not got then return false end
+  for i, rec in ipairs(got) do
+    if #recs > 0 and bytes + #rec > max_bytes then
+      -- over the byte budget: the rest goes back to the head, in order
+      for j = #got, i, -1 do
+        redis.call('LPUSH', key, got[j])
       end
-      local why = bad(rec)
-      if why then
-        dead(rec, why)
-      else
-        recs[#recs + 1] = rec
-        bytes = bytes + #rec
-      end
+      bytes = max_bytes
+      return false
+    end
+    local why = bad(rec)
+    if why then
+      dead(rec, why)
+    else
+      recs[#recs + 1] = rec
+      bytes = bytes + #rec
     end
   end
+  return true
+end
+
+for p = 9, 0, -1 do
+  while #recs < max and bytes < max_bytes and pop(KEYS[p + 1]) do end
+  if #recs >= max or bytes >= max_bytes then break end
 end
 
 -- Takes #recs consecutive tokens. The counter only starts again from zero if it was
--- lost (evicted, deleted): a repeated token would overwrite a lease the worker still
+-- lost (evicted, deleted): a repeated token would overwrite a lease a worker still
 -- holds, so a counter that has just been created is first moved past this worker's
--- leases and far beyond any count the lost counter can have reached.
+-- leases and past the server's clock in microseconds (beyond any count the lost
+-- counter can have reached, and beyond an earlier restart's).
 local function take_tokens(n)
   local last = redis.call('INCRBY', KEYS[13], n)
   if last ~= n then return last - n + 1 end
-  local top = 0
+  -- restarted: above this worker's leases and above the server's clock in
+  -- microseconds, which grows faster than any counter of messages
+  local clock = redis.call('TIME')
+  local top = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
   for _, t in ipairs(redis.call('HKEYS', KEYS[12])) do
     top = math.max(top, tonumber(t))
   end
-  redis.call('SET', KEYS[13], top + 1099511627776)
+  redis.call('SET', KEYS[13], string.format('%d', top))
   return redis.call('INCRBY', KEYS[13], n) - n + 1
 end
 

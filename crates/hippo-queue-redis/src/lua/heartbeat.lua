@@ -2,21 +2,25 @@
 -- and watch the fleet's heartbeats for an outage.
 -- KEYS[1]  worker deadlines (zset worker -> deadline ms, server clock)
 -- KEYS[2]  fleet state (hash: last = last heartbeat of any worker, grace = no
---          worker is declared lost before this time), in KEYS[1]'s slot
+--          worker is declared lost before this time, span = the longest ttl plus
+--          interval seen), in KEYS[1]'s slot
 -- ARGV     worker, ttl ms, heartbeat interval ms
--- When no worker could beat for 1.5 intervals (the server was down, loading,
--- read-only, out of memory or busy), every worker gets a full ttl to beat again
--- before any is declared lost.
--- Returns { previous deadline or -1, server now ms }.
+-- When no worker could beat for two intervals (the server was down, loading,
+-- read-only, out of memory or busy), every worker gets the longest lease of the fleet
+-- to beat again before any is declared lost.
+-- Returns { previous deadline, or -1 when the worker was not in the set (its first
+-- beat, or it was recovered meanwhile), server now ms }.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 local interval = tonumber(ARGV[3])
+local span = math.max(tonumber(redis.call('HGET', KEYS[2], 'span') or '0'), ttl + interval)
+redis.call('HSET', KEYS[2], 'span', span)
 local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
-if now - last > interval * 1.5 then
+if now - last > interval * 2 then
   local grace = tonumber(redis.call('HGET', KEYS[2], 'grace') or '0')
-  if now + ttl > grace then
-    redis.call('HSET', KEYS[2], 'grace', now + ttl)
+  if now + span > grace then
+    redis.call('HSET', KEYS[2], 'grace', now + span)
   end
 end
 redis.call('HSET', KEYS[2], 'last', now)

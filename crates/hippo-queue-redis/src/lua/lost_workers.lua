@@ -1,13 +1,22 @@
--- Name up to ARGV[1] workers whose deadline has passed on the server's clock, unless
--- the fleet is within its grace period after an outage (see heartbeat.lua).
+-- Claim up to ARGV[1] workers whose deadline has passed on the server's clock, unless
+-- the fleet is within its grace period after an outage (see heartbeat.lua): each is
+-- removed from the deadlines in the same step, so a worker that beats again after
+-- this learns it was recovered (its heartbeat finds itself missing), and no second
+-- recoverer claims it.
 -- KEYS[1]  worker deadlines (zset)
 -- KEYS[2]  fleet state (hash), in KEYS[1]'s slot
--- ARGV     most workers to name
--- Returns the workers' names.
+-- ARGV     most workers to claim
+-- Returns { 1 while in the grace period, else 0; the claimed workers... }.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local grace = tonumber(redis.call('HGET', KEYS[2], 'grace') or '0')
 if now < grace then
-  return {}
+  return { 1 }
 end
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[1]))
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[1]))
+if #dead > 0 then
+  redis.call('ZREM', KEYS[1], unpack(dead))
+end
+local out = { 0 }
+for _, w in ipairs(dead) do out[#out + 1] = w end
+return out
