@@ -5,34 +5,23 @@
 
 use std::time::Duration;
 
-use hippo_queue_redis::test_server::RedisServer;
-
 use crate::harness::{
-    COUNTER_DB, Child, ChildSpec, Counters, Row, Sampler, Work, WorkerCfg, app_on, count, late,
-    light, note, scaled, wait_final, wait_for,
+    Child, ChildSpec, Row, Sampler, Scene, WorkerCfg, count, late, light, note, scaled, send_work,
+    wait_final, wait_for,
 };
 
 async fn skewed(offset: &str) {
     let _machine = light().await;
     let scenario = format!("worker clock {offset} vs real clock");
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
-    let (app, backend) = app_on(&url, &counter_url, None).await;
-    let counters = Counters::connect(&counter_url).await;
+    let scene = Scene::start(None).await;
     let cfg = WorkerCfg::new(2, 1).lost_after(Duration::from_secs(2));
     let window = cfg.window();
-    let spec = ChildSpec {
-        url: url.clone(),
-        counter_url: counter_url.clone(),
-        cfg: cfg.clone(),
-        faketime: None,
-    };
+    let spec = ChildSpec::new(&scene.url, &scene.counter_url, &cfg);
     let skewed_spec = ChildSpec {
         faketime: Some(offset.to_string()),
         ..spec.clone()
     };
-    let sampler = Sampler::start(&url);
+    let sampler = Sampler::start(&scene.url);
     let label = if offset.starts_with('-') {
         "behind"
     } else {
@@ -47,15 +36,9 @@ async fn skewed(offset: &str) {
     let n = count(8).max(4);
     let ms = scaled(Duration::from_secs(4), Duration::from_secs(3)).as_millis() as u64;
     // Two tasks for the first worker's two slots...
-    let mut ids: Vec<String> = app
-        .send_many::<Work>((0..2).map(|_| (ms, late())))
-        .await
-        .expect("send")
-        .iter()
-        .map(|h| h.id().to_string())
-        .collect();
+    let mut ids = send_work(&scene.app, (0..2).map(|_| (ms, late()))).await;
     let busy = wait_for(Duration::from_secs(10), || {
-        let c = &counters;
+        let c = &scene.counters;
         async move { c.distinct().await >= 2 }
     })
     .await;
@@ -63,47 +46,28 @@ async fn skewed(offset: &str) {
     // ...then the other joins with free slots, and the rest follow a second later.
     let _second = Child::spawn(second_spec, &format!("skew-{label}-second"));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ids.extend(
-        app.send_many::<Work>((2..n).map(|_| (ms, late())))
-            .await
-            .expect("send")
-            .iter()
-            .map(|h| h.id().to_string()),
-    );
+    ids.extend(send_work(&scene.app, (2..n).map(|_| (ms, late()))).await);
     note(
         &scenario,
         format!("sent {n} tasks of {ms} ms; the worker behind ran 2 when the one ahead joined"),
     );
     let finals = wait_final(
-        &backend,
+        &scene.backend,
         &ids,
         Duration::from_secs(15),
         Duration::from_secs(90),
     )
     .await;
     let held = sampler.finish().await;
-    let execs = counters.execs().await;
+    let execs = scene.counters.execs().await;
     let row = Row::new(&scenario, &ids, &finals, &execs, held, window);
     row.print();
 
-    assert_eq!(
-        row.worker_lost(),
-        0,
-        "{scenario}: {} tasks recorded FAILURE WorkerLostError while their worker was alive (liveness judged on skewed wall clocks)",
-        row.worker_lost()
+    row.assert_no_worker_lost(
+        "while their worker was alive (liveness judged on skewed wall clocks)",
     );
-    assert_eq!(
-        row.runs_gt1, 0,
-        "{scenario}: {} tasks ran more than once ({} extra runs): a live worker was recovered by the other",
-        row.runs_gt1, row.extra_runs
-    );
-    assert_eq!(row.lost, 0, "{scenario}: {} tasks lost", row.lost);
-    assert_eq!(row.success, n, "{scenario}: {:?}", row.other);
-    assert!(
-        held.one as usize <= window,
-        "{scenario}: one worker held {} messages, above its window of {window}",
-        held.one
-    );
+    row.assert_no_task_ran_twice("a live worker was recovered by the other");
+    row.assert_all_success_within_window();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,40 +6,25 @@ use std::time::{Duration, Instant};
 use hippo_queue_redis::test_server::RedisServer;
 
 use crate::harness::{
-    COUNTER_DB, Child, ChildSpec, Counters, Row, Sampler, Work, WorkerCfg, app_on, late, light,
-    note, wait_final, wait_for,
+    COUNTER_DB, Child, ChildSpec, Row, Sampler, Scene, WorkerCfg, app_on, late, light, note,
+    send_one, wait_final,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_name_restarted_after_kill9_gets_its_task_redelivered() {
     let _machine = light().await;
     let scenario = "fixed name w1 restarted after kill -9";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
-    let (app, backend) = app_on(&url, &counter_url, None).await;
-    let counters = Counters::connect(&counter_url).await;
+    let scene = Scene::start(None).await;
     let lost_after = Duration::from_secs(2);
     let cfg = WorkerCfg::new(2, 1).lost_after(lost_after).named("w1");
-    let spec = ChildSpec {
-        url: url.clone(),
-        counter_url: counter_url.clone(),
-        cfg: cfg.clone(),
-        faketime: None,
-    };
-    let sampler = Sampler::start(&url);
+    let spec = ChildSpec::new(&scene.url, &scene.counter_url, &cfg);
+    let sampler = Sampler::start(&scene.url);
     let mut first = Child::spawn(&spec, "fixed-name-w1-first");
-    let id = app
-        .apply_async::<Work>(5000, late())
-        .await
-        .expect("send")
-        .id()
-        .to_string();
-    let running = wait_for(Duration::from_secs(10), || {
-        let (c, id) = (&counters, &id);
-        async move { c.execs_of(id).await >= 1 }
-    })
-    .await;
+    let id = send_one(&scene.app, 5000, late()).await;
+    let running = scene
+        .counters
+        .wait_execs(&id, 1, Duration::from_secs(10))
+        .await;
     assert!(running, "{scenario}: the first w1 never started the task");
     first.kill9();
     // Restarted at once, as systemd or a StatefulSet would; a start that is refused
@@ -50,7 +35,7 @@ async fn fixed_name_restarted_after_kill9_gets_its_task_redelivered() {
     let deadline = t_restart + 2 * lost_after;
     let mut redelivered = None;
     while Instant::now() < deadline {
-        if counters.execs_of(&id).await >= 2 {
+        if scene.counters.execs_of(&id).await >= 2 {
             redelivered = Some(t_restart.elapsed());
             break;
         }
@@ -66,7 +51,7 @@ async fn fixed_name_restarted_after_kill9_gets_its_task_redelivered() {
         format!("redelivered: {redelivered:?} after {restarts} starts"),
     );
     let finals = wait_final(
-        &backend,
+        &scene.backend,
         std::slice::from_ref(&id),
         Duration::from_secs(10),
         Duration::from_secs(10),
@@ -74,7 +59,7 @@ async fn fixed_name_restarted_after_kill9_gets_its_task_redelivered() {
     .await;
     drop(second);
     let held = sampler.finish().await;
-    let execs = counters.execs().await;
+    let execs = scene.counters.execs().await;
     let row = Row::new(
         scenario,
         std::slice::from_ref(&id),

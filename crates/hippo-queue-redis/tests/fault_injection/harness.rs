@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hippo_queue_core::backend::ResultBackend;
+use hippo_queue_core::backend::{Broker, DeliveryFlags, Outgoing, ResultBackend};
+use hippo_queue_core::time::now_ms;
 use hippo_queue_core::worker::WorkerBuilder;
 use hippo_queue_core::{App, SendOptions, Task, TaskContext, TaskError, TaskMeta, TaskOptions};
+use hippo_queue_redis::test_server::{RedisServer, Reply};
 use hippo_queue_redis::{RedisBackend, RedisConfig};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
@@ -268,7 +270,19 @@ pub async fn redis_conn(url: &str) -> MultiplexedConnection {
 
 /// An app on `url` with the scenario tasks registered; they count in `counter_url`.
 pub async fn app_on(url: &str, counter_url: &str, log: Option<Log>) -> (App, RedisBackend) {
-    let backend = connect(url).await;
+    app_with(RedisConfig::new(url), counter_url, log).await
+}
+
+/// An app on the servers `config` names (a separate results URL, a response timeout),
+/// with the scenario tasks registered; they count in `counter_url`.
+pub async fn app_with(
+    config: RedisConfig,
+    counter_url: &str,
+    log: Option<Log>,
+) -> (App, RedisBackend) {
+    let backend = RedisBackend::connect(config)
+        .await
+        .expect("connect to the test server");
     let app = App::builder()
         .broker(backend.clone())
         .backend(backend.clone())
@@ -280,6 +294,57 @@ pub async fn app_on(url: &str, counter_url: &str, log: Option<Log>) -> (App, Red
     });
     app.register(Big { counter });
     (app, backend)
+}
+
+/// Sends one [`Work`] task of `ms` and returns its id.
+pub async fn send_one(app: &App, ms: u64, opts: SendOptions) -> String {
+    app.apply_async::<Work>(ms, opts)
+        .await
+        .expect("send")
+        .id()
+        .to_string()
+}
+
+/// Sends [`Work`] tasks of `(ms, options)` in one batch and returns their ids.
+pub async fn send_work(
+    app: &App,
+    tasks: impl IntoIterator<Item = (u64, SendOptions)>,
+) -> Vec<String> {
+    app.send_many::<Work>(tasks)
+        .await
+        .expect("send")
+        .iter()
+        .map(|h| h.id().to_string())
+        .collect()
+}
+
+/// The usual set-up of a scenario on one server: the app and its backend on database
+/// 0, the side channel in [`COUNTER_DB`]. The server stops when the scene is dropped.
+pub struct Scene {
+    pub server: RedisServer,
+    pub url: String,
+    pub counter_url: String,
+    pub app: App,
+    pub backend: RedisBackend,
+    pub counters: Counters,
+}
+
+impl Scene {
+    pub async fn start(log: Option<Log>) -> Scene {
+        let server = RedisServer::start();
+        let url = server.url(0);
+        let counter_url = server.url(COUNTER_DB);
+        let (app, backend) = app_on(&url, &counter_url, log).await;
+        let counters = Counters::connect(&counter_url).await;
+        Scene {
+            server,
+            url,
+            counter_url,
+            app,
+            backend,
+            counters,
+        }
+    }
 }
 
 /// Worker settings of a scenario.
@@ -344,6 +409,18 @@ pub struct ChildSpec {
     pub cfg: WorkerCfg,
     /// A libfaketime offset such as `"+15s"`.
     pub faketime: Option<String>,
+}
+
+impl ChildSpec {
+    /// A worker on `url` with `cfg`, counting in `counter_url`, on the real clock.
+    pub fn new(url: &str, counter_url: &str, cfg: &WorkerCfg) -> ChildSpec {
+        ChildSpec {
+            url: url.to_string(),
+            counter_url: counter_url.to_string(),
+            cfg: cfg.clone(),
+            faketime: None,
+        }
+    }
 }
 
 const FAKETIME_LIBS: [&str; 2] = [
@@ -494,6 +571,10 @@ impl Counters {
     pub async fn distinct(&self) -> usize {
         let mut c = self.conn.clone();
         c.hlen(EXECS).await.expect("read counters")
+    }
+    /// Waits up to `timeout` until the body of `id` has started `at_least` times.
+    pub async fn wait_execs(&self, id: &str, at_least: i64, timeout: Duration) -> bool {
+        wait_for(timeout, || async { self.execs_of(id).await >= at_least }).await
     }
     pub async fn total(&self) -> i64 {
         let mut c = self.conn.clone();
@@ -729,6 +810,63 @@ impl Row {
         self.other.values().sum()
     }
 
+    /// Nothing lost, every sent task SUCCESS, no worker held more than its window.
+    pub fn assert_all_success_within_window(&self) {
+        assert_eq!(
+            self.lost, 0,
+            "{}: {} of {} tasks have no final record (lost)",
+            self.scenario, self.lost, self.sent
+        );
+        assert_eq!(
+            self.success, self.sent,
+            "{}: {} of {} tasks SUCCESS; other final states {:?}",
+            self.scenario, self.success, self.sent, self.other
+        );
+        self.assert_held_within_window();
+    }
+
+    /// No worker held more messages at once than its prefetch window.
+    pub fn assert_held_within_window(&self) {
+        assert!(
+            self.held.one as usize <= self.window,
+            "{}: one worker held {} messages at once, above its window of {}",
+            self.scenario,
+            self.held.one,
+            self.window
+        );
+    }
+
+    /// At most `bound` body starts beyond the first; `what` says what the bound is.
+    pub fn assert_extra_runs_at_most(&self, bound: i64, what: &str) {
+        assert!(
+            self.extra_runs <= bound,
+            "{}: {} extra runs ({} tasks ran more than once), above {what} = {bound}",
+            self.scenario,
+            self.extra_runs,
+            self.runs_gt1
+        );
+    }
+
+    /// No FAILURE record says WorkerLostError; `why` says what one would mean.
+    pub fn assert_no_worker_lost(&self, why: &str) {
+        assert_eq!(
+            self.worker_lost(),
+            0,
+            "{}: {} tasks recorded FAILURE WorkerLostError: {why}",
+            self.scenario,
+            self.worker_lost()
+        );
+    }
+
+    /// No task body started more than once; `why` says what a second run would mean.
+    pub fn assert_no_task_ran_twice(&self, why: &str) {
+        assert_eq!(
+            self.runs_gt1, 0,
+            "{}: {} tasks ran more than once ({} extra runs): {why}",
+            self.scenario, self.runs_gt1, self.extra_runs
+        );
+    }
+
     pub fn line(&self) -> String {
         let other = if self.other.is_empty() {
             "0".to_string()
@@ -768,5 +906,134 @@ impl Row {
         {
             let _ = writeln!(f, "{line} scale {} |", scale());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw records in the queue's keys
+
+/// The integer of a reply from the test server.
+pub fn int(r: Result<Reply, String>) -> i64 {
+    match r {
+        Ok(Reply::Int(n)) => n,
+        other => panic!("expected an integer reply, got {other:?}"),
+    }
+}
+
+/// The task ids of raw records (id length at bytes 4-5).
+pub fn record_ids(recs: &[Vec<u8>]) -> Vec<String> {
+    recs.iter()
+        .filter(|r| r.len() >= 5)
+        .filter_map(|r| {
+            let n = usize::from(u16::from_be_bytes([r[3], r[4]]));
+            r.get(5..5 + n)
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        })
+        .collect()
+}
+
+fn bulk_list(r: Result<Reply, String>) -> Vec<Vec<u8>> {
+    match r {
+        Ok(Reply::Array(Some(items))) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                Reply::Bulk(Some(b)) => Some(b),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Ids of the records waiting (any priority) or delayed in the default queue.
+pub fn queued_ids(server: &RedisServer) -> HashSet<String> {
+    let mut recs = Vec::new();
+    for p in 0..10 {
+        let key = format!("hq:{{default}}:w{p}");
+        recs.extend(bulk_list(server.command(&["LRANGE", &key, "0", "-1"])));
+    }
+    recs.extend(bulk_list(server.command(&[
+        "ZRANGE",
+        "hq:{default}:delayed",
+        "0",
+        "-1",
+    ])));
+    record_ids(&recs).into_iter().collect()
+}
+
+/// A well-formed message for the default queue (payload: an empty msgpack map).
+pub fn good_outgoing(id: &str, eta: Option<u64>) -> Outgoing {
+    Outgoing {
+        id: id.to_string(),
+        queue: QUEUE.into(),
+        priority: 0,
+        eta,
+        payload: b"M\xc0".to_vec(),
+        flags: DeliveryFlags::default(),
+    }
+}
+
+/// What one fetch past a bad raw record found (see [`fetch_past_bad_record`]).
+pub struct PastBadRecord {
+    /// `returned N` or `failed: <error>`.
+    pub fetch: String,
+    /// Good messages delivered by the fetch or still waiting or delayed, of 10.
+    pub found: usize,
+    /// Messages leased to the fetching worker afterwards.
+    pub leased: i64,
+}
+
+/// Review Q12: 10 good messages `good-0`..`good-9` published (due in `delay_ms` when
+/// given), then `bad` added with the raw command `add` (for example `RPUSH <list>` or
+/// `ZADD <set> <score>`), then, once the good ones are due, one fetch of up to 100
+/// by a worker `drainer`.
+pub async fn fetch_past_bad_record(
+    add: &[&[u8]],
+    bad: &[u8],
+    delay_ms: Option<u64>,
+) -> PastBadRecord {
+    let server = RedisServer::start();
+    let (_app, backend) = app_on(&server.url(0), &server.url(COUNTER_DB), None).await;
+    let good: Vec<String> = (0..10).map(|i| format!("good-{i}")).collect();
+    let eta = delay_ms.map(|ms| now_ms() + ms);
+    backend
+        .publish(good.iter().map(|id| good_outgoing(id, eta)).collect())
+        .await
+        .expect("publish");
+    let mut cmd = add.to_vec();
+    cmd.push(bad);
+    server.command_bytes(&cmd).expect("add the bad record");
+    if let Some(ms) = delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms + 200)).await;
+    }
+    backend
+        .heartbeat("drainer", Duration::from_secs(60), Duration::from_secs(2))
+        .await
+        .expect("beat");
+    let got = backend
+        .fetch(
+            "drainer",
+            &[QUEUE.to_string()],
+            100,
+            Duration::from_millis(100),
+        )
+        .await;
+    let delivered: HashSet<String> = match &got {
+        Ok(ds) => ds.iter().map(|d| d.id.clone()).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let queued = queued_ids(&server);
+    let leased = int(server.command(&["HLEN", "hq:{default}:lease:drainer"]));
+    let found = good
+        .iter()
+        .filter(|id| delivered.contains(*id) || queued.contains(*id))
+        .count();
+    PastBadRecord {
+        fetch: match &got {
+            Ok(d) => format!("returned {}", d.len()),
+            Err(e) => format!("failed: {e}"),
+        },
+        found,
+        leased,
     }
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use hippo_queue_redis::test_server::RedisServer;
 
 use crate::harness::{
-    COUNTER_DB, Counters, Log, Row, Sampler, What, Work, WorkerCfg, app_on, events, late, light,
-    note, scaled, wait_final, wait_for,
+    COUNTER_DB, Counters, Log, Row, Sampler, What, WorkerCfg, app_on, events, late, light, note,
+    scaled, send_work, wait_final, wait_for,
 };
 use crate::proxy::Proxy;
 
@@ -49,14 +49,7 @@ async fn proxy_stops_forwarding_for_30s() {
     let sampler = Sampler::start(&url);
 
     let long = (cut / 4).min(Duration::from_secs(8)).as_millis() as u64;
-    let mut ids: Vec<String> = Vec::new();
-    for h in app
-        .send_many::<Work>((0..4).map(|_| (long, late())))
-        .await
-        .expect("send")
-    {
-        ids.push(h.id().to_string());
-    }
+    let mut ids = send_work(&app, (0..4).map(|_| (long, late()))).await;
     let running_on = |w: &str| {
         let evs = events(&log);
         evs.iter()
@@ -72,13 +65,7 @@ async fn proxy_stops_forwarding_for_30s() {
     })
     .await;
     assert!(both, "{scenario}: each worker should be running two tasks");
-    for h in app
-        .send_many::<Work>((0..2).map(|_| (long, late())))
-        .await
-        .expect("send")
-    {
-        ids.push(h.id().to_string());
-    }
+    ids.extend(send_work(&app, (0..2).map(|_| (long, late()))).await);
 
     let running_at_cut = running_on("A-behind-proxy");
     proxy.pause();
@@ -93,13 +80,7 @@ async fn proxy_stops_forwarding_for_30s() {
     note(&scenario, "forwarding again");
 
     // Work resumes: short tasks after the cut, while B is still busy.
-    for h in app
-        .send_many::<Work>((0..12).map(|_| (1000, late())))
-        .await
-        .expect("send")
-    {
-        ids.push(h.id().to_string());
-    }
+    ids.extend(send_work(&app, (0..12).map(|_| (1000, late()))).await);
     let finals = wait_final(
         &backend,
         &ids,
@@ -146,20 +127,10 @@ async fn proxy_stops_forwarding_for_30s() {
         completed_twice, 0,
         "{scenario}: {completed_twice} tasks ran to the end twice"
     );
-    assert_eq!(row.lost, 0, "{scenario}: {} tasks lost", row.lost);
-    assert_eq!(row.success, ids.len(), "{scenario}: {:?}", row.other);
+    row.assert_all_success_within_window();
     assert!(
         a_after >= 1,
         "{scenario}: the cut-off worker finished no task after the proxy forwarded again"
     );
-    assert!(
-        row.extra_runs <= window as i64,
-        "{scenario}: {} extra runs, above the cut-off worker's window {window}",
-        row.extra_runs
-    );
-    assert!(
-        held.one as usize <= window,
-        "{scenario}: one worker held {} messages, above its window of {window}",
-        held.one
-    );
+    row.assert_extra_runs_at_most(window as i64, "the cut-off worker's window");
 }

@@ -13,7 +13,7 @@ use hippo_queue_redis::test_server::{Persistence, RedisServer};
 
 use crate::harness::{
     Child, ChildSpec, Counters, Rng, Row, Sampler, Work, WorkerCfg, app_on, count, heavy, late,
-    note, redis_conn, wait_final,
+    note, redis_conn, send_work, wait_final,
 };
 
 /// Every task id present in the queue (waiting, delayed, leased) or with a result
@@ -79,16 +79,9 @@ async fn restart_mid_drain(stop: Stop) {
     let window = cfg.window();
     let n = count(6000);
     let mut rng = Rng::new(7);
-    let handles = app
-        .send_many::<Work>((0..n).map(|_| (rng.range(5, 50), late())))
-        .await
-        .expect("send");
+    let first = send_work(&app, (0..n).map(|_| (rng.range(5, 50), late()))).await;
     let t0 = Instant::now();
-    let sends: Sends = Arc::new(Mutex::new(vec![(
-        t0,
-        t0,
-        handles.iter().map(|h| h.id().to_string()).collect(),
-    )]));
+    let sends: Sends = Arc::new(Mutex::new(vec![(t0, t0, first)]));
 
     // A producer that keeps sending (and fails while Redis is down).
     let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -113,12 +106,7 @@ async fn restart_mid_drain(stop: Stop) {
     };
 
     let sampler = Sampler::start(&url);
-    let spec = ChildSpec {
-        url: url.clone(),
-        counter_url: counter_url.clone(),
-        cfg: cfg.clone(),
-        faketime: None,
-    };
+    let spec = ChildSpec::new(&url, &counter_url, &cfg);
     let label = match stop {
         Stop::Shutdown => "restart-shutdown",
         Stop::Kill9 => "restart-kill9",
@@ -233,17 +221,13 @@ async fn restart_mid_drain(stop: Stop) {
         Stop::Shutdown => 0,
         Stop::Kill9 => (total_at_fault - total_before).max(0),
     };
-    let bound = (window * workers) as i64 + forgotten;
-    assert!(
-        row.extra_runs <= bound,
-        "{scenario}: {} extra runs, above the bound {bound} (windows {window} x {workers} + {forgotten} started in the last 2 s before the stop)",
-        row.extra_runs
+    row.assert_extra_runs_at_most(
+        (window * workers) as i64 + forgotten,
+        &format!(
+            "windows {window} x {workers} + {forgotten} started in the last 2 s before the stop"
+        ),
     );
-    assert!(
-        held.one as usize <= window,
-        "{scenario}: one worker held {} messages at once, above its window of {window}",
-        held.one
-    );
+    row.assert_held_within_window();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

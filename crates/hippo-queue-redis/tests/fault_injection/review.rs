@@ -1,79 +1,20 @@
 //! One test per review finding (`review-correctness.md`): Q1, Q6a, Q11, Q12, Q13, R2
 //! and I1, each the scenario the review describes.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hippo_queue_core::backend::{Broker, DeliveryFlags, Outgoing};
+use hippo_queue_core::backend::{Broker, Outgoing};
 use hippo_queue_core::control::{Command, ReplyBody};
-use hippo_queue_core::time::now_ms;
 use hippo_queue_core::{SendOptions, Task};
+use hippo_queue_redis::RedisConfig;
 use hippo_queue_redis::test_server::{RedisServer, Reply};
 
 use crate::harness::{
-    COUNTER_DB, Counters, Log, Row, Sampler, What, Work, WorkerCfg, app_on, events, late, light,
-    note, wait_final, wait_for,
+    COUNTER_DB, Counters, Log, PastBadRecord, Row, Sampler, Scene, What, Work, WorkerCfg, app_on,
+    app_with, events, fetch_past_bad_record, good_outgoing, int, late, light, note, send_one,
+    send_work, wait_final, wait_for,
 };
-
-fn int(r: Result<Reply, String>) -> i64 {
-    match r {
-        Ok(Reply::Int(n)) => n,
-        other => panic!("expected an integer reply, got {other:?}"),
-    }
-}
-
-/// The task ids of raw records (id length at bytes 4-5).
-fn record_ids(recs: &[Vec<u8>]) -> Vec<String> {
-    recs.iter()
-        .filter(|r| r.len() >= 5)
-        .filter_map(|r| {
-            let n = usize::from(u16::from_be_bytes([r[3], r[4]]));
-            r.get(5..5 + n)
-                .map(|id| String::from_utf8_lossy(id).into_owned())
-        })
-        .collect()
-}
-
-fn bulk_list(r: Result<Reply, String>) -> Vec<Vec<u8>> {
-    match r {
-        Ok(Reply::Array(Some(items))) => items
-            .into_iter()
-            .filter_map(|i| match i {
-                Reply::Bulk(Some(b)) => Some(b),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Ids of the records waiting (any priority) or delayed in the default queue.
-fn queued_ids(server: &RedisServer) -> HashSet<String> {
-    let mut recs = Vec::new();
-    for p in 0..10 {
-        let key = format!("hq:{{default}}:w{p}");
-        recs.extend(bulk_list(server.command(&["LRANGE", &key, "0", "-1"])));
-    }
-    recs.extend(bulk_list(server.command(&[
-        "ZRANGE",
-        "hq:{default}:delayed",
-        "0",
-        "-1",
-    ])));
-    record_ids(&recs).into_iter().collect()
-}
-
-fn good_outgoing(id: &str, eta: Option<u64>) -> Outgoing {
-    Outgoing {
-        id: id.to_string(),
-        queue: "default".into(),
-        priority: 0,
-        eta,
-        payload: b"M\xc0".to_vec(),
-        flags: DeliveryFlags::default(),
-    }
-}
 
 /// Q1: `P:wq:W` deleted while W lives (a false recovery) is never re-asserted, so
 /// W's later leases are unrecoverable after W dies.
@@ -81,17 +22,14 @@ fn good_outgoing(id: &str, eta: Option<u64>) -> Outgoing {
 async fn q1_worker_queue_index_deleted_while_alive() {
     let _machine = light().await;
     let scenario = "Q1 wq index deleted while the worker lives";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
-    let (app_a, _) = app_on(&url, &counter_url, None).await;
-    let (app_b, backend_b) = app_on(&url, &counter_url, None).await;
-    let counters = Counters::connect(&counter_url).await;
+    let scene = Scene::start(None).await;
+    let (app_b, backend_b) = app_on(&scene.url, &scene.counter_url, None).await;
     let cfg = WorkerCfg::new(1, 1).lost_after(Duration::from_secs(1));
-    let w = cfg.builder(&app_a).start().await.expect("worker W");
+    let w = cfg.builder(&scene.app).start().await.expect("worker W");
     let wid = w.id().to_string();
     // W fetches once: its queue is now in hq:wq:W, and cached by backend A.
-    app_a
+    scene
+        .app
         .delay::<Work>(10)
         .await
         .expect("send")
@@ -103,34 +41,31 @@ async fn q1_worker_queue_index_deleted_while_alive() {
     // the index. (B's own recovery cannot be used to stage this any more: the fleet
     // grace after W's first heartbeat keeps anyone from being recovered.)
     let wq = format!("hq:wq:{wid}");
-    server.command(&["ZREM", "hq:workers", &wid]).expect("ZREM");
-    server.command(&["DEL", &wq]).expect("DEL");
+    scene
+        .server
+        .command(&["ZREM", "hq:workers", &wid])
+        .expect("ZREM");
+    scene.server.command(&["DEL", &wq]).expect("DEL");
     let _ = backend_b.recover(5).await.expect("recover");
     assert_eq!(
-        int(server.command(&["EXISTS", &wq])),
+        int(scene.server.command(&["EXISTS", &wq])),
         0,
         "{scenario}: index deleted"
     );
-    let id = app_a
-        .apply_async::<Work>(1000, late())
-        .await
-        .expect("send")
-        .id()
-        .to_string();
-    let fetched = wait_for(Duration::from_secs(10), || {
-        let (c, id) = (&counters, &id);
-        async move { c.execs_of(id).await >= 1 }
-    })
-    .await;
+    let id = send_one(&scene.app, 1000, late()).await;
+    let fetched = scene
+        .counters
+        .wait_execs(&id, 1, Duration::from_secs(10))
+        .await;
     assert!(fetched, "{scenario}: W did not start the task");
     w.kill();
     let x = cfg.builder(&app_b).start().await.expect("worker X");
     let limit = 3 * cfg.lost_after + Duration::from_millis(1000);
     let finals = wait_final(&backend_b, std::slice::from_ref(&id), limit, limit).await;
     let lease = format!("hq:{{default}}:lease:{wid}");
-    let left = int(server.command(&["HLEN", &lease]));
+    let left = int(scene.server.command(&["HLEN", &lease]));
     x.kill();
-    let execs = counters.execs().await;
+    let execs = scene.counters.execs().await;
     let row = Row::new(
         scenario,
         std::slice::from_ref(&id),
@@ -152,26 +87,17 @@ async fn q1_worker_queue_index_deleted_while_alive() {
 async fn q6a_four_byte_record_does_not_strand_good_messages() {
     let _machine = light().await;
     let scenario = "Q6a 4-byte record ahead of 10 good messages";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
-    let (app, backend) = app_on(&url, &counter_url, None).await;
-    let counters = Counters::connect(&counter_url).await;
-    server
+    let scene = Scene::start(None).await;
+    scene
+        .server
         .command_bytes(&[b"RPUSH", b"hq:{default}:w0", b"\x00\x00\x00\x00"])
         .expect("RPUSH");
-    let ids: Vec<String> = app
-        .send_many::<Work>((0..10).map(|_| (10, SendOptions::new())))
-        .await
-        .expect("send")
-        .iter()
-        .map(|h| h.id().to_string())
-        .collect();
+    let ids = send_work(&scene.app, (0..10).map(|_| (10, SendOptions::new()))).await;
     let cfg = WorkerCfg::new(4, 4);
-    let sampler = Sampler::start(&url);
-    let w = cfg.builder(&app).start().await.expect("worker");
+    let sampler = Sampler::start(&scene.url);
+    let w = cfg.builder(&scene.app).start().await.expect("worker");
     let finals = wait_final(
-        &backend,
+        &scene.backend,
         &ids,
         Duration::from_secs(5),
         Duration::from_secs(10),
@@ -181,7 +107,8 @@ async fn q6a_four_byte_record_does_not_strand_good_messages() {
     let mut reserved = 0;
     let settle_by = Instant::now() + Duration::from_secs(3);
     while Instant::now() < settle_by {
-        reserved = backend
+        reserved = scene
+            .backend
             .queue_stats(&q)
             .await
             .map(|s| s[0].reserved)
@@ -193,7 +120,7 @@ async fn q6a_four_byte_record_does_not_strand_good_messages() {
     }
     let held = sampler.finish().await;
     w.kill();
-    let execs = counters.execs().await;
+    let execs = scene.counters.execs().await;
     let row = Row::new(scenario, &ids, &finals, &execs, held, cfg.window())
         .note(format!("{reserved} still leased afterwards"));
     row.print();
@@ -214,15 +141,12 @@ async fn q6a_four_byte_record_does_not_strand_good_messages() {
 async fn q11_seq_deleted_while_a_task_runs() {
     let _machine = light().await;
     let scenario = "Q11 DEL hq:{default}:seq while a task runs";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
-    let (app, backend) = app_on(&url, &counter_url, None).await;
-    let counters = Counters::connect(&counter_url).await;
+    let scene = Scene::start(None).await;
     let cfg = WorkerCfg::new(1, 8);
-    let w = cfg.builder(&app).start().await.expect("worker");
+    let w = cfg.builder(&scene.app).start().await.expect("worker");
     let mut ids: Vec<String> = Vec::new();
-    for h in app
+    for h in scene
+        .app
         .send_many::<Work>((0..5).map(|_| (10, SendOptions::new())))
         .await
         .expect("send")
@@ -230,41 +154,31 @@ async fn q11_seq_deleted_while_a_task_runs() {
         h.get(Duration::from_secs(10)).await.expect("warm-up task");
         ids.push(h.id().to_string());
     }
-    let long = app
-        .apply_async::<Work>(3000, late())
-        .await
-        .expect("send")
-        .id()
-        .to_string();
+    let long = send_one(&scene.app, 3000, late()).await;
     ids.push(long.clone());
-    let running = wait_for(Duration::from_secs(10), || {
-        let (c, id) = (&counters, &long);
-        async move { c.execs_of(id).await >= 1 }
-    })
-    .await;
+    let running = scene
+        .counters
+        .wait_execs(&long, 1, Duration::from_secs(10))
+        .await;
     assert!(running, "{scenario}: the long task did not start");
-    let seq_before = server
+    let seq_before = scene
+        .server
         .command(&["GET", "hq:{default}:seq"])
         .map(|r| r.text());
-    server
+    scene
+        .server
         .command(&["DEL", "hq:{default}:seq"])
         .expect("DEL seq");
-    for h in app
-        .send_many::<Work>((0..8).map(|_| (10, SendOptions::new())))
-        .await
-        .expect("send")
-    {
-        ids.push(h.id().to_string());
-    }
+    ids.extend(send_work(&scene.app, (0..8).map(|_| (10, SendOptions::new()))).await);
     let finals = wait_final(
-        &backend,
+        &scene.backend,
         &ids,
         Duration::from_secs(8),
         Duration::from_secs(20),
     )
     .await;
     w.kill();
-    let execs = counters.execs().await;
+    let execs = scene.counters.execs().await;
     let never_ran = ids.iter().filter(|id| !execs.contains_key(*id)).count();
     let row = Row::new(
         scenario,
@@ -291,44 +205,13 @@ async fn q11_seq_deleted_while_a_task_runs() {
 async fn q12_short_record_in_a_waiting_list_loses_nothing() {
     let _machine = light().await;
     let scenario = "Q12 2-byte record behind 10 good ones, then fetch";
-    let server = RedisServer::start();
-    let (_app, backend) = app_on(&server.url(0), &server.url(COUNTER_DB), None).await;
-    let good: Vec<String> = (0..10).map(|i| format!("good-{i}")).collect();
-    backend
-        .publish(good.iter().map(|id| good_outgoing(id, None)).collect())
-        .await
-        .expect("publish");
-    server
-        .command_bytes(&[b"RPUSH", b"hq:{default}:w0", b"ab"])
-        .expect("RPUSH");
-    backend
-        .heartbeat("drainer", Duration::from_secs(60), Duration::from_secs(2))
-        .await
-        .expect("beat");
-    let got = backend
-        .fetch(
-            "drainer",
-            &["default".to_string()],
-            100,
-            Duration::from_millis(100),
-        )
-        .await;
-    let delivered: HashSet<String> = match &got {
-        Ok(ds) => ds.iter().map(|d| d.id.clone()).collect(),
-        Err(_) => HashSet::new(),
-    };
-    let queued = queued_ids(&server);
-    let leased = int(server.command(&["HLEN", "hq:{default}:lease:drainer"]));
-    let found = good
-        .iter()
-        .filter(|id| delivered.contains(*id) || queued.contains(*id))
-        .count();
+    let PastBadRecord {
+        fetch,
+        found,
+        leased,
+    } = fetch_past_bad_record(&[b"RPUSH", b"hq:{default}:w0"], b"ab", None).await;
     println!(
-        "| {scenario} | fetch {} | good delivered or waiting {found} of 10 | leased {leased} |",
-        match &got {
-            Ok(d) => format!("returned {}", d.len()),
-            Err(e) => format!("failed: {e}"),
-        }
+        "| {scenario} | fetch {fetch} | good delivered or waiting {found} of 10 | leased {leased} |"
     );
     assert_eq!(
         found, 10,
@@ -341,48 +224,11 @@ async fn q12_short_record_in_a_waiting_list_loses_nothing() {
 async fn q12_bad_priority_in_the_delayed_set_loses_nothing() {
     let _machine = light().await;
     let scenario = "Q12 delayed record with priority byte 10, then fetch";
-    let server = RedisServer::start();
-    let (_app, backend) = app_on(&server.url(0), &server.url(COUNTER_DB), None).await;
-    let good: Vec<String> = (0..10).map(|i| format!("good-{i}")).collect();
-    let eta = now_ms() + 300;
-    backend
-        .publish(good.iter().map(|id| good_outgoing(id, Some(eta))).collect())
-        .await
-        .expect("publish");
     let mut bad = vec![10u8, 0, 0, 0, 3];
     bad.extend_from_slice(b"badM\xc0");
-    server
-        .command_bytes(&[b"ZADD", b"hq:{default}:delayed", b"0", &bad])
-        .expect("ZADD");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    backend
-        .heartbeat("drainer", Duration::from_secs(60), Duration::from_secs(2))
-        .await
-        .expect("beat");
-    let got = backend
-        .fetch(
-            "drainer",
-            &["default".to_string()],
-            100,
-            Duration::from_millis(100),
-        )
-        .await;
-    let delivered: HashSet<String> = match &got {
-        Ok(ds) => ds.iter().map(|d| d.id.clone()).collect(),
-        Err(_) => HashSet::new(),
-    };
-    let queued = queued_ids(&server);
-    let found = good
-        .iter()
-        .filter(|id| delivered.contains(*id) || queued.contains(*id))
-        .count();
-    println!(
-        "| {scenario} | fetch {} | good delivered, waiting or delayed {found} of 10 |",
-        match &got {
-            Ok(d) => format!("returned {}", d.len()),
-            Err(e) => format!("failed: {e}"),
-        }
-    );
+    let PastBadRecord { fetch, found, .. } =
+        fetch_past_bad_record(&[b"ZADD", b"hq:{default}:delayed", b"0"], &bad, Some(300)).await;
+    println!("| {scenario} | fetch {fetch} | good delivered, waiting or delayed {found} of 10 |");
     assert_eq!(
         found, 10,
         "{scenario}: only {found} of 10 good delayed messages are still delayed, waiting or delivered"
@@ -394,26 +240,23 @@ async fn q12_bad_priority_in_the_delayed_set_loses_nothing() {
 async fn q13_two_deliveries_of_one_id_are_both_terminated() {
     let _machine = light().await;
     let scenario = "Q13 one task id delivered twice to one worker";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
     let log: Log = Arc::new(Mutex::new(Vec::new()));
-    let (app, _) = app_on(&url, &counter_url, Some(log.clone())).await;
-    let counters = Counters::connect(&counter_url).await;
+    let scene = Scene::start(Some(log.clone())).await;
     let cfg = WorkerCfg::new(2, 1);
-    let w = cfg.builder(&app).start().await.expect("worker");
+    let w = cfg.builder(&scene.app).start().await.expect("worker");
     for _ in 0..2 {
-        app.apply_async::<Work>(15_000, SendOptions::new().task_id("dup-1"))
+        scene
+            .app
+            .apply_async::<Work>(15_000, SendOptions::new().task_id("dup-1"))
             .await
             .expect("send");
     }
-    let both = wait_for(Duration::from_secs(10), || {
-        let c = &counters;
-        async move { c.execs_of("dup-1").await >= 2 }
-    })
-    .await;
+    let both = scene
+        .counters
+        .wait_execs("dup-1", 2, Duration::from_secs(10))
+        .await;
     assert!(both, "{scenario}: both copies should be running");
-    app.revoke("dup-1", true).await.expect("revoke");
+    scene.app.revoke("dup-1", true).await.expect("revoke");
     let aborted = |log: &Log| {
         events(log)
             .iter()
@@ -447,28 +290,18 @@ async fn q13_two_deliveries_of_one_id_are_both_terminated() {
 async fn r2_terminate_missed_by_the_live_feed_still_stops_the_task() {
     let _machine = light().await;
     let scenario = "R2 revoke(terminate) while pub/sub reconnects";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
     let log: Log = Arc::new(Mutex::new(Vec::new()));
-    let (app, _) = app_on(&url, &counter_url, Some(log.clone())).await;
-    let counters = Counters::connect(&counter_url).await;
+    let scene = Scene::start(Some(log.clone())).await;
     let cfg = WorkerCfg::new(1, 1);
-    let w = cfg.builder(&app).start().await.expect("worker");
-    let id = app
-        .delay::<Work>(20_000)
-        .await
-        .expect("send")
-        .id()
-        .to_string();
-    let running = wait_for(Duration::from_secs(10), || {
-        let (c, id) = (&counters, &id);
-        async move { c.execs_of(id).await >= 1 }
-    })
-    .await;
+    let w = cfg.builder(&scene.app).start().await.expect("worker");
+    let id = send_one(&scene.app, 20_000, SendOptions::new()).await;
+    let running = scene
+        .counters
+        .wait_execs(&id, 1, Duration::from_secs(10))
+        .await;
     assert!(running, "{scenario}: the task did not start");
-    let killed = int(server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]));
-    app.revoke(&id, true).await.expect("revoke");
+    let killed = int(scene.server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]));
+    scene.app.revoke(&id, true).await.expect("revoke");
     let t = Instant::now();
     let limit = 2 * cfg.heartbeat + Duration::from_millis(500);
     let stopped = wait_for(Duration::from_secs(5), || {
@@ -567,32 +400,21 @@ async fn q8_results_down_holds_fetching_to_the_window() {
     let mut results = RedisServer::start();
     let url = broker.url(0);
     let counter_url = broker.url(COUNTER_DB);
-    let backend = hippo_queue_redis::RedisBackend::connect(
-        hippo_queue_redis::RedisConfig::new(&url)
+    let (app, backend) = app_with(
+        RedisConfig::new(&url)
             .results_url(results.url(0))
             .response_timeout(Duration::from_secs(1)),
+        &counter_url,
+        None,
     )
-    .await
-    .expect("connect");
-    let app = hippo_queue_core::App::builder()
-        .broker(backend.clone())
-        .backend(backend.clone())
-        .build();
-    app.register(Work {
-        counter: crate::harness::redis_conn(&counter_url).await,
-        log: None,
-    });
+    .await;
     let counters = Counters::connect(&counter_url).await;
     let cfg = WorkerCfg::new(4, 2);
     let window = cfg.window();
     let worker = cfg.builder(&app).start().await.expect("worker");
     results.kill();
     let n = 400;
-    let handles = app
-        .send_many::<Work>((0..n).map(|_| (1, late())))
-        .await
-        .expect("send");
-    let ids: Vec<String> = handles.iter().map(|h| h.id().to_string()).collect();
+    let ids = send_work(&app, (0..n).map(|_| (1, late()))).await;
     let sampler = Sampler::start(&url);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ran_while_down = counters.distinct().await;
@@ -629,9 +451,7 @@ async fn q8_results_down_holds_fetching_to_the_window() {
         "while down: {ran_while_down} ran, {in_flight} held"
     ));
     row.print();
-    assert_eq!(row.lost, 0, "{scenario}: {} lost", row.lost);
-    assert_eq!(row.success, n, "{scenario}: {:?}", row.other);
-    assert!(held.one as usize <= window, "{scenario}: held {}", held.one);
+    row.assert_all_success_within_window();
 }
 
 /// Q10: a `call` whose result is larger than Redis' pub/sub output buffer limit
@@ -785,19 +605,12 @@ async fn r3_silent_pubsub_connection_is_noticed() {
     let proxy = crate::proxy::Proxy::start(server.port).await;
     let counter_url = server.url(COUNTER_DB);
     // the worker and the caller both reach Redis through the proxy
-    let backend = hippo_queue_redis::RedisBackend::connect(
-        hippo_queue_redis::RedisConfig::new(proxy.url(0)).response_timeout(Duration::from_secs(1)),
+    let (app, backend) = app_with(
+        RedisConfig::new(proxy.url(0)).response_timeout(Duration::from_secs(1)),
+        &counter_url,
+        None,
     )
-    .await
-    .expect("connect");
-    let app = hippo_queue_core::App::builder()
-        .broker(backend.clone())
-        .backend(backend.clone())
-        .build();
-    app.register(Work {
-        counter: crate::harness::redis_conn(&counter_url).await,
-        log: None,
-    });
+    .await;
     let worker = WorkerCfg::new(2, 1)
         .lost_after(Duration::from_secs(3))
         .builder(&app)
