@@ -59,9 +59,10 @@
 //!
 //! ## Staying alive, and finding the lost
 //! - The heartbeat (`heartbeat.rs`) runs on its own: nothing else shares its loop.
-//!   Deadlines are set on the broker's clock. A worker whose heartbeats have failed
-//!   for longer than `worker_lost_after` stops its running tasks (others may already
-//!   have recovered them: `acks_late` tasks are requeued, others end FAILURE
+//!   Deadlines are set on the broker's clock. A worker whose heartbeats have not
+//!   landed for `worker_lost_after` less one interval, or that learns it was
+//!   recovered, stops its running tasks and starts nothing until a beat lands
+//!   (others may recover them: `acks_late` tasks are requeued, others end FAILURE
 //!   `WorkerLostError`, both under their fencing token).
 //! - A second loop (`maintenance`) updates the registry, recovers dead workers'
 //!   messages (never within `worker_lost_after` of one of its own failed heartbeats),
