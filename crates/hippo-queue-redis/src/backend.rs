@@ -915,7 +915,7 @@ impl Broker for RedisBackend {
             pipe.sadd(g.worker_queues(worker), &queues).ignore();
         }
         let sent = now_ms();
-        let ((previous, server_now),): ((i64, u64),) = self.server().query(&pipe).await?;
+        let ((previous, server_now),): ((i64, u64),) = self.server().query_alone(&pipe).await?;
         self.inner.clock.observe(server_now, sent, now_ms());
         Ok(previous >= 0)
     }

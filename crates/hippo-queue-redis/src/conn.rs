@@ -192,16 +192,32 @@ impl Server {
         pipe: &Pipeline,
     ) -> Result<T, BackendError> {
         let mut conn = self.conn().await?;
-        match pipe.query_async::<T>(&mut conn).await {
+        self.query_on(&mut conn, pipe).await
+    }
+
+    /// [`Server::query`] on a pooled connection of its own, so that nothing queued on
+    /// the shared connection (a 64 MiB publish, say) delays it: for heartbeats.
+    pub(crate) async fn query_alone<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+    ) -> Result<T, BackendError> {
+        let mut conn = self.dedicated().await?;
+        self.query_on(&mut conn, pipe).await
+    }
+
+    async fn query_on<T: FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+        pipe: &Pipeline,
+    ) -> Result<T, BackendError> {
+        match pipe.query_async::<T>(conn).await {
             Ok(v) => Ok(v),
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 self.scripts
-                    .load_all(&mut conn)
+                    .load_all(conn)
                     .await
                     .map_err(|e| self.error(e))?;
-                pipe.query_async::<T>(&mut conn)
-                    .await
-                    .map_err(|e| self.error(e))
+                pipe.query_async::<T>(conn).await.map_err(|e| self.error(e))
             }
             Err(e) => Err(self.error(e)),
         }
