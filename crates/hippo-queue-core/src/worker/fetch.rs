@@ -32,6 +32,15 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::Sender<Lease
         if shared.stop_fetch.is_cancelled() {
             return;
         }
+        if shared.liveness.is_cut_off() {
+            // Cut off from the broker: fetch nothing until a heartbeat lands (a fetch
+            // sent now could run later, its reply lost, and lease to nobody).
+            tokio::select! {
+                _ = tokio::time::sleep(shared.settings.heartbeat_interval) => {}
+                _ = shared.stop_fetch.cancelled() => return,
+            }
+            continue;
+        }
         if Instant::now() >= next_reconcile {
             reconcile(&shared, &fetched_from).await;
             next_reconcile = Instant::now() + shared.settings.worker_lost_after;
