@@ -20,6 +20,7 @@ use crate::backend::{Delivery, ResultWrite, Settle, Settlement};
 use crate::context::TaskContext;
 use crate::events::{Event, EventKind};
 use crate::message::Envelope;
+use crate::registry::Handler;
 use crate::result::TaskMeta;
 use crate::task::kinds;
 use crate::time::{duration_ms, now_ms};
@@ -52,9 +53,12 @@ async fn run_delivery(
     tracing::Span::current().record("task_name", env.name.as_str());
     let job = Job { shared, env, d };
     job.event(EventKind::TaskReceived, None, None);
-    if let Some((state, failure, action)) = job.screen() {
-        return job.end_early(state, failure, action, hold).await;
-    }
+    let handler = match job.screen() {
+        Ok(handler) => handler,
+        Err((state, failure, action)) => {
+            return job.end_early(state, failure, action, hold).await;
+        }
+    };
     wait_for_rate(shared, &job.env.name).await;
     if job.d.deliveries > 1 && job.finished_earlier().await {
         return job.finish(None, Settle::Ack, hold).await;
@@ -85,7 +89,7 @@ async fn run_delivery(
         }
     }
     let started = std::time::Instant::now();
-    let end = job.run(stop).await;
+    let end = job.run(stop, &handler).await;
     // The slot is free once the run ends; the message stays in the window until
     // its settlement is written.
     drop(permit);
@@ -188,21 +192,21 @@ impl Job<'_> {
             .await;
     }
 
-    /// Why the message must not run, if it must not: revoked, expired, or a task
-    /// this worker does not know.
-    fn screen(&self) -> Option<(TaskState, TaskFailure, Settle)> {
+    /// The task's handler, or why the message must not run: revoked, expired, or a
+    /// task this worker does not know.
+    fn screen(&self) -> Result<Arc<dyn Handler>, (TaskState, TaskFailure, Settle)> {
         let shared = self.shared;
         if let Some(r) = shared.is_revoked(&self.env.id) {
             tracing::info!(terminate = r.terminate, "revoked before start");
             let f = TaskFailure::new(kinds::REVOKED, "revoked");
-            return Some((TaskState::Revoked, f, Settle::Ack));
+            return Err((TaskState::Revoked, f, Settle::Ack));
         }
         if self.env.expires.is_some_and(|exp| exp <= now_ms()) {
             tracing::info!("expired before start");
             let f = TaskFailure::new(kinds::EXPIRED, "expired before it could start");
-            return Some((TaskState::Revoked, f, Settle::Ack));
+            return Err((TaskState::Revoked, f, Settle::Ack));
         }
-        if shared.app.handler(&self.env.name).is_none() {
+        shared.app.handler(&self.env.name).ok_or_else(|| {
             tracing::error!("task is not registered on this worker; dead-lettered");
             let f = TaskFailure::new(
                 kinds::NOT_REGISTERED,
@@ -212,9 +216,8 @@ impl Job<'_> {
                 ),
             );
             let reason = format!("unknown task {:?}", self.env.name);
-            return Some((TaskState::Failure, f, Settle::DeadLetter { reason }));
-        }
-        None
+            (TaskState::Failure, f, Settle::DeadLetter { reason })
+        })
     }
 
     /// Ends a message that will not run: its record, its event, its settlement.
@@ -275,7 +278,7 @@ impl Job<'_> {
     }
 
     /// Runs the task on the pool.
-    async fn run(&self, stop: StopSwitch) -> RunEnd {
+    async fn run(&self, stop: StopSwitch, handler: &Arc<dyn Handler>) -> RunEnd {
         let shared = self.shared;
         let env = &self.env;
         self.event(EventKind::TaskStarted, None, None);
@@ -296,18 +299,13 @@ impl Job<'_> {
             soft_limit: soft_signal.clone(),
             app: Some(shared.app.clone()),
         };
-        let handler = shared.app.handler(&env.name);
-        let end = match handler.map(|h| h.call(ctx, &env.args)) {
-            Some(Ok(fut)) => {
+        let end = match handler.call(ctx, &env.args) {
+            Ok(fut) => {
                 let limits = limits_for(shared, env);
                 let kill = shared.kill.clone();
                 supervise(shared.settings.pool, fut, limits, soft_signal, stop, kill).await
             }
-            Some(Err(e)) => RunEnd::Finished(Err(e)),
-            None => RunEnd::Finished(Err(crate::TaskError::new(
-                kinds::NOT_REGISTERED,
-                "the task was unregistered while its message waited",
-            ))),
+            Err(e) => RunEnd::Finished(Err(e)),
         };
         shared.lock_running().remove(&self.d.to_ref());
         end
