@@ -50,6 +50,8 @@ const RECOVER_BATCH: u32 = 500;
 /// Revocations kept in the incremental log (older ones are still in the set read
 /// at start).
 const REVOCATION_LOG_CAP: usize = 1_000_000;
+/// Most unrecorded losses of one queue written per `recover` call.
+const UNRECORDED_BATCH: u32 = 100;
 /// Most dead workers recovered per `recover` call.
 const DEAD_WORKERS_BATCH: isize = 50;
 
@@ -526,6 +528,7 @@ impl RedisBackend {
                     .key(&k.lessees)
                     .key(&k.dead)
                     .key(&k.notify)
+                    .key(&k.unrecorded)
                     .arg(worker)
                     .arg(max_deliveries.min(255))
                     .arg(RECOVER_BATCH)
@@ -539,22 +542,13 @@ impl RedisBackend {
                 };
                 let mut items = array(reply)?.into_iter();
                 let left = items.next().map(|v| int(&v)).transpose()?.unwrap_or(0);
-                while let (Some(outcome), Some(rec)) = (items.next(), items.next()) {
-                    let outcome = match string(outcome)?.as_str() {
-                        "q" => RecoveryOutcome::Requeued,
-                        "l" => RecoveryOutcome::WorkerLost,
-                        _ => RecoveryOutcome::TooManyDeliveries,
-                    };
+                while let (Some(outcome), Some(token), Some(rec)) =
+                    (items.next(), items.next(), items.next())
+                {
                     // The script has already moved the record: one that cannot be
                     // read must not stop the recovery of the others.
-                    match bytes(rec).and_then(record::decode) {
-                        Ok(r) => out.push(Recovered {
-                            id: r.id,
-                            queue: queue.clone(),
-                            worker: worker.to_string(),
-                            payload: r.payload,
-                            outcome,
-                        }),
+                    match recovered(queue, worker, outcome, token, rec) {
+                        Ok(r) => out.push(r),
                         Err(e) => {
                             tracing::error!(%queue, dead_worker = %worker, error = %e, "recovered an unreadable record")
                         }
@@ -568,18 +562,75 @@ impl RedisBackend {
         Ok(out)
     }
 
-    /// Leases in the queues this process knows of that belong to workers absent from
-    /// the heartbeat set (their index of queues was lost, or they never beat): each
-    /// as (worker, queue).
-    async fn orphaned_lessees(&self) -> Result<Vec<(String, String)>, BackendError> {
-        let queues: Vec<String> = self
-            .inner
+    /// Losses in the queues this process knows of whose FAILURE record is still not
+    /// written `loss_record_timeout` after their recovery.
+    async fn unrecorded_losses(&self) -> Result<Vec<Recovered>, BackendError> {
+        let queues = self.known_queues();
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let server = self.server();
+        let mut pipe = redis::pipe();
+        for q in &queues {
+            let mut inv = server.scripts.unrecorded.prepare_invoke();
+            inv.key(&self.keys(q).unrecorded)
+                .arg(UNRECORDED_BATCH)
+                .arg(duration_ms(self.inner.config.loss_record_timeout));
+            pipe.invoke_script(&inv);
+        }
+        let replies: Vec<Value> = server.query(&pipe).await?;
+        let mut out = Vec::new();
+        let mut unreadable = redis::pipe();
+        for (queue, reply) in queues.iter().zip(replies) {
+            let mut items = array(reply)?.into_iter();
+            while let (Some(token), Some(outcome), Some(worker), Some(rec)) =
+                (items.next(), items.next(), items.next(), items.next())
+            {
+                let token = bytes(token)?;
+                let worker = string(worker)?;
+                match recovered(
+                    queue,
+                    &worker,
+                    outcome,
+                    Value::BulkString(token.clone()),
+                    rec,
+                ) {
+                    Ok(r) => {
+                        tracing::warn!(task_id = %r.id, %queue, dead_worker = %worker, "a lost task's FAILURE record was not written by its recoverer; writing it");
+                        out.push(r);
+                    }
+                    Err(e) => {
+                        // It is in the dead letters, where it can be inspected.
+                        tracing::error!(%queue, error = %e, "an unreadable unrecorded loss; dropped");
+                        unreadable
+                            .hdel(&self.keys(queue).unrecorded, token)
+                            .ignore();
+                    }
+                }
+            }
+        }
+        if unreadable.cmd_iter().next().is_some() {
+            server.query::<()>(&unreadable).await?;
+        }
+        Ok(out)
+    }
+
+    /// The queues this process has published to or fetched from.
+    fn known_queues(&self) -> Vec<String> {
+        self.inner
             .queues
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .keys()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Leases in the queues this process knows of that belong to workers absent from
+    /// the heartbeat set (their index of queues was lost, or they never beat): each
+    /// as (worker, queue).
+    async fn orphaned_lessees(&self) -> Result<Vec<(String, String)>, BackendError> {
+        let queues = self.known_queues();
         if queues.is_empty() {
             return Ok(Vec::new());
         }
@@ -621,6 +672,39 @@ fn until_due(limit: Duration, next_due: Option<u64>) -> Duration {
 
 /// What a recovery did before it failed: returned when anything was moved (its
 /// records must be written), the error otherwise.
+/// One message a recovery script returned: its outcome (`q`, `l` or `m`), fencing
+/// token and record.
+fn recovered(
+    queue: &str,
+    worker: &str,
+    outcome: Value,
+    token: Value,
+    rec: Value,
+) -> Result<Recovered, BackendError> {
+    let outcome = match string(outcome)?.as_str() {
+        "q" => RecoveryOutcome::Requeued,
+        "l" => RecoveryOutcome::WorkerLost,
+        "m" => RecoveryOutcome::TooManyDeliveries,
+        other => {
+            return Err(BackendError::Protocol(format!(
+                "unknown recovery outcome {other:?}"
+            )));
+        }
+    };
+    let token = string(token)?
+        .parse()
+        .map_err(|_| BackendError::Protocol("a lease token that is not a number".into()))?;
+    let r = bytes(rec).and_then(record::decode)?;
+    Ok(Recovered {
+        id: r.id,
+        queue: queue.to_string(),
+        worker: worker.to_string(),
+        token,
+        payload: r.payload,
+        outcome,
+    })
+}
+
 fn partial(done: Vec<Recovered>, e: BackendError) -> Result<Vec<Recovered>, BackendError> {
     if done.is_empty() {
         Err(e)
@@ -970,12 +1054,14 @@ impl Broker for RedisBackend {
     }
 
     async fn recover(&self, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError> {
+        // Losses already moved (no grace applies to them): only their records are due.
+        let mut out = self.unrecorded_losses().await?;
         if self
             .server()
             .failed_within(self.inner.config.recovery_grace)
         {
             // Workers cut off by the same outage have not had time to beat again.
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let g = &self.inner.global;
         let mut inv = self.server().scripts.lost_workers.prepare_invoke();
@@ -988,9 +1074,8 @@ impl Broker for RedisBackend {
         let dead = items.map(string).collect::<Result<Vec<_>, _>>()?;
         if in_grace {
             // After an outage every worker gets its lease to beat again first.
-            return Ok(Vec::new());
+            return Ok(out);
         }
-        let mut out = Vec::new();
         // The claimed workers are out of the heartbeat set: whatever fails now is
         // finished by a later sweep of orphaned leases. What was recovered is returned
         // whatever happens, so that its records get written.
@@ -1018,6 +1103,17 @@ impl Broker for RedisBackend {
             }
         }
         Ok(out)
+    }
+
+    async fn losses_recorded(&self, losses: &[DeliveryRef]) -> Result<(), BackendError> {
+        if losses.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for d in losses {
+            pipe.hdel(&self.keys(&d.queue).unrecorded, d.token).ignore();
+        }
+        self.server().query::<()>(&pipe).await
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {

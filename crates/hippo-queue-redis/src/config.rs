@@ -36,6 +36,10 @@ pub struct RedisConfig {
     /// After a connection failure, recovery of dead workers waits this long, so that
     /// workers cut off by the same outage can beat again before they are judged dead.
     pub recovery_grace: Duration,
+    /// How long a dead-lettered loss may wait for its FAILURE record (written by the
+    /// worker that recovered it) before any worker's recovery writes it instead: the
+    /// recoverer may have died in between.
+    pub loss_record_timeout: Duration,
     /// Most entries kept in each queue's dead-letter list (oldest dropped beyond).
     pub dead_letter_cap: u64,
     /// Number of result shards (hash tags) results are spread over.
@@ -62,6 +66,7 @@ impl std::fmt::Debug for RedisConfig {
             pool_size,
             response_timeout,
             recovery_grace,
+            loss_record_timeout,
             dead_letter_cap,
             result_shards,
             event_cap,
@@ -76,6 +81,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("pool_size", pool_size)
             .field("response_timeout", response_timeout)
             .field("recovery_grace", recovery_grace)
+            .field("loss_record_timeout", loss_record_timeout)
             .field("dead_letter_cap", dead_letter_cap)
             .field("result_shards", result_shards)
             .field("event_cap", event_cap)
@@ -96,6 +102,7 @@ impl RedisConfig {
             pool_size: 16,
             response_timeout: Duration::from_secs(10),
             recovery_grace: Duration::from_secs(10),
+            loss_record_timeout: Duration::from_secs(30),
             dead_letter_cap: 100_000,
             result_shards: 64,
             event_cap: 100_000,
@@ -134,6 +141,13 @@ impl RedisConfig {
     /// Sets the recovery grace after a connection failure.
     pub fn recovery_grace(mut self, d: Duration) -> Self {
         self.recovery_grace = d;
+        self
+    }
+
+    /// Sets how long a dead-lettered loss waits for its FAILURE record before another
+    /// worker writes it (default 30 s).
+    pub fn loss_record_timeout(mut self, d: Duration) -> Self {
+        self.loss_record_timeout = d;
         self
     }
 

@@ -10,6 +10,8 @@ pub(crate) struct QueueKeys {
     pub seq: String,
     pub lessees: String,
     pub dead: String,
+    /// Losses whose FAILURE record is not written yet (hash token -> record).
+    pub unrecorded: String,
     pub notify: String,
 }
 
@@ -22,6 +24,7 @@ impl QueueKeys {
             seq: format!("{tag}:seq"),
             lessees: format!("{tag}:lessees"),
             dead: format!("{tag}:dead"),
+            unrecorded: format!("{tag}:unrecorded"),
             notify: format!("{tag}:notify"),
             tag,
         }
@@ -147,7 +150,14 @@ mod tests {
         for key in k
             .waiting
             .iter()
-            .chain([&k.delayed, &k.seq, &k.lessees, &k.dead, &k.notify])
+            .chain([
+                &k.delayed,
+                &k.seq,
+                &k.lessees,
+                &k.dead,
+                &k.unrecorded,
+                &k.notify,
+            ])
             .chain(per_worker.iter())
         {
             assert!(key.starts_with("hq:{memory_ops}:"), "{key}");

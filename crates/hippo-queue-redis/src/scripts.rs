@@ -20,6 +20,7 @@ pub(crate) struct Scripts {
     pub heartbeat: Script,
     pub lost_workers: Script,
     pub worker_state: Script,
+    pub unrecorded: Script,
 }
 
 impl Scripts {
@@ -38,10 +39,11 @@ impl Scripts {
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             lost_workers: Script::new(include_str!("lua/lost_workers.lua")),
             worker_state: Script::new(include_str!("lua/worker_state.lua")),
+            unrecorded: Script::new(include_str!("lua/unrecorded.lua")),
         })
     }
 
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 13] {
         [
             &self.publish,
             &self.fetch,
@@ -55,6 +57,7 @@ impl Scripts {
             &self.heartbeat,
             &self.lost_workers,
             &self.worker_state,
+            &self.unrecorded,
         ]
     }
 

@@ -245,6 +245,7 @@ impl State {
                 id: msg.id.clone(),
                 queue: msg.queue.clone(),
                 worker: worker.to_string(),
+                token: t,
                 payload: msg.payload.clone(),
                 outcome,
             });
@@ -479,6 +480,12 @@ impl Broker for MemoryBackend {
                 token: *token,
             })
             .collect())
+    }
+
+    async fn losses_recorded(&self, _losses: &[DeliveryRef]) -> Result<(), BackendError> {
+        // The losses live in this process: a recoverer that dies takes them with it,
+        // and nobody is left to wait for their records.
+        Ok(())
     }
 
     async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError> {

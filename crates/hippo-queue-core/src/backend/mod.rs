@@ -163,10 +163,23 @@ pub struct Recovered {
     pub queue: String,
     /// The dead worker.
     pub worker: String,
+    /// The lease's fencing token.
+    pub token: u64,
     /// Encoded envelope.
     pub payload: Vec<u8>,
     /// What recovery did.
     pub outcome: RecoveryOutcome,
+}
+
+impl Recovered {
+    /// Where the message was leased: what [`Broker::losses_recorded`] takes.
+    pub fn delivery_ref(&self) -> DeliveryRef {
+        DeliveryRef {
+            id: self.id.clone(),
+            queue: self.queue.clone(),
+            token: self.token,
+        }
+    }
 }
 
 /// What recovery did with a message of a dead worker.
@@ -312,7 +325,18 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Recovers the messages of dead workers (see the module docs), in bounded batches.
     /// Messages delivered `max_deliveries` times are dead-lettered instead of requeued.
+    ///
+    /// Dead-lettered messages are returned until [`Broker::losses_recorded`] says
+    /// their FAILURE records are written: a backend that outlives the recovering
+    /// process returns them again from a later call (after a delay, so that the
+    /// recoverer has time to write them), so that a recoverer dying between the move
+    /// and the write leaves no task without a final state.
     async fn recover(&self, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError>;
+
+    /// Tells the backend that the FAILURE records of these dead-lettered messages
+    /// (returned by [`Broker::recover`], [`Broker::recover_worker`] or
+    /// [`Broker::unregister`]) are written.
+    async fn losses_recorded(&self, losses: &[DeliveryRef]) -> Result<(), BackendError>;
 
     /// Records a revocation durably and tells running workers.
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError>;

@@ -59,9 +59,6 @@ pub(crate) enum Op {
         /// The message's place in the window, freed once the settlement is written.
         hold: Option<Hold>,
     },
-    /// Results with no message to settle (recovered tasks, garbage messages already
-    /// settled).
-    Record(ResultWrite),
     /// A task event, written with the batch.
     Event(Event),
     /// Everything before this has been written.
@@ -89,7 +86,7 @@ impl Weight for Op {
     fn weight(&self) -> usize {
         let result = |w: &ResultWrite| w.meta.result.as_ref().map_or(0, Vec::len);
         match self {
-            Op::Start { meta: Some(w), .. } | Op::Record(w) => result(w),
+            Op::Start { meta: Some(w), .. } => result(w),
             Op::Finish {
                 result: Some(w), ..
             } => result(w),
@@ -259,7 +256,6 @@ impl Bookkeeper {
                     }
                     after.push(Settling::Settle(settlement, hold));
                 }
-                Op::Record(w) => writes.push(w),
                 Op::Event(e) => events.push(e),
                 Op::Flush(tx) => after.push(Settling::Flush(tx)),
             }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::bookkeeper::Op;
 use super::pool::StopReason;
 use super::{Settings, Shared};
 use crate::backend::{BackendError, Recovered, RecoveryOutcome, ResultWrite, Revocation};
@@ -103,8 +102,8 @@ pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
         if !shared.liveness.failed_within(s.worker_lost_after) {
             match broker.recover(s.max_deliveries).await {
                 Ok(recovered) => {
-                    for w in recovered_records(&shared.app, recovered, s.max_deliveries) {
-                        shared.books.send(Op::Record(w)).await;
+                    if let Err(e) = record_losses(&shared.app, recovered, s.max_deliveries).await {
+                        tracing::warn!(worker = %shared.id, error = %e, "could not record the lost tasks; another recovery will");
                     }
                 }
                 Err(e) => tracing::warn!(worker = %shared.id, error = %e, "recovery failed"),
@@ -204,15 +203,32 @@ pub(super) async fn claim_name(app: &App, id: &str, s: &Settings) -> Result<(), 
     if !recovered.is_empty() {
         tracing::warn!(worker = %id, count = recovered.len(), "recovered the messages of this name's previous, dead incarnation");
     }
-    let writes = recovered_records(app, recovered, s.max_deliveries);
-    if !writes.is_empty() {
-        app.backend().store(&writes).await?;
-    }
+    record_losses(app, recovered, s.max_deliveries).await?;
     Ok(())
 }
 
+/// Writes the FAILURE records of recovered messages that were dead-lettered, then
+/// tells the broker they are written (until then it hands them out again, so that a
+/// recoverer that dies here leaves them to the next).
+pub(super) async fn record_losses(
+    app: &App,
+    recovered: Vec<Recovered>,
+    max_deliveries: u32,
+) -> Result<(), BackendError> {
+    let losses: Vec<_> = recovered
+        .iter()
+        .filter(|r| r.outcome != RecoveryOutcome::Requeued)
+        .map(Recovered::delivery_ref)
+        .collect();
+    let writes = recovered_records(app, recovered, max_deliveries);
+    if !writes.is_empty() {
+        app.backend().store(&writes).await?;
+    }
+    app.broker().losses_recorded(&losses).await
+}
+
 /// The FAILURE records of recovered messages that were dead-lettered.
-pub(super) fn recovered_records(
+fn recovered_records(
     app: &App,
     recovered: Vec<Recovered>,
     max_deliveries: u32,

@@ -174,8 +174,7 @@ impl Shared {
         match self.app.broker().unregister(&self.id).await {
             Ok(left) if !left.is_empty() => {
                 tracing::warn!(worker = %self.id, count = left.len(), "messages still leased at exit were recovered");
-                let writes = super::heartbeat::recovered_records(&self.app, left, u32::MAX);
-                if let Err(e) = self.app.backend().store(&writes).await {
+                if let Err(e) = super::heartbeat::record_losses(&self.app, left, u32::MAX).await {
                     tracing::warn!(worker = %self.id, error = %e, "could not record the tasks lost at exit");
                 }
             }

@@ -2,16 +2,22 @@
 -- flags 3 (acks_late and reject_on_worker_lost): requeued, or dead-lettered once
 -- delivered ARGV[2] times (such messages carry no start mark, so a delivery that
 -- never started counts too: the price of one write less per task). Otherwise unstarted: requeued (not counted as a
--- delivery); started: dead-lettered as worker lost.
+-- delivery); started: dead-lettered as worker lost. A dead-lettered message is also
+-- kept in the unrecorded hash until its FAILURE record is written (see
+-- unrecorded.lua): a recoverer that dies before writing it leaves it to the next.
 -- KEYS[1..10]  waiting lists
 -- KEYS[11]     the dead worker's lease hash
 -- KEYS[12]     the dead worker's started set
 -- KEYS[13]     set of workers holding leases in this queue
 -- KEYS[14]     dead-letter list
 -- KEYS[15]     notify list
+-- KEYS[16]     unrecorded losses (hash token ->
+--              '<server ms>:<outcome><worker length>:<worker><record>')
 -- ARGV         worker, max deliveries, batch, dead-letter cap, max bytes (at least
 --              one message is handled per call; the rest stay for the next call)
--- Returns { leases left, outcome (q|l|m), record, ... }.
+-- Returns { leases left, outcome (q|l|m), token, record, ... }.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local pairs_ = redis.call('HRANDFIELD', KEYS[11], tonumber(ARGV[3]), 'WITHVALUES')
 local out = { 0 }
 local wake = 0
@@ -42,8 +48,10 @@ for i = 1, #pairs_, 2 do
     if outcome == 'm' then reason = 'delivered too many times' end
     redis.call('RPUSH', KEYS[14], #reason .. ':' .. reason .. rec)
     redis.call('LTRIM', KEYS[14], -tonumber(ARGV[4]), -1)
+    redis.call('HSET', KEYS[16], token, now .. ':' .. outcome .. #ARGV[1] .. ':' .. ARGV[1] .. rec)
   end
   out[#out + 1] = outcome
+  out[#out + 1] = token
   out[#out + 1] = rec
 end
 local left = redis.call('HLEN', KEYS[11])

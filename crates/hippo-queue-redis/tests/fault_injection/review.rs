@@ -1,10 +1,10 @@
-//! One test per review finding (`review-correctness.md`): Q1, Q6a, Q11, Q12, Q13, R2
+//! One test per review finding (`review-correctness.md`): Q1, Q6a, Q11, Q12, Q13, Q14, R2
 //! and I1, each the scenario the review describes.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hippo_queue_core::backend::{Broker, Outgoing};
+use hippo_queue_core::backend::{Broker, Outgoing, ResultBackend};
 use hippo_queue_core::control::{Command, ReplyBody};
 use hippo_queue_core::{SendOptions, Task};
 use hippo_queue_redis::RedisConfig;
@@ -654,4 +654,62 @@ async fn r3_silent_pubsub_connection_is_noticed() {
     note(scenario, format!("ping answered after {:?}", t.elapsed()));
     assert!(answered, "{scenario}: the worker never answered Ping again");
     worker.kill();
+}
+
+/// Q14: the recovering process dies right after the recovery script moved a lost task
+/// to the dead letters, before writing its FAILURE record. Another worker must write
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q14_recoverer_dies_before_writing_the_failure_record() {
+    let _machine = light().await;
+    let scenario = "Q14 recoverer dies before the FAILURE record";
+    let scene = Scene::start(None).await;
+    let timeout = Duration::from_secs(2);
+    let config = |url: &str| RedisConfig::new(url).loss_record_timeout(timeout);
+    let cfg = WorkerCfg::new(1, 1).lost_after(Duration::from_secs(1));
+    let w = cfg.builder(&scene.app).start().await.expect("worker W");
+    // Not acks_late: a started task whose worker dies ends FAILURE (worker lost).
+    let id = send_one(&scene.app, 30_000, SendOptions::new()).await;
+    let started = scene
+        .counters
+        .wait_execs(&id, 1, Duration::from_secs(10))
+        .await;
+    assert!(started, "{scenario}: W did not start the task");
+    w.kill();
+    // The recoverer: it moves W's lease, then "dies" (writes nothing).
+    let (_recoverer_app, recoverer) = app_with(config(&scene.url), &scene.counter_url, None).await;
+    let mut lost = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lost.is_empty() && Instant::now() < deadline {
+        lost = recoverer.recover(5).await.expect("recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lost.len(), 1, "{scenario}: the recoverer moved {lost:?}");
+    drop(recoverer);
+    let state = ResultBackend::get(&scene.backend, &id)
+        .await
+        .expect("get")
+        .map(|m| m.state);
+    assert!(
+        !state.is_some_and(|s| s.is_ready()),
+        "{scenario}: the record is already final ({state:?}) before anyone wrote it"
+    );
+    // Another worker, whose backend has seen the queue, writes the record.
+    let (app_x, backend_x) = app_with(config(&scene.url), &scene.counter_url, None).await;
+    let x = cfg.builder(&app_x).start().await.expect("worker X");
+    let limit = timeout + 4 * cfg.lost_after;
+    let finals = wait_final(&backend_x, std::slice::from_ref(&id), limit, limit).await;
+    x.kill();
+    let kind = finals
+        .get(&id)
+        .and_then(|m| m.error.as_ref())
+        .map(|e| e.kind.clone());
+    println!("| {scenario} | final record after the recoverer died: {kind:?} |");
+    assert_eq!(
+        kind.as_deref(),
+        Some(hippo_queue_core::task::kinds::WORKER_LOST),
+        "{scenario}: no FAILURE (worker lost) record within {limit:?}"
+    );
+    let unrecorded = int(scene.server.command(&["HLEN", "hq:{default}:unrecorded"]));
+    assert_eq!(unrecorded, 0, "{scenario}: the loss is still unrecorded");
 }
