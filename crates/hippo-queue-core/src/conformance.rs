@@ -89,7 +89,7 @@ macro_rules! conformance_suite {
             events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun,
             control_inspect, control_commands, rate_limit_across_workers, autoscale,
             control_input_validated, revocations_read_incrementally, worker_names_and_leases,
-            lost_fetch_reply_reconciled
+            one_name_started_twice_at_once, lost_fetch_reply_reconciled
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -304,6 +304,18 @@ const WAIT: Duration = Duration::from_secs(15);
 
 async fn state(app: &App, id: &str) -> TaskState {
     app.result::<()>(id).state().await.expect("state")
+}
+
+/// Waits until a task function has been entered `n` times.
+async fn wait_runs(runs: &AtomicU32, n: u32) {
+    let deadline = Instant::now() + WAIT;
+    while runs.load(Ordering::SeqCst) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the task did not run {n} times within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait_state(app: &App, id: &str, want: TaskState, within: Duration) -> TaskMeta {
@@ -769,6 +781,7 @@ pub async fn worker_names_and_leases(b: Backends) {
     broker
         .heartbeat(
             "w-dead",
+            "test-incarnation",
             Duration::from_millis(300),
             Duration::from_millis(100),
         )
@@ -800,6 +813,7 @@ pub async fn worker_names_and_leases(b: Backends) {
                 let _ = broker
                     .heartbeat(
                         "w-dead",
+                        "test-incarnation",
                         Duration::from_millis(300),
                         Duration::from_millis(100),
                     )
@@ -820,6 +834,29 @@ pub async fn worker_names_and_leases(b: Backends) {
         .expect("a dead name is taken over");
     wait_state(&k.app, &h, TaskState::Success, WAIT).await;
     w.shutdown().await;
+}
+
+/// Two processes started at the same moment under one name: the claim is atomic, so
+/// exactly one starts and the other is refused; once the first has gone, the name is
+/// free again.
+pub async fn one_name_started_twice_at_once(b: Backends) {
+    let k = kit(&b, Router::default());
+    for round in 0..5 {
+        let (a, b) = tokio::join!(
+            test_worker(&k.app).name("twin").start(),
+            test_worker(&k.app).name("twin").start()
+        );
+        let started: Vec<_> = [a, b].into_iter().filter_map(Result::ok).collect();
+        assert_eq!(
+            started.len(),
+            1,
+            "round {round}: {} workers started under one name",
+            started.len()
+        );
+        for w in started {
+            w.shutdown().await;
+        }
+    }
 }
 
 /// Messages leased to a live worker whose fetch reply never reached it (here: a fetch
@@ -935,6 +972,7 @@ pub async fn lost_worker_recovery(b: Backends) {
     broker
         .heartbeat(
             "ghost",
+            "test-incarnation",
             Duration::from_millis(200),
             Duration::from_millis(200) / 2,
         )
@@ -1012,6 +1050,8 @@ pub async fn killed_worker_acks_late(b: Backends) {
         .await
         .expect("worker a");
     wait_state(&k.app, long.id(), TaskState::Started, WAIT).await;
+    // STARTED is stored alongside the start mark, a moment before the task runs.
+    wait_runs(&k.runs, 1).await;
     assert_eq!(
         stats(&k.app, "default").await.reserved,
         6,
@@ -1044,6 +1084,8 @@ pub async fn killed_worker_early_ack(b: Backends) {
         .await
         .expect("worker a");
     wait_state(&k.app, long.id(), TaskState::Started, WAIT).await;
+    // STARTED is stored alongside the start mark, a moment before the task runs.
+    wait_runs(&k.runs, 1).await;
     a.kill();
     let b2 = test_worker(&k.app).start().await.expect("worker b");
     let m = final_meta(&k.app, long.id()).await;
@@ -1270,6 +1312,7 @@ pub async fn fencing(b: Backends) {
     broker
         .heartbeat(
             "stale",
+            "test-incarnation",
             Duration::from_millis(150),
             Duration::from_millis(150) / 2,
         )
@@ -1287,6 +1330,7 @@ pub async fn fencing(b: Backends) {
     broker
         .heartbeat(
             "fresh",
+            "test-incarnation",
             Duration::from_secs(30),
             Duration::from_secs(30) / 2,
         )
@@ -1599,6 +1643,7 @@ pub async fn too_many_deliveries(b: Backends) {
         broker
             .heartbeat(
                 &worker,
+                "test-incarnation",
                 Duration::from_millis(100),
                 Duration::from_millis(100) / 2,
             )
@@ -1810,6 +1855,7 @@ pub async fn redelivered_finished_not_rerun(b: Backends) {
     broker
         .heartbeat(
             "finisher",
+            "test-incarnation",
             Duration::from_millis(150),
             Duration::from_millis(150) / 2,
         )

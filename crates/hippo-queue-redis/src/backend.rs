@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hippo_queue_core::BackendError;
 use hippo_queue_core::backend::{
-    Broker, DeadLetter, Delivery, DeliveryRef, Outgoing, QueueStats, Recovered, RecoveryOutcome,
-    Revocation, Settle, SettleOutcome, Settlement,
+    BeatReply, Broker, DeadLetter, Delivery, DeliveryRef, Outgoing, QueueStats, Recovered,
+    RecoveryOutcome, Revocation, Settle, SettleOutcome, Settlement,
 };
 use hippo_queue_core::codec::Codec;
 use hippo_queue_core::control::{RateLimit, Reply, Request};
@@ -492,6 +492,8 @@ impl RedisBackend {
         let mut pipe = redis::pipe();
         pipe.zrem(&self.inner.global.workers, worker)
             .ignore()
+            .hdel(&self.inner.global.incarnations, worker)
+            .ignore()
             .del(&wq)
             .ignore()
             .del(self.inner.global.worker_info(worker))
@@ -972,16 +974,19 @@ impl Broker for RedisBackend {
     async fn heartbeat(
         &self,
         worker: &str,
+        incarnation: &str,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<BeatReply, BackendError> {
         let g = &self.inner.global;
         let mut inv = self.server().scripts.heartbeat.prepare_invoke();
         inv.key(&g.workers)
             .key(&g.fleet)
+            .key(&g.incarnations)
             .arg(worker)
             .arg(duration_ms(ttl).max(1))
-            .arg(duration_ms(interval).max(1));
+            .arg(duration_ms(interval).max(1))
+            .arg(incarnation);
         let queues: Vec<String> = self
             .inner
             .registered
@@ -1001,7 +1006,11 @@ impl Broker for RedisBackend {
         let sent = now_ms();
         let ((previous, server_now),): ((i64, u64),) = self.server().query_alone(&pipe).await?;
         self.inner.clock.observe(server_now, sent, now_ms());
-        Ok(previous >= 0)
+        Ok(match previous {
+            -2 => BeatReply::Taken,
+            p if p >= 0 => BeatReply::Alive,
+            _ => BeatReply::Unknown,
+        })
     }
 
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {
@@ -1023,7 +1032,11 @@ impl Broker for RedisBackend {
         worker: &str,
         max_deliveries: u32,
     ) -> Result<Vec<Recovered>, BackendError> {
-        self.recover_whole_worker(worker, max_deliveries).await
+        let wq = self.inner.global.worker_queues(worker);
+        let mut pipe = redis::pipe();
+        pipe.smembers(&wq);
+        let (queues,): (Vec<String>,) = self.server().query(&pipe).await?;
+        self.recover_leases(worker, &queues, max_deliveries).await
     }
 
     async fn leases(
@@ -1065,7 +1078,10 @@ impl Broker for RedisBackend {
         }
         let g = &self.inner.global;
         let mut inv = self.server().scripts.lost_workers.prepare_invoke();
-        inv.key(&g.workers).key(&g.fleet).arg(DEAD_WORKERS_BATCH);
+        inv.key(&g.workers)
+            .key(&g.fleet)
+            .key(&g.incarnations)
+            .arg(DEAD_WORKERS_BATCH);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
         let (reply,): (Vec<Value>,) = self.server().query(&pipe).await?;

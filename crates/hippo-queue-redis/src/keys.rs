@@ -63,6 +63,8 @@ pub(crate) struct GlobalKeys {
     pub workers: String,
     /// Fleet heartbeat state (hash: last, grace), in the slot of `workers`.
     pub fleet: String,
+    /// The incarnation holding each worker name (hash), in the slot of `workers`.
+    pub incarnations: String,
     /// Revocations: zset "<terminate 0|1>:<id>" -> until ms.
     pub revoked: String,
     /// Revocations in the order they were made (capped stream; field `r`:
@@ -87,6 +89,7 @@ impl GlobalKeys {
             prefix: prefix.to_string(),
             workers: format!("{prefix}:workers"),
             fleet: format!("{prefix}:{{{prefix}:workers}}:fleet"),
+            incarnations: format!("{prefix}:{{{prefix}:workers}}:incarnations"),
             revoked: format!("{prefix}:revoked"),
             revocation_log: format!("{prefix}:revlog"),
             revocations_channel: format!("{prefix}:chan:revocations"),

@@ -172,6 +172,7 @@ async fn a_million_delayed_tasks_due_at_once_drain() {
     backend
         .heartbeat(
             "drainer",
+            "test-incarnation",
             Duration::from_secs(600),
             Duration::from_secs(600) / 2,
         )

@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    BackendError, Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing, QueueStats,
-    Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle, SettleOutcome,
-    Settlement, WriteOutcome,
+    BackendError, BeatReply, Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing,
+    QueueStats, Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle,
+    SettleOutcome, Settlement, WriteOutcome,
 };
 use crate::control::{RateLimit, Reply, Request};
 use crate::events::{Event, WorkerInfo};
@@ -56,12 +56,19 @@ struct Shared {
     replies_ready: Notify,
 }
 
+/// A worker name's heartbeat.
+struct Beating {
+    deadline: Instant,
+    incarnation: String,
+}
+
 #[derive(Default)]
 struct State {
     queues: HashMap<String, QueueState>,
     delayed: BTreeMap<(u64, u64), Msg>,
     leases: HashMap<u64, Lease>,
-    workers: HashMap<String, Instant>,
+    /// Heartbeats: worker name -> its deadline and the incarnation holding it.
+    workers: HashMap<String, Beating>,
     revoked: HashMap<String, Revocation>,
     /// Every revocation in order (the cursor of `revocations_after` is an index).
     revocation_log: Vec<Revocation>,
@@ -429,22 +436,37 @@ impl Broker for MemoryBackend {
     async fn heartbeat(
         &self,
         worker: &str,
+        incarnation: &str,
         ttl: Duration,
         _interval: Duration,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<BeatReply, BackendError> {
         // One process, one clock, no outage: the interval is not needed.
-        Ok(self
-            .lock()
-            .workers
-            .insert(worker.to_string(), Instant::now() + ttl)
-            .is_some())
+        let mut st = self.lock();
+        let now = Instant::now();
+        let previous = st.workers.get(worker);
+        if previous.is_some_and(|b| b.incarnation != incarnation && b.deadline > now) {
+            return Ok(BeatReply::Taken);
+        }
+        let known = previous.is_some();
+        st.workers.insert(
+            worker.to_string(),
+            Beating {
+                deadline: now + ttl,
+                incarnation: incarnation.to_string(),
+            },
+        );
+        Ok(if known {
+            BeatReply::Alive
+        } else {
+            BeatReply::Unknown
+        })
     }
 
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {
         let st = self.lock();
         let held = st.leases.values().any(|l| l.worker == worker);
         Ok(match st.workers.get(worker) {
-            Some(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
+            Some(b) => Some(b.deadline.saturating_duration_since(Instant::now())),
             None if held => Some(Duration::ZERO),
             None => None,
         })
@@ -455,11 +477,7 @@ impl Broker for MemoryBackend {
         worker: &str,
         max_deliveries: u32,
     ) -> Result<Vec<Recovered>, BackendError> {
-        let out = {
-            let mut st = self.lock();
-            st.workers.remove(worker);
-            st.recover_worker(worker, max_deliveries)
-        };
+        let out = self.lock().recover_worker(worker, max_deliveries);
         self.shared.arrivals.notify_waiters();
         Ok(out)
     }
@@ -506,7 +524,7 @@ impl Broker for MemoryBackend {
             let mut dead: Vec<String> = st
                 .workers
                 .iter()
-                .filter(|(_, deadline)| **deadline <= now)
+                .filter(|(_, b)| b.deadline <= now)
                 .map(|(w, _)| w.clone())
                 .collect();
             // Leases held by workers that never registered a heartbeat are dead too.

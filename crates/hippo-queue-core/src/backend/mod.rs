@@ -154,6 +154,20 @@ pub enum SettleOutcome {
     Fenced,
 }
 
+/// The answer to [`Broker::heartbeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BeatReply {
+    /// Accepted; the worker was alive before it.
+    Alive,
+    /// Accepted, but the worker was not in the heartbeat set: its first beat, or
+    /// another worker recovered it meanwhile (its messages are gone, and it must stop
+    /// what it runs).
+    Unknown,
+    /// Refused: another incarnation holds the name and its deadline runs.
+    Taken,
+}
+
 /// A message moved by [`Broker::recover`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovered {
@@ -287,23 +301,27 @@ pub trait Broker: Send + Sync + 'static {
     /// declares any of them lost. A backend that keeps track of which queues a worker
     /// leased from re-asserts that record here.
     ///
-    /// Returns whether the worker was still in the heartbeat set: `false` on its first
-    /// beat, and when another worker has recovered it (its messages are gone, and it
-    /// must stop what it runs).
+    /// `incarnation` tells apart two processes started under one name: while one
+    /// incarnation's deadline runs, another one's beats are refused
+    /// ([`BeatReply::Taken`]), in the same atomic step that would accept them, so two
+    /// processes started at the same moment cannot both hold the name.
     async fn heartbeat(
         &self,
         worker: &str,
+        incarnation: &str,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<bool, BackendError>;
+    ) -> Result<BeatReply, BackendError>;
 
     /// How long the worker name `worker` has left before it is declared lost: `None`
     /// when no worker holds the name, zero when its holder missed its deadline and
     /// was not recovered yet.
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError>;
 
-    /// Recovers every message `worker` holds as if it had died (see the module docs),
-    /// and forgets the worker.
+    /// Recovers every message leased under the name `worker` as if its holder had
+    /// died (see the module docs), keeping the name's heartbeat. A worker calls it
+    /// right after its first heartbeat claimed the name, before fetching anything, so
+    /// that what it recovers is a dead incarnation's.
     async fn recover_worker(
         &self,
         worker: &str,

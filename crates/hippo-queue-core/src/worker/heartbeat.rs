@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 
 use super::pool::StopReason;
 use super::{Settings, Shared};
-use crate::backend::{BackendError, Recovered, RecoveryOutcome, ResultWrite, Revocation};
+use crate::backend::{
+    BackendError, BeatReply, Recovered, RecoveryOutcome, ResultWrite, Revocation,
+};
 use crate::events::{Event, EventKind};
 use crate::message::Envelope;
 use crate::result::TaskMeta;
@@ -32,25 +34,35 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let sent = Instant::now();
-        let beat =
-            shared
-                .app
-                .broker()
-                .heartbeat(&shared.id, s.worker_lost_after, s.heartbeat_interval);
+        let beat = shared.app.broker().heartbeat(
+            &shared.id,
+            &shared.incarnation,
+            s.worker_lost_after,
+            s.heartbeat_interval,
+        );
         // A beat that takes longer than an interval is as good as failed.
         let why = match tokio::time::timeout(s.heartbeat_interval, beat).await {
-            Ok(Ok(true)) => {
+            Ok(Ok(BeatReply::Alive)) => {
                 last_ok = sent;
                 if shared.liveness.beat_ok(sent) {
                     tracing::warn!(worker = %shared.id, "broker reachable again; tasks start again");
                 }
                 continue;
             }
-            Ok(Ok(false)) => {
+            Ok(Ok(BeatReply::Unknown)) => {
                 // Recovered by another worker (judged dead): what it runs is theirs.
                 last_ok = sent;
                 shared.liveness.beat_ok(sent);
                 cut_off(&shared, "this worker was recovered by another one");
+                continue;
+            }
+            Ok(Ok(BeatReply::Taken)) => {
+                // Judged dead, and another process started under this name since:
+                // this one stays cut off while that one lives.
+                if shared.liveness.name_taken() {
+                    let stopped = shared.stop_all(StopReason::ConnectionLost);
+                    tracing::error!(worker = %shared.id, stopped, "another live process holds this worker's name; running tasks stopped, nothing starts while it lives");
+                }
                 continue;
             }
             Ok(Err(BackendError::Busy(e))) => {
@@ -87,6 +99,11 @@ pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if shared.liveness.is_name_taken() {
+            // The registry record and the heartbeat events under this name are the
+            // holder's now.
+            continue;
+        }
         let broker = shared.app.broker();
         let info = shared.info();
         let beat = Event::worker(EventKind::WorkerHeartbeat, &info);
@@ -179,26 +196,33 @@ pub(super) async fn revocation_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<
     }
 }
 
-/// Makes sure no live worker holds the name `id`, and recovers the messages of a
-/// dead one that held it (a fixed name restarted after a crash), so that they are
-/// not hidden behind the new worker's heartbeats.
+/// Claims the name `id` for this process with its first heartbeat, then recovers the
+/// messages a dead process that held the name left leased (a fixed name restarted
+/// after a crash), so that they are not hidden behind the new worker's heartbeats.
 ///
-/// A holder whose deadline is still running is waited for, up to its deadline; if
-/// it beats meanwhile, it is alive and the name is refused.
-pub(super) async fn claim_name(app: &App, id: &str, s: &Settings) -> Result<(), Error> {
+/// The claim is one atomic step in the broker: of two processes started at once under
+/// one name, one gets it and the other is refused. A holder whose deadline still runs
+/// is waited for, up to its deadline; if it beats meanwhile, it is alive and the name
+/// is refused.
+pub(super) async fn claim_name(
+    app: &App,
+    id: &str,
+    incarnation: &str,
+    s: &Settings,
+) -> Result<(), Error> {
     let broker = app.broker();
-    let Some(left) = broker.worker_lease(id).await? else {
-        return Ok(());
-    };
-    if !left.is_zero() {
+    let beat = || broker.heartbeat(id, incarnation, s.worker_lost_after, s.heartbeat_interval);
+    if beat().await? == BeatReply::Taken {
+        let left = broker.worker_lease(id).await?.unwrap_or_default();
         tracing::warn!(worker = %id, ?left, "a worker with this name was beating recently; waiting for its lease to run out");
         tokio::time::sleep(left + Duration::from_millis(50)).await;
-        if broker.worker_lease(id).await?.is_some_and(|l| !l.is_zero()) {
+        if beat().await? == BeatReply::Taken {
             return Err(Error::InvalidOptions(format!(
                 "a live worker is already named {id:?} (it is still heartbeating): give each worker a unique name (-n name@host)"
             )));
         }
     }
+    // Nothing is fetched under the name yet: every lease it has is a dead holder's.
     let recovered = broker.recover_worker(id, s.max_deliveries).await?;
     if !recovered.is_empty() {
         tracing::warn!(worker = %id, count = recovered.len(), "recovered the messages of this name's previous, dead incarnation");

@@ -259,10 +259,8 @@ impl WorkerBuilder {
             )
         });
         let broker = self.app.broker().clone();
-        heartbeat::claim_name(&self.app, &id, s).await?;
-        broker
-            .heartbeat(&id, s.worker_lost_after, s.heartbeat_interval)
-            .await?;
+        let incarnation = uuid::Uuid::new_v4().simple().to_string();
+        heartbeat::claim_name(&self.app, &id, &incarnation, s).await?;
         let revocations = broker.subscribe_revocations().await?;
         // The cursor first: a revocation made during the full read is read again,
         // never missed.
@@ -280,6 +278,7 @@ impl WorkerBuilder {
         let shared = Arc::new(Shared {
             app: self.app.clone(),
             id: id.clone(),
+            incarnation,
             settings: Settings {
                 concurrency,
                 ..self.settings.clone()

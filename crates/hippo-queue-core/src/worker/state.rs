@@ -26,6 +26,9 @@ pub(crate) struct Shared {
     pub app: App,
     /// The worker's name.
     pub id: String,
+    /// This process's claim on the name (another process started under the same name
+    /// has another one, and its beats are refused while this one's deadline runs).
+    pub incarnation: String,
     /// Settings fixed at start.
     pub settings: Settings,
     /// The queues consumed now (changed by add/cancel consumer).
@@ -171,6 +174,21 @@ impl Shared {
         }
         self.kill.cancel();
         let _ = h.bookkeeper.await;
+        if self.liveness.is_name_taken() {
+            tracing::warn!(worker = %self.id, "another process holds this worker's name: leaving its registry and leases alone");
+        } else {
+            self.unregister().await;
+        }
+        tracing::info!(worker = %self.id, released, aborted, "worker stopped");
+        let report = ShutdownReport { released, aborted };
+        *lock(&self.report) = Some(report);
+        self.stopped.cancel();
+        report
+    }
+
+    /// Leaves the broker's worker set; what is still leased is recovered and its
+    /// losses recorded.
+    async fn unregister(&self) {
         match self.app.broker().unregister(&self.id).await {
             Ok(left) if !left.is_empty() => {
                 tracing::warn!(worker = %self.id, count = left.len(), "messages still leased at exit were recovered");
@@ -183,11 +201,6 @@ impl Shared {
                 tracing::warn!(worker = %self.id, error = %e, "could not unregister; leases will be recovered after the heartbeat expires")
             }
         }
-        tracing::info!(worker = %self.id, released, aborted, "worker stopped");
-        let report = ShutdownReport { released, aborted };
-        *lock(&self.report) = Some(report);
-        self.stopped.cancel();
-        report
     }
 
     /// Stops everything at once, recording nothing (crash simulation).
@@ -324,6 +337,8 @@ struct Beats {
     last_failure: Option<Instant>,
     /// Cut off: running tasks were stopped and nothing starts until a beat lands.
     cut_off: bool,
+    /// The last beat was refused: another process holds the worker's name.
+    name_taken: bool,
 }
 
 impl Liveness {
@@ -331,7 +346,22 @@ impl Liveness {
     pub(crate) fn beat_ok(&self, sent: Instant) -> bool {
         let mut b = lock(&self.0);
         b.last_ok = Some(sent);
+        b.name_taken = false;
         std::mem::take(&mut b.cut_off)
+    }
+
+    /// A beat was refused: another process holds the name. Cuts the worker off; true
+    /// if it was not already.
+    pub(crate) fn name_taken(&self) -> bool {
+        let mut b = lock(&self.0);
+        b.name_taken = true;
+        !std::mem::replace(&mut b.cut_off, true)
+    }
+
+    /// Whether the name belongs to another process now: what this worker leaves
+    /// behind in the broker is that process's, not to be recovered at exit.
+    pub(crate) fn is_name_taken(&self) -> bool {
+        lock(&self.0).name_taken
     }
 
     pub(crate) fn beat_failed(&self) {

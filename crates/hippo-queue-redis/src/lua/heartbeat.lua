@@ -4,14 +4,23 @@
 -- KEYS[2]  fleet state (hash: last = last heartbeat of any worker, grace = no
 --          worker is declared lost before this time, span = the longest ttl plus
 --          interval seen), in KEYS[1]'s slot
--- ARGV     worker, ttl ms, heartbeat interval ms
+-- KEYS[3]  incarnations (hash worker -> the incarnation holding the name), in
+--          KEYS[1]'s slot
+-- ARGV     worker, ttl ms, heartbeat interval ms, incarnation
+-- A beat of another incarnation than the one holding the name is refused while the
+-- holder's deadline runs (two processes started under one name).
 -- When no worker could beat for two intervals (the server was down, loading,
 -- read-only, out of memory or busy), every worker gets the longest lease of the fleet
 -- to beat again before any is declared lost.
 -- Returns { previous deadline, or -1 when the worker was not in the set (its first
--- beat, or it was recovered meanwhile), server now ms }.
+-- beat, or it was recovered meanwhile), or -2 when the name is taken; server now ms }.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local holder = redis.call('HGET', KEYS[3], ARGV[1])
+if prev and holder and holder ~= ARGV[4] and tonumber(prev) > now then
+  return { -2, now }
+end
 local ttl = tonumber(ARGV[2])
 local interval = tonumber(ARGV[3])
 local span = math.max(tonumber(redis.call('HGET', KEYS[2], 'span') or '0'), ttl + interval)
@@ -24,6 +33,6 @@ if now - last > interval * 2 then
   end
 end
 redis.call('HSET', KEYS[2], 'last', now)
-local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 return { tonumber(prev or '-1'), now }

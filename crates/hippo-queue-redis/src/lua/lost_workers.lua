@@ -5,6 +5,7 @@
 -- recoverer claims it.
 -- KEYS[1]  worker deadlines (zset)
 -- KEYS[2]  fleet state (hash), in KEYS[1]'s slot
+-- KEYS[3]  incarnations (hash), in KEYS[1]'s slot
 -- ARGV     most workers to claim
 -- Returns { 1 while in the grace period, else 0; the claimed workers... }.
 local t = redis.call('TIME')
@@ -16,6 +17,7 @@ end
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[1]))
 if #dead > 0 then
   redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('HDEL', KEYS[3], unpack(dead))
 end
 local out = { 0 }
 for _, w in ipairs(dead) do out[#out + 1] = w end

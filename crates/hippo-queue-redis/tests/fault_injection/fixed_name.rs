@@ -1,14 +1,18 @@
 //! Scenario 7 (review Q7): a worker with a fixed name (`-n w1@host`, a StatefulSet)
-//! restarted after kill -9, and a second live worker under a name in use.
+//! restarted after kill -9, a second live worker under a name in use, and a name
+//! taken over while its holder was cut off.
 
 use std::time::{Duration, Instant};
 
 use hippo_queue_redis::test_server::RedisServer;
 
+use hippo_queue_core::backend::Broker;
+
 use crate::harness::{
-    COUNTER_DB, Child, ChildSpec, Row, Sampler, Scene, WorkerCfg, app_on, late, light, note,
-    send_one, wait_final,
+    COUNTER_DB, Child, ChildSpec, Counters, Log, Row, Sampler, Scene, What, WorkerCfg, app_on,
+    events, late, light, note, send_one, send_work, wait_final,
 };
+use crate::proxy::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_name_restarted_after_kill9_gets_its_task_redelivered() {
@@ -120,4 +124,87 @@ async fn a_second_live_worker_with_the_same_name_is_refused() {
         }
         Err(_) => panic!("{scenario}: start neither succeeded nor failed: {outcome}"),
     }
+}
+
+/// A worker cut off from Redis long enough to be judged dead, whose fixed name a new
+/// process takes meanwhile: when the network returns, the old process's beats are
+/// refused (another incarnation holds the name), it starts nothing, and its shutdown
+/// leaves the new holder's registry and leases alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_taken_while_cut_off() {
+    let _machine = light().await;
+    let scenario = "fixed name taken while its holder was cut off";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let proxy = Proxy::start(server.port).await;
+    let counters = Counters::connect(&counter_url).await;
+    let (log_old, log_new): (Log, Log) = Default::default();
+    let cfg = WorkerCfg::new(2, 1)
+        .lost_after(Duration::from_secs(1))
+        .named("w-fixed");
+    let (app_old, _) = app_on(&proxy.url(0), &counter_url, Some(log_old.clone())).await;
+    let (app_new, _) = app_on(&url, &counter_url, Some(log_new.clone())).await;
+    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let old = cfg.builder(&app_old).start().await.expect("old worker");
+    let first = send_one(&app, 2000, late()).await;
+    assert!(
+        counters
+            .wait_execs(&first, 1, Duration::from_secs(10))
+            .await,
+        "{scenario}: the old process never started the task"
+    );
+    proxy.pause();
+    // The new process waits out the old one's deadline, claims the name and recovers
+    // what it held.
+    let new = cfg.builder(&app_new).start().await.expect("new worker");
+    proxy.resume();
+    let resumed = Instant::now();
+    let later = send_work(&app, (0..6).map(|_| (100, late()))).await;
+    let mut ids = vec![first.clone()];
+    ids.extend(later);
+    let limit = Duration::from_secs(20);
+    let finals = wait_final(&backend, &ids, limit, limit).await;
+    let started_by_old = events(&log_old)
+        .iter()
+        .filter(|e| e.what == What::Started && e.at > resumed)
+        .count();
+    old.shutdown_within(Duration::from_secs(1)).await;
+    // The new holder is untouched by the old process's exit: still beating, and still
+    // running what it is sent.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let lease = backend.worker_lease("w-fixed").await.expect("lease");
+    let after = send_one(&app, 50, late()).await;
+    let after_final = wait_final(&backend, std::slice::from_ref(&after), limit, limit).await;
+    new.shutdown().await;
+    let execs = counters.execs().await;
+    let row = Row::new(
+        scenario,
+        &ids,
+        &finals,
+        &execs,
+        Default::default(),
+        cfg.window(),
+    )
+    .note(format!(
+        "{started_by_old} started by the old process after the network returned"
+    ));
+    row.print();
+    assert_eq!(
+        row.success,
+        ids.len(),
+        "{scenario}: not every task completed"
+    );
+    assert_eq!(
+        started_by_old, 0,
+        "{scenario}: the old process started tasks under a name another process holds"
+    );
+    assert!(
+        lease.is_some_and(|l| !l.is_zero()),
+        "{scenario}: the old process's shutdown removed the new holder ({lease:?})"
+    );
+    assert!(
+        after_final.contains_key(&after),
+        "{scenario}: the new holder ran nothing after the old one stopped"
+    );
 }

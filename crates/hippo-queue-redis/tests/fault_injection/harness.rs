@@ -1007,7 +1007,12 @@ pub async fn fetch_past_bad_record(
         tokio::time::sleep(Duration::from_millis(ms + 200)).await;
     }
     backend
-        .heartbeat("drainer", Duration::from_secs(60), Duration::from_secs(2))
+        .heartbeat(
+            "drainer",
+            "test-incarnation",
+            Duration::from_secs(60),
+            Duration::from_secs(2),
+        )
         .await
         .expect("beat");
     let got = backend

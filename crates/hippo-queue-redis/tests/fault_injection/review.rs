@@ -532,6 +532,7 @@ async fn q4_heavy_recovery_does_not_delay_heartbeats() {
         backend
             .heartbeat(
                 &dead,
+                "test-incarnation",
                 Duration::from_millis(200),
                 Duration::from_millis(100),
             )
