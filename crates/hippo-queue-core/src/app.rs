@@ -13,7 +13,7 @@ use crate::message::{ENVELOPE_VERSION, Envelope, RetrySpec, origin};
 use crate::registry::{Handler, Registry};
 use crate::result::{AsyncResult, output};
 use crate::routing::Router;
-use crate::time::{duration_ms, now_ms, to_ms};
+use crate::time::{duration_ms, now_ms, shifted, to_ms};
 use crate::worker::WorkerBuilder;
 use crate::{Error, SendOptions, Task, TaskOptions};
 
@@ -429,7 +429,9 @@ impl App {
             args,
             retries: 0,
             eta: call.eta.map(to_ms),
-            expires: call.expires.map(to_ms),
+            expires: call
+                .expires
+                .map(|t| shifted(to_ms(t), self.broker().clock_offset_ms())),
             priority: o.priority.unwrap_or(0).min(9),
             queue: dest.queue,
             routing_key: dest.routing_key,

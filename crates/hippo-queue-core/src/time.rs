@@ -24,3 +24,8 @@ pub fn from_ms(ms: u64) -> SystemTime {
 pub fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// `ms` moved by `offset_ms` (another clock's reading minus this one's), never below 1.
+pub fn shifted(ms: u64, offset_ms: i64) -> u64 {
+    (ms as i64).saturating_add(offset_ms).max(1) as u64
+}

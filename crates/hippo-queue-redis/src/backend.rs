@@ -971,6 +971,10 @@ impl Broker for RedisBackend {
         self.server().query::<()>(&pipe).await
     }
 
+    fn clock_offset_ms(&self) -> i64 {
+        self.inner.clock.offset_ms()
+    }
+
     async fn heartbeat(
         &self,
         worker: &str,

@@ -29,6 +29,11 @@ impl ServerClock {
             .store(offset(server_ms, sent_ms, received_ms), Ordering::Relaxed);
     }
 
+    /// The server's clock minus this process's, in ms, as last measured.
+    pub(crate) fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
     /// A due time on this process's clock, on the server's (0 stays 0: "now").
     pub(crate) fn to_server(&self, local_ms: u64) -> u64 {
         if local_ms == 0 {

@@ -290,6 +290,14 @@ pub trait Broker: Send + Sync + 'static {
         settlements: &[Settlement],
     ) -> Result<Vec<SettleOutcome>, BackendError>;
 
+    /// The broker's clock minus this process's, in milliseconds, as last measured
+    /// (zero for a broker in this process). A task's expiry is stated on the broker's
+    /// clock: a producer adds this to the expiry it writes, a worker to its own clock
+    /// before comparing, so two machines' clocks never decide it.
+    fn clock_offset_ms(&self) -> i64 {
+        0
+    }
+
     /// Hands reserved, unstarted messages back to the head of their queue.
     async fn release(&self, worker: &str, deliveries: &[DeliveryRef]) -> Result<(), BackendError>;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::WRITE_OUT;
 use super::execute::execute;
 use super::window::Hold;
 use crate::backend::Delivery;
@@ -72,19 +73,24 @@ async fn hand_back(shared: &Shared, unstarted: Vec<Leased>) -> usize {
     {
         let mut reserved = shared.reserved.lock().unwrap_or_else(|p| p.into_inner());
         for l in &unstarted {
-            reserved.remove(&l.delivery.token);
+            reserved.remove(&(l.delivery.queue.clone(), l.delivery.token));
         }
     }
-    let mut delay = Duration::from_millis(50);
-    for attempt in 0..5 {
-        match shared.app.broker().release(&shared.id, &refs).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(worker = %shared.id, error = %e, attempt, "could not hand back reserved messages");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+    let release = async {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 0..5 {
+            match shared.app.broker().release(&shared.id, &refs).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(worker = %shared.id, error = %e, attempt, "could not hand back reserved messages");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
             }
         }
+    };
+    if tokio::time::timeout(WRITE_OUT, release).await.is_err() {
+        tracing::warn!(worker = %shared.id, count, "could not hand back reserved messages in time; they are recovered with the worker");
     }
     // Handed back (or recovered with the worker when it unregisters): out of the
     // window either way.

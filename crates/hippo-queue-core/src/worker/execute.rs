@@ -23,7 +23,7 @@ use crate::message::Envelope;
 use crate::registry::Handler;
 use crate::result::TaskMeta;
 use crate::task::kinds;
-use crate::time::{duration_ms, now_ms};
+use crate::time::{duration_ms, now_ms, shifted};
 use crate::{TaskFailure, TaskState};
 
 /// Runs one delivered message to its end.
@@ -33,7 +33,7 @@ pub(super) async fn execute(shared: Arc<Shared>, leased: Leased, permit: OwnedSe
         .reserved
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(&d.token);
+        .remove(&(d.queue.clone(), d.token));
     let span = tracing::info_span!("task", task_id = %d.id, task_name = tracing::field::Empty, queue = %d.queue, worker = %shared.id);
     run_delivery(&shared, d, hold, permit)
         .instrument(span)
@@ -201,7 +201,9 @@ impl Job<'_> {
             let f = TaskFailure::new(kinds::REVOKED, "revoked");
             return Err((TaskState::Revoked, f, Settle::Ack));
         }
-        if self.env.expires.is_some_and(|exp| exp <= now_ms()) {
+        // The expiry is on the broker's clock (see `Broker::clock_offset_ms`).
+        let now = shifted(now_ms(), shared.app.broker().clock_offset_ms());
+        if self.env.expires.is_some_and(|exp| exp <= now) {
             tracing::info!("expired before start");
             let f = TaskFailure::new(kinds::EXPIRED, "expired before it could start");
             return Err((TaskState::Revoked, f, Settle::Ack));

@@ -124,7 +124,7 @@ async fn hand_over(
             .reserved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(d.token, d.clone());
+            .insert((d.queue.clone(), d.token), d.clone());
         let leased = Leased { delivery: d, hold };
         // Nothing waits for a slot and one is free: start it here, saving the
         // hand-over to the dispatcher.

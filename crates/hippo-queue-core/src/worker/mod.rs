@@ -96,6 +96,11 @@ use tokio_util::task::TaskTracker;
 
 pub use pool::Pool;
 
+/// How long a shutdown may spend writing: handing reserved messages back (before the
+/// grace period), then, once the tasks have stopped, flushing results and
+/// acknowledgements, the worker-offline event and leaving the registry together.
+pub const WRITE_OUT: Duration = Duration::from_secs(10);
+
 use crate::events::{Event, EventKind};
 use crate::{App, Error};
 use bookkeeper::{Bookkeeper, Books};
@@ -382,11 +387,17 @@ pub struct ActiveTask {
 
 /// What a graceful shutdown did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Reserved messages handed back unstarted.
     pub released: usize,
     /// Running tasks aborted when the grace period ran out.
     pub aborted: usize,
+    /// Messages whose results or acknowledgements could not be written before the
+    /// worker gave up (the backend was away for [`WRITE_OUT`] after the tasks
+    /// stopped): they stay leased, and other workers recover them once this worker's
+    /// heartbeat has expired.
+    pub unwritten: usize,
 }
 
 /// A running worker. Dropping it leaves the worker running; call
@@ -469,6 +480,12 @@ impl WorkerHandle {
     /// handed back to their queues, running tasks get the grace period to finish, then
     /// are aborted (requeued when `acks_late`, FAILURE otherwise), results are flushed
     /// and the worker leaves the registry. A remote `shutdown` command does the same.
+    ///
+    /// Writing is bounded by [`WRITE_OUT`] before the grace period (handing back) and
+    /// again after it (flush, worker-offline event, leaving the registry), so a broker
+    /// that is away delays the return by at most the grace plus twice that; what could
+    /// not be written is counted in [`ShutdownReport::unwritten`] and left to
+    /// recovery.
     pub async fn shutdown(self) -> ShutdownReport {
         let grace = self.shared.settings.shutdown_grace;
         self.shutdown_within(grace).await

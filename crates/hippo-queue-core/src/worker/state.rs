@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::WRITE_OUT;
 use super::bookkeeper::{Books, Op};
 use super::pool::{StopReason, StopSwitch};
 use super::window::Window;
@@ -57,8 +58,9 @@ pub(crate) struct Shared {
     pub concurrency: AtomicUsize,
     /// Messages handed to the dispatcher and not started yet.
     pub queued: AtomicUsize,
-    /// Reserved, not yet started messages, by token.
-    pub reserved: Mutex<HashMap<u64, Arc<Delivery>>>,
+    /// Reserved, not yet started messages, by queue and token (tokens count per
+    /// queue: two queues hand out the same numbers).
+    pub reserved: Mutex<HashMap<(String, u64), Arc<Delivery>>>,
     /// Autoscale bounds (max, min).
     pub autoscale: Mutex<Option<(usize, usize)>>,
     /// Per-task time limit overrides (soft, hard).
@@ -162,25 +164,47 @@ impl Shared {
             .is_err()
         {
             aborted = self.stop_all(StopReason::Shutdown);
-            self.tracker.wait().await;
         }
-        self.books.flush().await;
+        // Once the tasks have stopped, what is left is writing: bounded, so that a
+        // broker that is away cannot hold the host's shutdown forever.
+        let deadline = tokio::time::Instant::now() + WRITE_OUT;
+        let written = tokio::time::timeout_at(deadline, async {
+            self.tracker.wait().await;
+            self.books.flush().await;
+        })
+        .await
+        .is_ok();
+        let unwritten = if written { 0 } else { self.window.len() };
+        if !written {
+            tracing::error!(worker = %self.id, unwritten, "results and acknowledgements not written within {WRITE_OUT:?}: their messages stay leased, and other workers recover them once this worker's heartbeat has expired");
+        }
         for b in &h.background {
             b.abort();
         }
         let offline = Event::worker(EventKind::WorkerOffline, &self.info());
-        if let Err(e) = self.app.broker().emit(&[offline]).await {
-            tracing::warn!(worker = %self.id, error = %e, "could not publish worker-offline");
+        match tokio::time::timeout_at(deadline, self.app.broker().emit(&[offline])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(worker = %self.id, error = %e, "could not publish worker-offline")
+            }
+            Err(_) => tracing::warn!(worker = %self.id, "could not publish worker-offline in time"),
         }
         self.kill.cancel();
         let _ = h.bookkeeper.await;
         if self.liveness.is_name_taken() {
             tracing::warn!(worker = %self.id, "another process holds this worker's name: leaving its registry and leases alone");
-        } else {
-            self.unregister().await;
+        } else if tokio::time::timeout_at(deadline, self.unregister())
+            .await
+            .is_err()
+        {
+            tracing::warn!(worker = %self.id, "could not unregister in time; leases will be recovered after the heartbeat expires");
         }
-        tracing::info!(worker = %self.id, released, aborted, "worker stopped");
-        let report = ShutdownReport { released, aborted };
+        tracing::info!(worker = %self.id, released, aborted, unwritten, "worker stopped");
+        let report = ShutdownReport {
+            released,
+            aborted,
+            unwritten,
+        };
         *lock(&self.report) = Some(report);
         self.stopped.cancel();
         report

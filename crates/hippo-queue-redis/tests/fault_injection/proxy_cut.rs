@@ -134,3 +134,70 @@ async fn proxy_stops_forwarding_for_30s() {
     );
     row.assert_extra_runs_at_most(window as i64, "the cut-off worker's window");
 }
+
+/// A graceful shutdown while the worker's Redis is unreachable: it returns within the
+/// grace plus the bounded write-out, reports what it could not write, and the task it
+/// finished meanwhile is recovered by another worker and still ends SUCCESS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_redis_is_unreachable_is_bounded() {
+    let _machine = light().await;
+    let scenario = "graceful shutdown with Redis unreachable";
+    let lost_after = Duration::from_secs(2);
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let proxy = Proxy::start(server.port).await;
+    let counters = Counters::connect(&counter_url).await;
+    let cfg = WorkerCfg::new(1, 1).lost_after(lost_after);
+    let (app_a, _) = app_on(&proxy.url(0), &counter_url, None).await;
+    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let a = cfg
+        .clone()
+        .named("A-behind-proxy")
+        .builder(&app_a)
+        .start()
+        .await
+        .expect("worker A");
+    let id = send_work(&app, [(800, late())]).await.remove(0);
+    assert!(
+        counters.wait_execs(&id, 1, Duration::from_secs(10)).await,
+        "{scenario}: A never started the task"
+    );
+    proxy.pause();
+    let grace = Duration::from_secs(1);
+    let t = Instant::now();
+    let report = a.shutdown_within(grace).await;
+    let took = t.elapsed();
+    let bound = grace + 2 * hippo_queue_core::worker::WRITE_OUT + Duration::from_secs(3);
+    proxy.resume();
+    let b = cfg
+        .clone()
+        .named("B-direct")
+        .builder(&app)
+        .start()
+        .await
+        .expect("worker B");
+    let limit = Duration::from_secs(20);
+    let finals = wait_final(&backend, std::slice::from_ref(&id), limit, limit).await;
+    b.shutdown().await;
+    let execs = counters.execs().await;
+    let row = Row::new(
+        scenario,
+        std::slice::from_ref(&id),
+        &finals,
+        &execs,
+        Default::default(),
+        cfg.window(),
+    )
+    .note(format!(
+        "shutdown took {took:.1?} (bound {bound:?}), {} unwritten",
+        report.unwritten
+    ));
+    row.print();
+    assert!(took < bound, "{scenario}: shutdown took {took:?}");
+    assert_eq!(
+        report.unwritten, 1,
+        "{scenario}: the finished task's ack could not have been written"
+    );
+    assert_eq!(row.success, 1, "{scenario}: the task did not end SUCCESS");
+}
