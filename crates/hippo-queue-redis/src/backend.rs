@@ -50,6 +50,8 @@ const RECOVER_BATCH: u32 = 500;
 /// Revocations kept in the incremental log (older ones are still in the set read
 /// at start).
 const REVOCATION_LOG_CAP: usize = 1_000_000;
+/// Revocations read per step when a worker starts (a `ZSCAN` hint).
+const REVOCATIONS_SCAN: usize = 2_000;
 /// Most unrecorded losses of one queue written per `recover` call.
 const UNRECORDED_BATCH: u32 = 100;
 /// Most dead workers recovered per `recover` call.
@@ -1167,14 +1169,27 @@ impl Broker for RedisBackend {
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, BackendError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGEBYSCORE")
-            .arg(&self.inner.global.revoked)
-            .arg(now_ms())
-            .arg("+inf")
-            .arg("WITHSCORES");
-        let (pairs,): (Vec<(String, u64)>,) = self.server().query(&pipe).await?;
-        Ok(pairs
+        // Scanned in steps: one reply of the whole set would block the server (and
+        // every heartbeat behind it) for as long as it takes to build. A scan returns
+        // every member present from start to end, some twice.
+        let now = now_ms();
+        let mut by_member = std::collections::HashMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZSCAN")
+                .arg(&self.inner.global.revoked)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(REVOCATIONS_SCAN);
+            let ((next, pairs),): ((u64, Vec<(String, u64)>),) = self.server().query(&pipe).await?;
+            by_member.extend(pairs.into_iter().filter(|(_, until)| *until > now));
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(by_member
             .into_iter()
             .filter_map(|(member, until)| {
                 let (t, id) = member.split_once(':')?;
