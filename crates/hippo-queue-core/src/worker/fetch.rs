@@ -7,7 +7,7 @@
 //! back. Reconciling here, between two fetches, means no fetch is in flight whose
 //! leases could be mistaken for lost ones.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::dispatch::Leased;
 use super::execute::execute;
-use crate::backend::Delivery;
+use crate::backend::{Delivery, DeliveryRef};
 use crate::routing::fetch_order;
 
 /// Leases messages while there is room, and hands them to the dispatcher.
@@ -28,6 +28,9 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::Sender<Lease
     // Every queue this worker has fetched from: where its leases can be.
     let mut fetched_from: BTreeSet<String> = BTreeSet::new();
     let mut next_reconcile = Instant::now() + shared.settings.worker_lost_after;
+    // Leases that reconciliation could not hand back (started, their settlement given
+    // up): reported once, not on every pass.
+    let mut stranded: HashSet<(String, u64)> = HashSet::new();
     loop {
         if shared.stop_fetch.is_cancelled() {
             return;
@@ -42,7 +45,7 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, dispatch: mpsc::Sender<Lease
             continue;
         }
         if Instant::now() >= next_reconcile {
-            reconcile(&shared, &fetched_from).await;
+            reconcile(&shared, &fetched_from, &mut stranded).await;
             next_reconcile = Instant::now() + shared.settings.worker_lost_after;
         }
         let freed = shared.window.freed();
@@ -160,13 +163,19 @@ async fn hand_back_cancelled(shared: &Shared, deliveries: Vec<Delivery>) -> Vec<
 }
 
 /// Hands back the leases the broker holds for this worker that are not in its
-/// window.
-async fn reconcile(shared: &Shared, queues: &BTreeSet<String>) {
+/// window. Started ones cannot be handed back (a settlement the broker refused for
+/// good): they stay until the worker leaves, and are reported once in `stranded`.
+async fn reconcile(
+    shared: &Shared,
+    queues: &BTreeSet<String>,
+    stranded: &mut HashSet<(String, u64)>,
+) {
     if queues.is_empty() {
         return;
     }
     let queues: Vec<String> = queues.iter().cloned().collect();
-    let leases = match shared.app.broker().leases(&shared.id, &queues).await {
+    let broker = shared.app.broker();
+    let leases = match broker.leases(&shared.id, &queues).await {
         Ok(l) => l,
         Err(e) => {
             tracing::debug!(worker = %shared.id, error = %e, "could not list leases");
@@ -174,11 +183,19 @@ async fn reconcile(shared: &Shared, queues: &BTreeSet<String>) {
         }
     };
     let unknown = shared.window.unknown(leases);
-    if unknown.is_empty() {
+    stranded.retain(|k| unknown.iter().any(|l| (&l.queue, l.token) == (&k.0, k.1)));
+    let new: Vec<DeliveryRef> = unknown
+        .into_iter()
+        .filter(|l| !stranded.contains(&(l.queue.clone(), l.token)))
+        .collect();
+    if new.is_empty() {
         return;
     }
-    tracing::warn!(worker = %shared.id, count = unknown.len(), "leases this worker never received (a lost fetch reply); handing them back");
-    if let Err(e) = shared.app.broker().release(&shared.id, &unknown).await {
+    tracing::warn!(worker = %shared.id, count = new.len(), "leases this worker does not hold (a lost fetch reply, or a settlement given up); handing back the unstarted ones");
+    if let Err(e) = broker.release(&shared.id, &new).await {
         tracing::warn!(worker = %shared.id, error = %e, "could not hand back unknown leases; trying again later");
+        return;
     }
+    // What is still leased now had started: it stays until the worker leaves.
+    stranded.extend(new.into_iter().map(|l| (l.queue, l.token)));
 }
