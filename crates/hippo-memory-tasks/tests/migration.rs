@@ -21,7 +21,7 @@ use hippo_memory_tasks::tasks::{
 };
 use hippo_queue_core::App;
 use hippo_queue_core::backend::memory::MemoryBackend;
-use hippo_queue_core::backend::{Broker, ResultBackend};
+use hippo_queue_core::backend::prelude::*;
 use hippo_queue_core::testing::test_worker;
 use tokio::sync::Notify;
 
@@ -315,8 +315,8 @@ async fn killed_and_resumed(
     let stalled = Arc::new(Notify::new());
     let build = |s: Arc<dyn MemoryStore>| {
         let app = App::builder()
-            .broker_arc(broker.clone())
-            .backend_arc(results.clone())
+            .broker(broker.clone())
+            .backend(results.clone())
             .router(hippo_memory_tasks::router())
             .build();
         register_all(&app, &services(s, texts.clone(), None));

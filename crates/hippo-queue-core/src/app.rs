@@ -96,21 +96,9 @@ impl AppBuilder {
         self
     }
 
-    /// Uses this shared broker.
-    pub fn broker_arc(mut self, broker: Arc<dyn Broker>) -> Self {
-        self.broker = Some(broker);
-        self
-    }
-
     /// Uses this result backend (default: the in-memory backend).
     pub fn backend(mut self, backend: impl ResultBackend) -> Self {
         self.backend = Some(Arc::new(backend));
-        self
-    }
-
-    /// Uses this shared result backend.
-    pub fn backend_arc(mut self, backend: Arc<dyn ResultBackend>) -> Self {
-        self.backend = Some(backend);
         self
     }
 

@@ -65,8 +65,8 @@ impl Backends {
 
     fn app(&self, router: Router) -> App {
         App::builder()
-            .broker_arc(self.broker.clone())
-            .backend_arc(self.results.clone())
+            .broker(self.broker.clone())
+            .backend(self.results.clone())
             .router(router)
             .build()
     }
@@ -1281,8 +1281,8 @@ pub async fn garbage_messages(b: Backends) {
     assert!(w.stats().rejected >= 5);
     // an oversized message is refused at the producer with a clear error
     let small = App::builder()
-        .broker_arc(b.broker.clone())
-        .backend_arc(b.results.clone())
+        .broker(b.broker.clone())
+        .backend(b.results.clone())
         .codec(crate::codec::Codec {
             max_size: 1024,
             ..Default::default()
@@ -1718,8 +1718,8 @@ pub async fn blocking_and_solo_pools(b: Backends) {
 /// and can be read from a cursor.
 pub async fn events_and_registry(b: Backends) {
     let app = App::builder()
-        .broker_arc(b.broker.clone())
-        .backend_arc(b.results.clone())
+        .broker(b.broker.clone())
+        .backend(b.results.clone())
         .task_events(true)
         .build();
     let log: Log = Arc::default();

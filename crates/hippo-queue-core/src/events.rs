@@ -4,7 +4,7 @@
 //! events are opt-in ([`WorkerBuilder::task_events`](crate::WorkerBuilder::task_events),
 //! [`AppBuilder::task_events`](crate::AppBuilder::task_events)) because they cost a
 //! write each. Backends keep them in a capped log that a monitor joining later reads
-//! from ([`Broker::events`](crate::backend::Broker::events)).
+//! from ([`EventLog::events`](crate::backend::EventLog::events)).
 //!
 //! ```
 //! use hippo_queue_core::events::{Event, EventKind};

@@ -63,6 +63,9 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod forward;
+
 mod app;
 pub mod backend;
 pub mod beat;

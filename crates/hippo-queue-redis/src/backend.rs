@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hippo_queue_core::BackendError;
 use hippo_queue_core::backend::{
-    BeatReply, Broker, DeadLetter, Delivery, DeliveryRef, Outgoing, QueueStats, Recovered,
-    RecoveryOutcome, Revocation, Settle, SettleOutcome, Settlement,
+    BeatReply, ControlBus, DeadLetter, Delivery, DeliveryRef, EventLog, Inspection, Messages,
+    Outgoing, QueueStats, RateLimits, Recovered, RecoveryOutcome, Revocation, Revocations, Settle,
+    SettleOutcome, Settlement, WorkerRegistry,
 };
 use hippo_queue_core::codec::Codec;
 use hippo_queue_core::control::{RateLimit, Reply, Request};
@@ -248,7 +249,7 @@ impl RedisBackend {
 
     /// Records, once per worker and queue, that the worker may hold messages of the
     /// queue, so that its recovery knows where to look (re-asserted on every
-    /// heartbeat, see [`Broker::heartbeat`]).
+    /// heartbeat, see [`Messages::heartbeat`]).
     async fn register_queues(&self, worker: &str, queues: &[String]) -> Result<(), BackendError> {
         let missing: Vec<String> = {
             let reg = self
@@ -799,7 +800,7 @@ fn outcomes(reply: Value, n: usize) -> Result<Vec<SettleOutcome>, BackendError> 
 }
 
 #[async_trait]
-impl Broker for RedisBackend {
+impl Messages for RedisBackend {
     async fn publish(&self, messages: Vec<Outgoing>) -> Result<(), BackendError> {
         if messages.is_empty() {
             return Ok(());
@@ -1137,7 +1138,10 @@ impl Broker for RedisBackend {
         }
         self.server().query::<()>(&pipe).await
     }
+}
 
+#[async_trait]
+impl Revocations for RedisBackend {
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {
         let g = &self.inner.global;
         let member = format!("{}:{}", u8::from(revocation.terminate), revocation.id);
@@ -1246,7 +1250,10 @@ impl Broker for RedisBackend {
     async fn subscribe_revocations(&self) -> Result<mpsc::Receiver<Revocation>, BackendError> {
         Ok(self.inner.hub.subscribe())
     }
+}
 
+#[async_trait]
+impl Inspection for RedisBackend {
     async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError> {
         let mut pipe = redis::pipe();
         for q in queues {
@@ -1329,6 +1336,44 @@ impl Broker for RedisBackend {
         Ok(n)
     }
 
+    async fn scheduled(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Delivery)>, BackendError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(&k.delayed)
+            .arg(0)
+            .arg(limit as isize - 1)
+            .arg("WITHSCORES");
+        let (pairs,): (Vec<(Vec<u8>, f64)>,) = self.server().query(&pipe).await?;
+        let mut out = Vec::with_capacity(pairs.len());
+        for (rec, eta) in pairs {
+            let r = record::decode(rec)?;
+            out.push((
+                eta as u64,
+                Delivery {
+                    id: r.id,
+                    queue: queue.to_string(),
+                    priority: r.priority,
+                    flags: r.flags,
+                    payload: r.payload,
+                    token: 0,
+                    deliveries: r.deliveries,
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for RedisBackend {
     async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
         let data = self.encode(info)?;
         let mut pipe = redis::pipe();
@@ -1360,7 +1405,10 @@ impl Broker for RedisBackend {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
+}
 
+#[async_trait]
+impl EventLog for RedisBackend {
     async fn emit(&self, events: &[Event]) -> Result<(), BackendError> {
         if events.is_empty() {
             return Ok(());
@@ -1407,42 +1455,10 @@ impl Broker for RedisBackend {
         }
         Ok(out)
     }
+}
 
-    async fn scheduled(
-        &self,
-        queue: &str,
-        limit: usize,
-    ) -> Result<Vec<(u64, Delivery)>, BackendError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let k = self.keys(queue);
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGE")
-            .arg(&k.delayed)
-            .arg(0)
-            .arg(limit as isize - 1)
-            .arg("WITHSCORES");
-        let (pairs,): (Vec<(Vec<u8>, f64)>,) = self.server().query(&pipe).await?;
-        let mut out = Vec::with_capacity(pairs.len());
-        for (rec, eta) in pairs {
-            let r = record::decode(rec)?;
-            out.push((
-                eta as u64,
-                Delivery {
-                    id: r.id,
-                    queue: queue.to_string(),
-                    priority: r.priority,
-                    flags: r.flags,
-                    payload: r.payload,
-                    token: 0,
-                    deliveries: r.deliveries,
-                },
-            ));
-        }
-        Ok(out)
-    }
-
+#[async_trait]
+impl ControlBus for RedisBackend {
     async fn broadcast(&self, request: &Request) -> Result<(), BackendError> {
         let mut pipe = redis::pipe();
         pipe.publish(&self.inner.global.control_channel, self.encode(request)?)
@@ -1495,7 +1511,10 @@ impl Broker for RedisBackend {
         self.server().query::<()>(&pipe).await?;
         Ok(out)
     }
+}
 
+#[async_trait]
+impl RateLimits for RedisBackend {
     async fn set_rate_limit(
         &self,
         task: &str,

@@ -1,5 +1,6 @@
 //! Connection faults and large backlogs against a real `redis-server`.
 
+use hippo_queue_core::backend::prelude::*;
 use hippo_queue_redis::test_server as support;
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hippo_queue_core::backend::{
-    Broker, DeliveryFlags, Outgoing, ResultBackend, ResultWrite, Settle, Settlement,
+    DeliveryFlags, Outgoing, ResultBackend, ResultWrite, Settle, Settlement,
 };
 use hippo_queue_core::codec::to_msgpack;
 use hippo_queue_core::testing::test_worker;

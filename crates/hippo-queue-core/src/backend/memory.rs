@@ -1,6 +1,6 @@
 //! The in-memory broker and result backend: the embedded default.
 //!
-//! One [`MemoryBackend`] value implements both [`Broker`] and [`ResultBackend`] with the
+//! One [`MemoryBackend`] value implements both [`Broker`](super::Broker) and [`ResultBackend`] with the
 //! same semantics as the Redis backend (priorities, delays, leases and fencing,
 //! recovery of dead workers, durable revocation, result expiry), inside one process.
 //! Clones share the same state.
@@ -21,11 +21,18 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    BackendError, BeatReply, Broker, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing,
+    BackendError, BeatReply, DeadLetter, Delivery, DeliveryFlags, DeliveryRef, Outgoing,
     QueueStats, Recovered, RecoveryOutcome, ResultBackend, ResultWrite, Revocation, Settle,
     SettleOutcome, Settlement, WriteOutcome,
 };
-use crate::control::{RateLimit, Reply, Request};
+use super::{RateLimit, Reply, Request};
+use crate::backend::ControlBus;
+use crate::backend::EventLog;
+use crate::backend::Inspection;
+use crate::backend::Messages;
+use crate::backend::RateLimits;
+use crate::backend::Revocations;
+use crate::backend::WorkerRegistry;
 use crate::events::{Event, WorkerInfo};
 use crate::result::{TaskMeta, accepts};
 use crate::time::now_ms;
@@ -290,7 +297,7 @@ impl State {
 }
 
 #[async_trait]
-impl Broker for MemoryBackend {
+impl Messages for MemoryBackend {
     async fn publish(&self, messages: Vec<Outgoing>) -> Result<(), BackendError> {
         let now = now_ms();
         {
@@ -545,7 +552,10 @@ impl Broker for MemoryBackend {
         }
         Ok(out)
     }
+}
 
+#[async_trait]
+impl Revocations for MemoryBackend {
     async fn revoke(&self, revocation: Revocation) -> Result<(), BackendError> {
         let mut st = self.lock();
         st.revoked.insert(revocation.id.clone(), revocation.clone());
@@ -592,7 +602,10 @@ impl Broker for MemoryBackend {
         self.lock().subscribers.push(tx);
         Ok(rx)
     }
+}
 
+#[async_trait]
+impl Inspection for MemoryBackend {
     async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError> {
         let st = self.lock();
         Ok(queues
@@ -643,6 +656,37 @@ impl Broker for MemoryBackend {
         Ok(n)
     }
 
+    async fn scheduled(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Delivery)>, BackendError> {
+        let st = self.lock();
+        Ok(st
+            .delayed
+            .iter()
+            .filter(|(_, m)| m.queue == queue)
+            .take(limit)
+            .map(|((eta, _), m)| {
+                (
+                    *eta,
+                    Delivery {
+                        id: m.id.clone(),
+                        queue: m.queue.clone(),
+                        priority: m.priority,
+                        payload: m.payload.clone(),
+                        token: 0,
+                        deliveries: m.deliveries,
+                        flags: m.flags,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for MemoryBackend {
     async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
         self.lock()
             .registry
@@ -658,7 +702,10 @@ impl Broker for MemoryBackend {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
+}
 
+#[async_trait]
+impl EventLog for MemoryBackend {
     async fn emit(&self, events: &[Event]) -> Result<(), BackendError> {
         let mut st = self.lock();
         for e in events {
@@ -692,34 +739,10 @@ impl Broker for MemoryBackend {
             .map(|(n, e)| (n.to_string(), e.clone()))
             .collect())
     }
-    async fn scheduled(
-        &self,
-        queue: &str,
-        limit: usize,
-    ) -> Result<Vec<(u64, Delivery)>, BackendError> {
-        let st = self.lock();
-        Ok(st
-            .delayed
-            .iter()
-            .filter(|(_, m)| m.queue == queue)
-            .take(limit)
-            .map(|((eta, _), m)| {
-                (
-                    *eta,
-                    Delivery {
-                        id: m.id.clone(),
-                        queue: m.queue.clone(),
-                        priority: m.priority,
-                        payload: m.payload.clone(),
-                        token: 0,
-                        deliveries: m.deliveries,
-                        flags: m.flags,
-                    },
-                )
-            })
-            .collect())
-    }
+}
 
+#[async_trait]
+impl ControlBus for MemoryBackend {
     async fn broadcast(&self, request: &Request) -> Result<(), BackendError> {
         let mut st = self.lock();
         st.subscribers_control_send(request);
@@ -778,7 +801,10 @@ impl Broker for MemoryBackend {
             .map(|(r, _)| r)
             .unwrap_or_default())
     }
+}
 
+#[async_trait]
+impl RateLimits for MemoryBackend {
     async fn set_rate_limit(
         &self,
         task: &str,

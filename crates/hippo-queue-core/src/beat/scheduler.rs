@@ -317,24 +317,21 @@ impl Beat {
     /// let beat = Beat::builder(App::in_memory(), MemoryBeatStore::new()).build()?;
     /// # Ok::<(), hippo_queue_core::beat::BeatError>(())
     /// ```
-    pub fn builder(app: App, store: impl BeatStore) -> BeatBuilder {
-        Self::builder_arc(app, Arc::new(store))
-    }
-
-    /// A builder with a shared store.
+    ///
+    /// A shared store is passed as it is (`Arc<T>` and `Box<T>` of a store are stores):
     ///
     /// ```
     /// use std::sync::Arc;
     /// use hippo_queue_core::App;
     /// use hippo_queue_core::beat::{Beat, BeatStore, MemoryBeatStore};
     /// let store: Arc<dyn BeatStore> = Arc::new(MemoryBeatStore::new());
-    /// let beat = Beat::builder_arc(App::in_memory(), store).build()?;
+    /// let beat = Beat::builder(App::in_memory(), store.clone()).build()?;
     /// # Ok::<(), hippo_queue_core::beat::BeatError>(())
     /// ```
-    pub fn builder_arc(app: App, store: Arc<dyn BeatStore>) -> BeatBuilder {
+    pub fn builder(app: App, store: impl BeatStore) -> BeatBuilder {
         BeatBuilder {
             app,
-            store,
+            store: Arc::new(store),
             entries: Vec::new(),
             id: None,
             lease_ttl: DEFAULT_LEASE_TTL,

@@ -431,3 +431,18 @@ mod tests {
         assert_eq!(decide_claim(Some((6, "a")), 5, "a"), Claim::Taken);
     }
 }
+
+forward!(BeatStore {
+    async fn try_acquire_leader(&self, beat_id: &str, ttl: Duration) -> Result<bool, BackendError>;
+    async fn renew_leader(&self, beat_id: &str, ttl: Duration) -> Result<bool, BackendError>;
+    async fn release_leader(&self, beat_id: &str) -> Result<bool, BackendError>;
+    async fn leader(&self) -> Result<Option<(String, u64)>, BackendError>;
+    async fn last_run(&self, entry: &str) -> Result<Option<u64>, BackendError>;
+    async fn last_runs(&self, entries: &[String]) -> Result<Vec<Option<u64>>, BackendError>;
+    async fn claim_tick(&self, entry: &str, tick_ms: u64) -> Result<bool, BackendError>;
+    async fn claim_tick_as(&self, entry: &str, tick_ms: u64, beat_id: &str) -> Result<bool, BackendError>;
+    async fn mark_sent(&self, task_id: &str, ttl: Duration) -> Result<bool, BackendError>;
+    async fn forget(&self, entry: &str) -> Result<(), BackendError>;
+    async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError>;
+    async fn published_status(&self) -> Result<Option<BeatStatus>, BackendError>;
+});

@@ -201,7 +201,7 @@ impl Job<'_> {
             let f = TaskFailure::new(kinds::REVOKED, "revoked");
             return Err((TaskState::Revoked, f, Settle::Ack));
         }
-        // The expiry is on the broker's clock (see `Broker::clock_offset_ms`).
+        // The expiry is on the broker's clock (see `Messages::clock_offset_ms`).
         let now = shifted(now_ms(), shared.app.broker().clock_offset_ms());
         if self.env.expires.is_some_and(|exp| exp <= now) {
             tracing::info!("expired before start");

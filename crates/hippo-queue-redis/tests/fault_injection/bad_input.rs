@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hippo_queue_core::backend::Broker;
+use hippo_queue_core::backend::prelude::*;
 use hippo_queue_core::{SendOptions, TaskState};
 
 use crate::harness::{

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hippo_queue_redis::test_server::RedisServer;
 
-use hippo_queue_core::backend::Broker;
+use hippo_queue_core::backend::prelude::*;
 
 use crate::harness::{
     COUNTER_DB, Child, ChildSpec, Counters, Log, Row, Sampler, Scene, What, WorkerCfg, app_on,

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hippo_queue_core::backend::{Broker, DeliveryFlags, Outgoing, ResultBackend};
+use hippo_queue_core::backend::prelude::*;
+use hippo_queue_core::backend::{DeliveryFlags, Outgoing};
 use hippo_queue_core::time::now_ms;
 use hippo_queue_core::worker::WorkerBuilder;
 use hippo_queue_core::{App, SendOptions, Task, TaskContext, TaskError, TaskMeta, TaskOptions};

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hippo_queue_core::backend::Broker;
+use hippo_queue_core::backend::prelude::*;
 use hippo_queue_redis::test_server::RedisServer;
 
 use crate::harness::{

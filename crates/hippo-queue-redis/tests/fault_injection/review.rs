@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hippo_queue_core::backend::{Broker, Outgoing, ResultBackend};
+use hippo_queue_core::backend::Outgoing;
+use hippo_queue_core::backend::prelude::*;
 use hippo_queue_core::control::{Command, ReplyBody};
 use hippo_queue_core::{SendOptions, Task};
 use hippo_queue_redis::RedisConfig;

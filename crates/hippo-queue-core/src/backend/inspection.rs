@@ -1,0 +1,66 @@
+//! Looking into queues: lengths, dead letters, scheduled messages, purge.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::BackendError;
+use super::messages::Delivery;
+
+/// Lengths of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Waiting messages by priority (index = priority).
+    pub waiting_by_priority: [u64; 10],
+    /// Delayed (countdown, eta, retry backoff).
+    pub delayed: u64,
+    /// Leased to workers (reserved or started).
+    pub reserved: u64,
+    /// Dead-lettered.
+    pub dead_letter: u64,
+}
+
+impl QueueStats {
+    /// All waiting messages.
+    pub fn waiting(&self) -> u64 {
+        self.waiting_by_priority.iter().sum()
+    }
+}
+
+/// A dead-lettered message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Task id.
+    pub id: String,
+    /// Queue.
+    pub queue: String,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// Encoded envelope (possibly garbage: that may be why it is here).
+    pub payload: Vec<u8>,
+}
+
+/// Answers questions about queues (and empties them on request).
+#[async_trait]
+pub trait Inspection: Send + Sync + 'static {
+    /// Lengths of the given queues.
+    async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError>;
+
+    /// Up to `limit` dead-lettered messages of a queue, oldest first.
+    async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, BackendError>;
+
+    /// Removes every waiting and delayed message of a queue; returns how many.
+    async fn purge(&self, queue: &str) -> Result<u64, BackendError>;
+
+    /// Up to `limit` delayed messages of a queue, soonest first, with their due time.
+    async fn scheduled(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Delivery)>, BackendError>;
+}
