@@ -16,7 +16,6 @@ use hippo_queue::{App, SendOptions, Task, TaskContext, TaskError, TaskOptions};
 
 struct Noop;
 
-#[hippo_queue::async_trait]
 impl Task for Noop {
     const NAME: &'static str = "bench.noop";
     type Args = u64;

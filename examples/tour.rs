@@ -40,7 +40,6 @@ struct WordStats {
 /// pattern `memory.#`, so that is where it goes.
 struct WordCount;
 
-#[hippo_queue::async_trait]
 impl Task for WordCount {
     const NAME: &'static str = "demo.word_count";
     type Args = Document;
@@ -63,7 +62,6 @@ struct Checksum {
     runs: Arc<AtomicUsize>,
 }
 
-#[hippo_queue::async_trait]
 impl Task for Checksum {
     const NAME: &'static str = "demo.checksum";
     type Args = String;
@@ -99,7 +97,6 @@ impl StdError for UpstreamBusy {}
 /// (a backoff of 100 ms, then 200 ms; jitter off so the demo is predictable).
 struct FlakyFetch;
 
-#[hippo_queue::async_trait]
 impl Task for FlakyFetch {
     const NAME: &'static str = "demo.flaky_fetch";
     type Args = String;
@@ -123,7 +120,6 @@ impl Task for FlakyFetch {
 /// Takes a minute unless stopped. `track_started` records STARTED when it begins.
 struct SlowReport;
 
-#[hippo_queue::async_trait]
 impl Task for SlowReport {
     const NAME: &'static str = "demo.slow_report";
     type Args = ();

@@ -13,7 +13,6 @@
 //!
 //! struct Hello;
 //!
-//! #[hippo_queue::async_trait]
 //! impl Task for Hello {
 //!     const NAME: &'static str = "hello";
 //!     type Args = String;

@@ -3,14 +3,12 @@
 use std::process::Output;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use hippo_queue_core::{App, Router, SendOptions, Task, TaskContext, TaskError, TaskOptions};
 use hippo_queue_redis::test_server::RedisServer;
 use hippo_queue_redis::{RedisBackend, RedisConfig};
 
 struct Sleep;
 
-#[async_trait]
 impl Task for Sleep {
     const NAME: &'static str = "cli.sleep";
     type Args = u64;
@@ -26,7 +24,6 @@ impl Task for Sleep {
 
 struct Fail;
 
-#[async_trait]
 impl Task for Fail {
     const NAME: &'static str = "cli.fail";
     type Args = ();

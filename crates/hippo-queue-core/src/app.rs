@@ -26,11 +26,9 @@ pub const DEFAULT_REVOCATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 ///
 /// ```
 /// use std::time::Duration;
-/// use async_trait::async_trait;
 /// use hippo_queue_core::{App, SendOptions, Task, TaskContext, TaskError};
 ///
 /// struct Greet;
-/// #[async_trait]
 /// impl Task for Greet {
 ///     const NAME: &'static str = "greet";
 ///     type Args = String;
@@ -246,7 +244,6 @@ impl App {
     /// # use std::time::Duration;
     /// struct Add;
     ///
-    /// #[async_trait::async_trait]
     /// impl Task for Add {
     ///     const NAME: &'static str = "math.add";
     ///     type Args = (i64, i64);

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{
@@ -111,7 +110,6 @@ type Log = Arc<Mutex<Vec<String>>>;
 /// Appends its argument to a log.
 struct Record(Log);
 
-#[async_trait]
 impl Task for Record {
     const NAME: &'static str = "conformance.record";
     type Args = String;
@@ -137,7 +135,6 @@ struct Flaky {
     attempts: Arc<Mutex<Vec<Instant>>>,
 }
 
-#[async_trait]
 impl Task for Flaky {
     const NAME: &'static str = "conformance.flaky";
     type Args = FlakyArgs;
@@ -171,7 +168,6 @@ struct Sleepy {
     soft_seen: Arc<AtomicU32>,
 }
 
-#[async_trait]
 impl Task for Sleepy {
     const NAME: &'static str = "conformance.sleepy";
     type Args = SleepArgs;
@@ -199,7 +195,6 @@ impl Task for Sleepy {
 /// Records when it started.
 struct Stamp(Arc<Mutex<Vec<Instant>>>);
 
-#[async_trait]
 impl Task for Stamp {
     const NAME: &'static str = "conformance.stamp";
     type Args = ();
@@ -216,7 +211,6 @@ impl Task for Stamp {
 /// Panics.
 struct Panicker;
 
-#[async_trait]
 impl Task for Panicker {
     const NAME: &'static str = "conformance.panic";
     type Args = ();
@@ -235,7 +229,6 @@ struct Pair {
 /// Needs structured arguments.
 struct Typed;
 
-#[async_trait]
 impl Task for Typed {
     const NAME: &'static str = "conformance.typed";
     type Args = Pair;
@@ -248,7 +241,6 @@ impl Task for Typed {
 /// Returns a large string (for compression).
 struct Big;
 
-#[async_trait]
 impl Task for Big {
     const NAME: &'static str = "conformance.big";
     type Args = usize;

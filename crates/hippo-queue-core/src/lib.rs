@@ -7,7 +7,6 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use async_trait::async_trait;
 //! use hippo_queue_core::{App, Task, TaskContext, TaskError, TaskOptions};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -16,7 +15,6 @@
 //!
 //! struct ResizeImage;
 //!
-//! #[async_trait]
 //! impl Task for ResizeImage {
 //!     const NAME: &'static str = "images.resize";
 //!     type Args = Resize;

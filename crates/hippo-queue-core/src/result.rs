@@ -86,9 +86,7 @@ pub fn accepts(existing: Option<&TaskMeta>, new: &TaskMeta) -> bool {
 ///
 /// ```
 /// # use hippo_queue_core::{App, Task, TaskContext, TaskError};
-/// # use async_trait::async_trait;
 /// # struct Double;
-/// # #[async_trait]
 /// # impl Task for Double {
 /// #     const NAME: &'static str = "double";
 /// #     type Args = u32; type Output = u32;

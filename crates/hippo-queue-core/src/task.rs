@@ -3,7 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +16,6 @@ use crate::options::TaskOptions;
 /// producer side only uses the associated items, so sending a task needs no instance.
 ///
 /// ```
-/// use async_trait::async_trait;
 /// use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -26,7 +24,6 @@ use crate::options::TaskOptions;
 ///
 /// pub struct Add;
 ///
-/// #[async_trait]
 /// impl Task for Add {
 ///     const NAME: &'static str = "math.add";
 ///     type Args = AddArgs;
@@ -41,7 +38,6 @@ use crate::options::TaskOptions;
 ///     }
 /// }
 /// ```
-#[async_trait]
 pub trait Task: Send + Sync + 'static {
     /// The name the task is registered and sent under.
     const NAME: &'static str;
@@ -55,8 +51,13 @@ pub trait Task: Send + Sync + 'static {
         TaskOptions::default()
     }
 
-    /// Runs the task once.
-    async fn run(&self, ctx: &TaskContext, args: Self::Args) -> Result<Self::Output, TaskError>;
+    /// Runs the task once. Implement it as `async fn run(...)`: no attribute is
+    /// needed. The future must be `Send` (it runs on a multi-threaded runtime).
+    fn run(
+        &self,
+        ctx: &TaskContext,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
 }
 
 /// Error kinds the library itself uses.

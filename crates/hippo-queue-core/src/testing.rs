@@ -2,11 +2,9 @@
 //! Celery's `task.apply()`) and a quick in-process worker.
 //!
 //! ```
-//! use async_trait::async_trait;
 //! use hippo_queue_core::{App, Task, TaskContext, TaskError, TaskState};
 //!
 //! struct Square;
-//! #[async_trait]
 //! impl Task for Square {
 //!     const NAME: &'static str = "square";
 //!     type Args = i64;

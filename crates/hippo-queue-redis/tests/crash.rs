@@ -8,7 +8,6 @@ use hippo_queue_redis::test_server as support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use hippo_queue_core::backend::ResultBackend;
 use hippo_queue_core::task::kinds;
 use hippo_queue_core::{App, SendOptions, Task, TaskContext, TaskError, TaskOptions, TaskState};
@@ -23,7 +22,6 @@ struct Work {
     counter: redis::aio::MultiplexedConnection,
 }
 
-#[async_trait]
 impl Task for Work {
     const NAME: &'static str = "crash.work";
     type Args = u64;

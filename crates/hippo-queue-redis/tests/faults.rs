@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use hippo_queue_core::backend::{
     DeliveryFlags, Outgoing, ResultBackend, ResultWrite, Settle, Settlement,
 };
@@ -21,7 +20,6 @@ use hippo_queue_redis::{RedisBackend, RedisConfig};
 
 struct Slow(Arc<AtomicU32>);
 
-#[async_trait]
 impl Task for Slow {
     const NAME: &'static str = "faults.slow";
     type Args = u64;

@@ -1,6 +1,5 @@
 //! `compression_task`: shortens a user's older memories by the ratio of their tier.
 
-use async_trait::async_trait;
 use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -80,7 +79,6 @@ fn previous_ratio(m: &Memory) -> f64 {
         .unwrap_or(1.0)
 }
 
-#[async_trait]
 impl Task for CompressionTask {
     const NAME: &'static str = "compression_task";
     type Args = CompressionArgs;

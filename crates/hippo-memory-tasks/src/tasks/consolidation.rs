@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -130,7 +129,6 @@ pub(crate) fn consolidate(members: &[&Memory], text: String) -> Memory {
     m
 }
 
-#[async_trait]
 impl Task for ConsolidationTask {
     const NAME: &'static str = "consolidation_task";
     type Args = ConsolidationArgs;

@@ -3,7 +3,6 @@
 
 use std::cmp::Ordering;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -136,7 +135,6 @@ pub(crate) fn merge_into(survivor: &mut Memory, duplicates: &[&Memory]) {
     survivor.updated_at = Utc::now();
 }
 
-#[async_trait]
 impl Task for DeduplicationTask {
     const NAME: &'static str = "deduplication_task";
     type Args = DeduplicationArgs;

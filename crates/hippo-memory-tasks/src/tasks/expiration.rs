@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use async_trait::async_trait;
 use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -49,7 +48,6 @@ impl ExpireMemoriesTask {
     }
 }
 
-#[async_trait]
 impl Task for ExpireMemoriesTask {
     const NAME: &'static str = "expire_memories_task";
     type Args = ExpirationArgs;

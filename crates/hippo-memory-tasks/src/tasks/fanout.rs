@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use hippo_queue_core::{SendOptions, Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -89,7 +88,6 @@ impl FanOutTask {
     }
 }
 
-#[async_trait]
 impl Task for FanOutTask {
     const NAME: &'static str = "fan_out_task";
     type Args = FanOutArgs;

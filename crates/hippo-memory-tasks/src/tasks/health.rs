@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -455,7 +454,6 @@ fn skipped(name: &str, detail: &str) -> InfraCheck {
     }
 }
 
-#[async_trait]
 impl Task for HealthCheckTask {
     const NAME: &'static str = "health_check_task";
     type Args = HealthCheckArgs;

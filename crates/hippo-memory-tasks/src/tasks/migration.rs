@@ -1,7 +1,6 @@
 //! `migrate_embeddings_task`: re-embeds every memory with a new model, in batches of
 //! 32, with a persisted, cancellable and resumable migration record.
 
-use async_trait::async_trait;
 use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -184,7 +183,6 @@ async fn migrate_batch(
     Ok(out)
 }
 
-#[async_trait]
 impl Task for MigrateEmbeddingsTask {
     const NAME: &'static str = "migrate_embeddings_task";
     type Args = MigrateEmbeddingsArgs;

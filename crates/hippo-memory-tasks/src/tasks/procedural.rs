@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -94,7 +93,6 @@ fn absorb(best: &mut ProceduralRule, others: &[ProceduralRule]) {
     best.updated_at = Utc::now();
 }
 
-#[async_trait]
 impl Task for ConsolidateProceduralRulesTask {
     const NAME: &'static str = "consolidate_procedural_rules";
     type Args = ProceduralArgs;

@@ -1,7 +1,6 @@
 //! `auto_summarization_task`: rolls a user's old memories into `summary` memories,
 //! in batches of 5, up to 3 levels.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
@@ -142,7 +141,6 @@ fn level_of(m: &Memory) -> u64 {
         .unwrap_or(0)
 }
 
-#[async_trait]
 impl Task for AutoSummarizationTask {
     const NAME: &'static str = "auto_summarization_task";
     type Args = SummarizationArgs;

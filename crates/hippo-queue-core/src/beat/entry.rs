@@ -36,12 +36,10 @@ pub enum Missed {
 ///
 /// ```
 /// use std::time::Duration;
-/// use async_trait::async_trait;
 /// use hippo_queue_core::beat::{Entry, Missed, Schedule};
 /// use hippo_queue_core::{Task, TaskContext, TaskError};
 ///
 /// struct Dedup;
-/// #[async_trait]
 /// impl Task for Dedup {
 ///     const NAME: &'static str = "memory.dedup";
 ///     type Args = Option<String>; // a user id, or everyone
@@ -78,10 +76,8 @@ impl Entry {
     /// the arguments cannot be encoded, or when the schedule is invalid.
     ///
     /// ```
-    /// # use async_trait::async_trait;
     /// # use hippo_queue_core::{Task, TaskContext, TaskError};
     /// # struct Cleanup;
-    /// # #[async_trait]
     /// # impl Task for Cleanup {
     /// #     const NAME: &'static str = "cleanup";
     /// #     type Args = u32; type Output = ();
@@ -373,10 +369,8 @@ mod tests {
     use super::*;
     use crate::routing::{Queue, Router};
     use crate::{TaskContext, TaskError};
-    use async_trait::async_trait;
 
     struct Report;
-    #[async_trait]
     impl Task for Report {
         const NAME: &'static str = "reports.daily";
         type Args = String;

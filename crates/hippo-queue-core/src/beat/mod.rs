@@ -3,12 +3,10 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use async_trait::async_trait;
 //! use hippo_queue_core::beat::{Beat, Entry, MemoryBeatStore, Missed, Schedule};
 //! use hippo_queue_core::{App, Task, TaskContext, TaskError};
 //!
 //! struct Dedup;
-//! #[async_trait]
 //! impl Task for Dedup {
 //!     const NAME: &'static str = "memory.dedup";
 //!     type Args = u32; // similarity threshold, percent

@@ -5,9 +5,7 @@
 //!
 //! ```
 //! # use hippo_queue_core::{App, Task, TaskContext, TaskError};
-//! # use async_trait::async_trait;
 //! # struct Ping;
-//! # #[async_trait]
 //! # impl Task for Ping {
 //! #     const NAME: &'static str = "ping";
 //! #     type Args = (); type Output = String;

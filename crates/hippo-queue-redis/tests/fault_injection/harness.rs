@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use hippo_queue_core::backend::prelude::*;
 use hippo_queue_core::backend::{DeliveryFlags, Outgoing};
 use hippo_queue_core::time::now_ms;
@@ -197,7 +196,6 @@ pub struct Work {
     pub log: Option<Log>,
 }
 
-#[async_trait]
 impl Task for Work {
     const NAME: &'static str = "fi.work";
     type Args = u64;
@@ -231,7 +229,6 @@ pub struct Big {
     pub counter: MultiplexedConnection,
 }
 
-#[async_trait]
 impl Task for Big {
     const NAME: &'static str = "fi.big";
     type Args = u64;
