@@ -6,50 +6,163 @@ use std::time::Duration;
 use crate::codec::CodecError;
 use crate::routing::RoutingError;
 
-/// An error from a broker or result backend.
-///
-/// Backends map their own failures (a lost connection, a script error, a full memory)
-/// onto these variants so that callers can decide what to do without knowing which
-/// backend is in use.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
+/// What kind of failure a [`BackendError`] is: what a caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
     /// The backend cannot be reached right now. Retrying later may succeed.
-    #[error("backend unavailable: {0} (is the server running and reachable?)")]
-    Unavailable(String),
+    Unavailable,
     /// The backend answered that it cannot serve now (loading its data, read-only,
     /// out of memory, busy). Retrying later may succeed.
-    #[error("backend busy: {0} (it is up but refuses to serve now; waiting for it)")]
-    Busy(String),
-    /// The backend answered, but with an error.
-    #[error("backend error: {0}")]
-    Backend(String),
+    Busy,
+    /// The backend answered, but with an error (a missing permission, a wrong key
+    /// type, a script error).
+    Backend,
     /// The backend returned data that could not be understood.
-    #[error("backend returned malformed data: {0}")]
-    Protocol(String),
+    Protocol,
     /// This value cannot be stored (too large, cannot be encoded): trying again with
     /// the same value fails again, other values are not affected.
-    #[error("value refused: {0}")]
-    Rejected(String),
+    Rejected,
+}
+
+impl BackendErrorKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            BackendErrorKind::Unavailable => "backend unavailable",
+            BackendErrorKind::Busy => "backend busy",
+            BackendErrorKind::Backend => "backend error",
+            BackendErrorKind::Protocol => "backend returned malformed data",
+            BackendErrorKind::Rejected => "value refused",
+        }
+    }
+
+    fn hint(self) -> Option<&'static str> {
+        match self {
+            BackendErrorKind::Unavailable => Some("is the server running and reachable?"),
+            BackendErrorKind::Busy => Some("it is up but refuses to serve now; waiting for it"),
+            _ => None,
+        }
+    }
+}
+
+/// An error from a broker or result backend: a [`kind`](BackendError::kind) that says
+/// what a caller can do ([`is_retryable`](BackendError::is_retryable)), a message with
+/// the context, and the underlying error as its [`source`](std::error::Error::source)
+/// when there is one (the message already quotes it, so a log line is complete).
+///
+/// ```
+/// use hippo_queue_core::{BackendError, BackendErrorKind};
+/// let e = BackendError::unavailable("redis://localhost:6379: connection refused");
+/// assert_eq!(e.kind(), BackendErrorKind::Unavailable);
+/// assert!(e.is_retryable());
+/// assert_eq!(
+///     e.to_string(),
+///     "backend unavailable: redis://localhost:6379: connection refused \
+///      (is the server running and reachable?)"
+/// );
+/// ```
+#[derive(Debug)]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl BackendError {
+    /// An error of `kind` with a message naming what failed.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        BackendError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`BackendErrorKind::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(BackendErrorKind::Unavailable, message)
+    }
+
+    /// [`BackendErrorKind::Busy`].
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(BackendErrorKind::Busy, message)
+    }
+
+    /// [`BackendErrorKind::Backend`].
+    pub fn backend(message: impl Into<String>) -> Self {
+        Self::new(BackendErrorKind::Backend, message)
+    }
+
+    /// [`BackendErrorKind::Protocol`].
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(BackendErrorKind::Protocol, message)
+    }
+
+    /// [`BackendErrorKind::Rejected`].
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self::new(BackendErrorKind::Rejected, message)
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind's prefix and hint.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Whether trying again later may succeed: the backend was away (unreachable,
     /// loading, read-only, out of memory, busy), as opposed to an answer that will
     /// not change (a value too large, data that cannot be encoded or read).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BackendError::Unavailable(_) | BackendError::Busy(_))
+        matches!(
+            self.kind,
+            BackendErrorKind::Unavailable | BackendErrorKind::Busy
+        )
     }
 
     /// Whether the value was refused for what it is (not for the state of the
     /// backend): the one write that carries it can never succeed.
     pub fn is_rejected(&self) -> bool {
-        matches!(self, BackendError::Rejected(_))
+        self.kind == BackendErrorKind::Rejected
     }
 
     /// Whether the backend could not be reached at all (as opposed to answering
     /// with an error): for a worker, a sign that it may be cut off from the others.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, BackendError::Unavailable(_))
+        self.kind == BackendErrorKind::Unavailable
+    }
+
+    /// Whether the backend is up but refuses to serve now (loading, read-only, out
+    /// of memory, busy): nobody can recover anyone meanwhile.
+    pub fn is_busy(&self) -> bool {
+        self.kind == BackendErrorKind::Busy
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.prefix(), self.message)?;
+        if let Some(hint) = self.kind.hint() {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

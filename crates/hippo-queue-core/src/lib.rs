@@ -90,7 +90,7 @@ pub mod conformance;
 
 pub use app::{App, AppBuilder, DEFAULT_REVOCATION_TTL};
 pub use context::TaskContext;
-pub use error::{BackendError, Error, Result};
+pub use error::{BackendError, BackendErrorKind, Error, Result};
 pub use options::{Compression, SendOptions, TaskOptions};
 pub use result::{AsyncResult, TaskMeta};
 pub use routing::{Queue, Router};

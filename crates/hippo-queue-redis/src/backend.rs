@@ -215,14 +215,14 @@ impl RedisBackend {
         self.inner
             .codec
             .encode(value, false)
-            .map_err(|e| BackendError::Backend(e.to_string()))
+            .map_err(|e| BackendError::backend(e.to_string()).with_source(e))
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, data: &[u8]) -> Result<T, BackendError> {
         self.inner
             .codec
             .decode(data)
-            .map_err(|e| BackendError::Protocol(e.to_string()))
+            .map_err(|e| BackendError::protocol(e.to_string()).with_source(e))
     }
 
     /// Runs the script calls (one per queue and chunk) in one round trip and puts the per-message
@@ -305,7 +305,7 @@ impl RedisBackend {
     fn parse_fetch(reply: Value, queue: &str) -> Result<Fetched, BackendError> {
         let mut items = array(reply)?.into_iter();
         let (Some(due), Some(first)) = (items.next(), items.next()) else {
-            return Err(BackendError::Protocol("short fetch reply".into()));
+            return Err(BackendError::protocol("short fetch reply"));
         };
         let due = int(&due)?;
         let first = int(&first)? as u64;
@@ -691,14 +691,14 @@ fn recovered(
         "l" => RecoveryOutcome::WorkerLost,
         "m" => RecoveryOutcome::TooManyDeliveries,
         other => {
-            return Err(BackendError::Protocol(format!(
+            return Err(BackendError::protocol(format!(
                 "unknown recovery outcome {other:?}"
             )));
         }
     };
     let token = string(token)?
         .parse()
-        .map_err(|_| BackendError::Protocol("a lease token that is not a number".into()))?;
+        .map_err(|_| BackendError::protocol("a lease token that is not a number"))?;
     let r = bytes(rec).and_then(record::decode)?;
     Ok(Recovered {
         id: r.id,
@@ -782,7 +782,7 @@ fn group_by_queue<'a, T>(
 fn outcomes(reply: Value, n: usize) -> Result<Vec<SettleOutcome>, BackendError> {
     let items = array(reply)?;
     if items.len() != n {
-        return Err(BackendError::Protocol(format!(
+        return Err(BackendError::protocol(format!(
             "expected {n} outcomes, got {}",
             items.len()
         )));
@@ -1309,7 +1309,7 @@ impl Inspection for RedisBackend {
         let mut out = Vec::with_capacity(entries.len());
         for e in &entries {
             let Some((reason, rec)) = dead_letter(e) else {
-                return Err(BackendError::Protocol("malformed dead-letter entry".into()));
+                return Err(BackendError::protocol("malformed dead-letter entry"));
             };
             // A corrupt record is dead-lettered as it was found: shown raw.
             let (id, payload) = match record::decode(rec.to_vec()) {

@@ -103,7 +103,7 @@ fn tick(v: Value) -> Result<Option<u64>, BackendError> {
             number
                 .parse()
                 .map(Some)
-                .map_err(|_| BackendError::Protocol(format!("beat tick {s:?} is not a number")))
+                .map_err(|_| BackendError::protocol(format!("beat tick {s:?} is not a number")))
         }
     }
 }
@@ -184,7 +184,7 @@ impl BeatStore for RedisBackend {
         let (v,): (Value,) = self.inner.broker.query(&pipe).await?;
         let values = array(v)?;
         if values.len() != entries.len() {
-            return Err(BackendError::Protocol(format!(
+            return Err(BackendError::protocol(format!(
                 "HMGET of {} fields returned {} values",
                 entries.len(),
                 values.len()
@@ -235,7 +235,7 @@ impl BeatStore for RedisBackend {
             .inner
             .codec
             .encode(status, false)
-            .map_err(|e| BackendError::Backend(e.to_string()))?;
+            .map_err(|e| BackendError::backend(e.to_string()).with_source(e))?;
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(self.beat_status_key())
@@ -254,7 +254,7 @@ impl BeatStore for RedisBackend {
             self.inner
                 .codec
                 .decode(&d)
-                .map_err(|e| BackendError::Protocol(e.to_string()))
+                .map_err(|e| BackendError::protocol(e.to_string()).with_source(e))
         })
         .transpose()
     }

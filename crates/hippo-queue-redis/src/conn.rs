@@ -126,7 +126,7 @@ impl Server {
         }
         let obj = self.pool.get().await.map_err(|e| {
             self.note_failure();
-            BackendError::Unavailable(format!("{}: {e}", self.url))
+            BackendError::unavailable(format!("{}: {e}", self.url)).with_source(e)
         })?;
         let conn = deadpool_redis::Connection::take(obj);
         *self.lock_shared() = Some(conn.clone());
@@ -137,7 +137,7 @@ impl Server {
     pub(crate) async fn dedicated(&self) -> Result<deadpool_redis::Connection, BackendError> {
         self.pool.get().await.map_err(|e| {
             self.note_failure();
-            BackendError::Unavailable(format!("{}: {e}", self.url))
+            BackendError::unavailable(format!("{}: {e}", self.url)).with_source(e)
         })
     }
 
@@ -161,7 +161,7 @@ impl Server {
     /// points at a server that can no longer take writes (a demoted master answers
     /// READONLY until the connection is opened again, through the new address).
     /// Outage answers (loading, read-only, out of memory, busy) are
-    /// [`BackendError::Busy`]: retrying later helps, as for a lost connection.
+    /// [`BackendErrorKind::Busy`](hippo_queue_core::BackendErrorKind::Busy): retrying later helps, as for a lost connection.
     pub(crate) fn error(&self, e: RedisError) -> BackendError {
         let outage = outage_code(&e);
         if e.is_io_error()
@@ -172,15 +172,15 @@ impl Server {
         {
             self.note_failure();
             self.lock_shared().take();
-            BackendError::Unavailable(format!("{}: {e}", self.url))
+            BackendError::unavailable(format!("{}: {e}", self.url)).with_source(e)
         } else if let Some(code) = outage {
             self.note_failure();
             if matches!(code, "READONLY" | "MASTERDOWN") {
                 self.lock_shared().take();
             }
-            BackendError::Busy(format!("{}: {e}", self.url))
+            BackendError::busy(format!("{}: {e}", self.url)).with_source(e)
         } else {
-            BackendError::Backend(format!("{}: {e}", self.url))
+            BackendError::backend(format!("{}: {e}", self.url)).with_source(e)
         }
     }
 

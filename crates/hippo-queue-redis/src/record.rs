@@ -28,7 +28,7 @@ pub(crate) fn encode(
     payload: &[u8],
 ) -> Result<Vec<u8>, BackendError> {
     if id.len() > MAX_ID_LEN {
-        return Err(BackendError::Backend(format!(
+        return Err(BackendError::backend(format!(
             "task id of {} bytes is longer than the {MAX_ID_LEN} bytes allowed",
             id.len()
         )));
@@ -55,14 +55,14 @@ pub(crate) struct Record {
 
 pub(crate) fn decode(mut r: Vec<u8>) -> Result<Record, BackendError> {
     if r.len() < 5 {
-        return Err(BackendError::Protocol(format!(
+        return Err(BackendError::protocol(format!(
             "record of {} bytes is truncated",
             r.len()
         )));
     }
     let id_len = usize::from(u16::from_be_bytes([r[3], r[4]]));
     if r.len() < 5 + id_len {
-        return Err(BackendError::Protocol("record id is truncated".into()));
+        return Err(BackendError::protocol("record id is truncated"));
     }
     let id = String::from_utf8_lossy(&r[5..5 + id_len]).into_owned();
     let payload = r.split_off(5 + id_len);

@@ -24,7 +24,7 @@ impl RedisBackend {
         self.inner
             .codec
             .decode(data)
-            .map_err(|e| BackendError::Protocol(format!("stored result: {e}")))
+            .map_err(|e| BackendError::protocol(format!("stored result: {e}")))
     }
 
     /// The final record announced for a waiter (a stored value), if one has arrived.
@@ -46,7 +46,7 @@ impl RedisBackend {
             .map(|(i, _)| i);
         match (bars.next(), bars.next()) {
             (Some(_), Some(second)) => self.decode_data(&v[second + 1..]).map(Some),
-            _ => Err(BackendError::Protocol("stored result has no header".into())),
+            _ => Err(BackendError::protocol("stored result has no header")),
         }
     }
 }
@@ -143,7 +143,7 @@ impl ResultBackend for RedisBackend {
                         .codec
                         .encode_compact(&w.meta, w.compress)
                         .map_err(|e| {
-                            BackendError::Rejected(format!("cannot encode result of {id}: {e}"))
+                            BackendError::rejected(format!("cannot encode result of {id}: {e}"))
                         })?;
                     let ttl = w.ttl.max(Duration::from_millis(1)).as_millis() as u64;
                     let state = w.meta.state.as_str();
@@ -181,7 +181,7 @@ impl ResultBackend for RedisBackend {
         for (reply, chunk) in replies.into_iter().zip(order) {
             let items = array(reply)?;
             if items.len() != chunk.len() {
-                return Err(BackendError::Protocol("store reply length mismatch".into()));
+                return Err(BackendError::protocol("store reply length mismatch"));
             }
             for (&i, v) in chunk.iter().zip(items.iter()) {
                 out[i] = if int(v)? == 1 {

@@ -41,9 +41,7 @@ impl RedisBackend {
                 string(us.clone())?.parse::<u64>().unwrap_or(0),
             ),
             _ => {
-                return Err(BackendError::Protocol(
-                    "TIME did not return two values".into(),
-                ));
+                return Err(BackendError::protocol("TIME did not return two values"));
             }
         };
         let config = |name: &'static str| async move {

@@ -4,7 +4,7 @@ use hippo_queue_core::BackendError;
 use redis::Value;
 
 fn protocol(what: &str, v: &Value) -> BackendError {
-    BackendError::Protocol(format!("expected {what}, got {v:?}"))
+    BackendError::protocol(format!("expected {what}, got {v:?}"))
 }
 
 pub(crate) fn array(v: Value) -> Result<Vec<Value>, BackendError> {
@@ -25,7 +25,7 @@ pub(crate) fn bytes(v: Value) -> Result<Vec<u8>, BackendError> {
 }
 
 pub(crate) fn string(v: Value) -> Result<String, BackendError> {
-    String::from_utf8(bytes(v)?).map_err(|e| BackendError::Protocol(format!("not UTF-8: {e}")))
+    String::from_utf8(bytes(v)?).map_err(|e| BackendError::protocol(format!("not UTF-8: {e}")))
 }
 
 pub(crate) fn int(v: &Value) -> Result<i64, BackendError> {

@@ -591,7 +591,7 @@ impl Revocations for MemoryBackend {
         };
         let from: usize = cursor
             .parse()
-            .map_err(|_| BackendError::Protocol(format!("bad revocation cursor {cursor:?}")))?;
+            .map_err(|_| BackendError::protocol(format!("bad revocation cursor {cursor:?}")))?;
         let to = end.min(from.saturating_add(max));
         let list = st.revocation_log.get(from..to).unwrap_or_default().to_vec();
         Ok((list, to.max(from).to_string()))
@@ -728,7 +728,7 @@ impl EventLog for MemoryBackend {
             None => 0,
             Some(c) => c
                 .parse()
-                .map_err(|_| BackendError::Backend(format!("invalid event cursor {c:?}")))?,
+                .map_err(|_| BackendError::backend(format!("invalid event cursor {c:?}")))?,
         };
         Ok(self
             .lock()

@@ -351,8 +351,8 @@ impl<S> LoseFirstClaimReply<S> {
         let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
         if lost.is_none() && matches!(result, Ok(true)) {
             *lost = Some(tick_ms);
-            return Err(crate::BackendError::Unavailable(
-                "the claim's reply was lost (simulated response timeout)".into(),
+            return Err(crate::BackendError::unavailable(
+                "the claim's reply was lost (simulated response timeout)",
             ));
         }
         result

@@ -96,7 +96,7 @@ pub trait BeatStore: Send + Sync + 'static {
     /// let store = MemoryBeatStore::new();
     /// assert_eq!(store.leader().await?, None);
     /// store.try_acquire_leader("a", Duration::from_secs(10)).await?;
-    /// let (id, expires_ms) = store.leader().await?.ok_or(hippo_queue_core::BackendError::Backend("no leader".into()))?;
+    /// let (id, expires_ms) = store.leader().await?.ok_or(hippo_queue_core::BackendError::backend("no leader"))?;
     /// assert_eq!(id, "a");
     /// assert!(expires_ms > hippo_queue_core::time::now_ms());
     /// # Ok(()) }

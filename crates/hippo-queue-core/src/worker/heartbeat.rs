@@ -65,7 +65,7 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
                 }
                 continue;
             }
-            Ok(Err(BackendError::Busy(e))) => {
+            Ok(Err(e)) if e.is_busy() => {
                 // Up, but refusing: nobody can recover anyone meanwhile.
                 shared.liveness.beat_failed();
                 tracing::warn!(worker = %shared.id, error = %e, "heartbeat refused");
