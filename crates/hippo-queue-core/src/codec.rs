@@ -27,6 +27,7 @@ const TAG_ZSTD: u8 = b'Z';
 
 /// Why a payload could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The payload is empty.
     #[error("empty payload")]

@@ -39,6 +39,7 @@ use crate::options::{Compression, TaskOptions};
 
 /// A configuration value that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// An environment variable has a value that cannot be used.
     #[error("{var}={value:?} is invalid: {reason}")]
@@ -57,6 +58,7 @@ pub enum ConfigError {
 
 /// The guide's configuration presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Preset {
     /// concurrency 2, prefetch 2, max tasks per child 100, acks early.
     Development,
@@ -98,6 +100,7 @@ impl std::str::FromStr for Preset {
 /// cfg.validate().unwrap();
 /// ```
 #[derive(Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// Broker URL (`redis://host:6379/1`); `None` for the in-memory backend.
     pub broker_url: Option<String>,

@@ -169,6 +169,7 @@ impl std::error::Error for BackendError {
 /// An error raised by the library while sending tasks, waiting for results or running
 /// workers.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The broker or result backend failed.
     #[error(transparent)]

@@ -20,6 +20,7 @@ use crate::time::now_ms;
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum EventKind {
     /// A producer sent the task.
     TaskSent,
@@ -80,6 +81,7 @@ impl std::fmt::Display for EventKind {
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
@@ -139,6 +141,7 @@ impl Event {
 
 /// A worker's registry record, refreshed on every heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WorkerInfo {
     /// Worker id.
     pub id: String,

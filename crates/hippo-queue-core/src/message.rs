@@ -17,6 +17,7 @@ pub const ENVELOPE_VERSION: u8 = 1;
 /// a new field goes at the end, with `#[serde(default)]`, so that envelopes already
 /// queued still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Envelope {
     /// Format version ([`ENVELOPE_VERSION`]).
     pub v: u8,
@@ -73,6 +74,7 @@ pub struct Envelope {
 
 /// The retry policy carried by a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetrySpec {
     /// Maximum retries.
     pub max_retries: u32,

@@ -31,6 +31,7 @@ use crate::Error;
 
 /// Whether results are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Compression {
     /// Never compress.
     #[default]

@@ -14,6 +14,7 @@ use crate::{App, Error, TaskFailure, TaskState};
 /// Stored with its fields by position ([`Codec::encode_compact`](crate::codec::Codec::encode_compact)):
 /// a new field goes at the end, with `#[serde(default)]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TaskMeta {
     /// Task id.
     pub task_id: String,

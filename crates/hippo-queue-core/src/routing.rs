@@ -60,6 +60,7 @@ impl Queue {
 
 /// Why a task could not be routed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RoutingError {
     /// No declared queue is bound to a pattern matching the routing key.
     #[error("no queue is bound to routing key {0:?}: declare a queue whose pattern matches it")]

@@ -18,6 +18,7 @@ use hippo_queue_core::config::redact_url;
 /// assert_eq!(cfg.results_url.as_deref(), Some("redis://localhost:6379/2"));
 /// ```
 #[derive(Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// Broker URL: `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (with
     /// the `tls` feature).

@@ -16,6 +16,7 @@ use crate::scripts::Scripts;
 
 /// Why the backend could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The URL is not a Redis URL this build can use.
     #[error("invalid Redis URL {url:?}: {reason}")]

@@ -121,6 +121,7 @@ pub fn grown_concurrency(current: usize, n: usize) -> Result<usize, InvalidComma
 
 /// A command for workers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Command {
     /// Answer `Pong`.
     Ping,
@@ -245,6 +246,7 @@ impl Command {
 
 /// A broadcast request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Request {
     /// Request id; replies are collected under it.
     pub id: String,
@@ -267,6 +269,7 @@ impl Request {
 
 /// A task as seen by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TaskInfo {
     /// Task id.
     pub id: String,
@@ -282,6 +285,7 @@ pub struct TaskInfo {
 
 /// A worker's statistics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Registry record: counters, pool, concurrency, prefetch, start time.
     pub info: WorkerInfo,
@@ -299,6 +303,7 @@ pub struct Stats {
 
 /// A queue consumed by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct QueueInfo {
     /// Name.
     pub name: String,
@@ -310,6 +315,7 @@ pub struct QueueInfo {
 
 /// What a worker answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ReplyBody {
     /// To `Ping`.
     Pong,
@@ -331,6 +337,7 @@ pub enum ReplyBody {
 
 /// One worker's reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Reply {
     /// The request answered.
     pub request_id: String,

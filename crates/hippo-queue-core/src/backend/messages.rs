@@ -84,6 +84,9 @@ pub struct DeliveryRef {
 }
 
 /// What to do with a leased message.
+///
+/// Not `#[non_exhaustive]`: every backend must carry out every action, so a new one
+/// is meant to break the backends that do not know it yet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settle {
     /// Done: remove it.
@@ -115,6 +118,7 @@ pub struct Settlement {
 
 /// The result of one settle or start request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SettleOutcome {
     /// Applied.
     Done,
@@ -166,6 +170,7 @@ impl Recovered {
 
 /// What recovery did with a message of a dead worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecoveryOutcome {
     /// Put back in its queue (it had not started, or may be redelivered).
     Requeued,

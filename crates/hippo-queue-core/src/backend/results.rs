@@ -9,6 +9,7 @@ use crate::result::TaskMeta;
 
 /// Why a result write was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WriteOutcome {
     /// Stored.
     Stored,

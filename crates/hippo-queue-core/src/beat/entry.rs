@@ -18,6 +18,7 @@ use super::{BeatError, Schedule};
 /// assert_eq!(Missed::default(), Missed::RunOnce);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Missed {
     /// Drop them: nothing is sent for missed ticks, and the entry next fires at its
     /// next tick. A tick sent later than the scheduler's tolerance (see

@@ -15,6 +15,7 @@ use super::ScheduleError;
 /// assert!(err.to_string().contains("has spaces"));
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BeatError {
     /// A schedule is invalid.
     #[error(transparent)]

@@ -66,6 +66,7 @@ use crate::time::duration_ms;
 
 /// Why a schedule cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScheduleError {
     /// The cron expression cannot be parsed.
     #[error("invalid cron expression {expr:?}: {reason}")]

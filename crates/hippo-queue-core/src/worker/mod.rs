@@ -355,6 +355,7 @@ impl WorkerBuilder {
 
 /// A snapshot of a worker's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct WorkerStats {
     /// Tasks that succeeded.
     pub succeeded: u64,
@@ -372,6 +373,7 @@ pub struct WorkerStats {
 
 /// A task running now.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ActiveTask {
     /// Task id.
     pub id: String,

@@ -11,6 +11,7 @@ use crate::registry::TaskFuture;
 
 /// Where task futures run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Pool {
     /// Each task is a tokio task on the host runtime (the default: best for I/O-bound
     /// async tasks).
