@@ -52,7 +52,7 @@ const RECOVER_BATCH: u32 = 500;
 /// at start).
 const REVOCATION_LOG_CAP: usize = 1_000_000;
 /// Revocations read per step when a worker starts (a `ZSCAN` hint).
-const REVOCATIONS_SCAN: usize = 2_000;
+const REVOCATIONS_SCAN: usize = 500;
 /// Most unrecorded losses of one queue written per `recover` call.
 const UNRECORDED_BATCH: u32 = 100;
 /// Most dead workers recovered per `recover` call.

@@ -258,10 +258,15 @@ pub async fn connect(url: &str) -> RedisBackend {
         .expect("connect to the test server")
 }
 
+/// A plain connection for the side channel and for staging faults. Replies may be
+/// large (the counters of 250,000 tasks) and the machine busy: it waits up to a
+/// minute for one, where the client's default gives up after 500 ms.
 pub async fn redis_conn(url: &str) -> MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
     redis::Client::open(url)
         .expect("redis url")
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("redis connection")
 }
