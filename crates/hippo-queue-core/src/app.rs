@@ -8,6 +8,7 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::{Broker, DeliveryFlags, Outgoing, ResultBackend, Revocation};
 use crate::codec::{Codec, to_msgpack};
 use crate::config::Config;
+use crate::defaults;
 use crate::events::{Event, EventKind};
 use crate::message::{ENVELOPE_VERSION, Envelope, RetrySpec, origin};
 use crate::registry::{Handler, Registry};
@@ -425,18 +426,20 @@ impl App {
             soft_time_limit: ms(o.soft_time_limit),
             time_limit: ms(o.time_limit),
             retry: RetrySpec {
-                max_retries: o.max_retries.unwrap_or(3),
+                max_retries: o.max_retries.unwrap_or(defaults::MAX_RETRIES),
                 autoretry_for: o.autoretry_for.clone().unwrap_or_default(),
-                delay: ms(o.retry_delay).unwrap_or(180_000),
+                delay: duration_ms(o.retry_delay.unwrap_or(defaults::RETRY_DELAY)),
                 backoff: ms(o.retry_backoff),
-                backoff_max: ms(o.retry_backoff_max).unwrap_or(600_000),
-                jitter: o.retry_jitter.unwrap_or(true),
+                backoff_max: duration_ms(
+                    o.retry_backoff_max.unwrap_or(defaults::RETRY_BACKOFF_MAX),
+                ),
+                jitter: o.retry_jitter.unwrap_or(defaults::RETRY_JITTER),
             },
             acks_late: o.acks_late.unwrap_or(false),
             reject_on_worker_lost: o.reject_on_worker_lost.unwrap_or(false),
             ignore_result: o.ignore_result.unwrap_or(false),
             compression: o.compression.unwrap_or_default(),
-            result_expires: ms(o.result_expires).unwrap_or(3_600_000),
+            result_expires: duration_ms(o.result_expires.unwrap_or(defaults::RESULT_EXPIRES)),
             track_started: o.track_started.unwrap_or(false),
             origin: origin(),
             sent_at: now_ms(),

@@ -35,6 +35,7 @@
 
 use std::time::Duration;
 
+use crate::defaults;
 use crate::options::{Compression, TaskOptions};
 
 /// A configuration value that could not be used.
@@ -188,13 +189,13 @@ impl Default for Config {
             broker_url: None,
             result_backend: None,
             worker_concurrency: cpu_count(),
-            worker_prefetch_multiplier: 4,
+            worker_prefetch_multiplier: defaults::PREFETCH_MULTIPLIER,
             worker_max_tasks_per_child: None,
             task_acks_late: false,
             task_soft_time_limit: None,
             task_time_limit: None,
             task_reject_on_worker_lost: false,
-            result_expires: Duration::from_secs(3600),
+            result_expires: defaults::RESULT_EXPIRES,
             result_compression: Compression::None,
             // Celery's defaults: wait for the broker at startup, 100 retries.
             broker_connection_retry_on_startup: true,
@@ -228,7 +229,7 @@ impl Config {
             },
             Preset::ProductionMedium => Config {
                 worker_concurrency: 4,
-                worker_prefetch_multiplier: 4,
+                worker_prefetch_multiplier: defaults::PREFETCH_MULTIPLIER,
                 worker_max_tasks_per_child: Some(1000),
                 task_acks_late: true,
                 task_reject_on_worker_lost: true,
@@ -424,12 +425,12 @@ impl Config {
     pub fn task_defaults(&self) -> TaskOptions {
         TaskOptions {
             priority: Some(0),
-            max_retries: Some(3),
+            max_retries: Some(defaults::MAX_RETRIES),
             autoretry_for: Some(Vec::new()),
-            retry_delay: Some(Duration::from_secs(180)),
+            retry_delay: Some(defaults::RETRY_DELAY),
             retry_backoff: None,
-            retry_backoff_max: Some(Duration::from_secs(600)),
-            retry_jitter: Some(true),
+            retry_backoff_max: Some(defaults::RETRY_BACKOFF_MAX),
+            retry_jitter: Some(defaults::RETRY_JITTER),
             soft_time_limit: self.task_soft_time_limit,
             time_limit: self.task_time_limit,
             acks_late: Some(self.task_acks_late),

@@ -43,7 +43,7 @@ impl TaskContext {
             id: id.into(),
             name: name.into(),
             retries: 0,
-            max_retries: 3,
+            max_retries: crate::defaults::MAX_RETRIES,
             queue: "default".into(),
             root_id: None,
             parent_id: None,

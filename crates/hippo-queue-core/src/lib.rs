@@ -71,6 +71,7 @@ pub mod codec;
 pub mod config;
 mod context;
 pub mod control;
+pub mod defaults;
 mod error;
 pub mod events;
 pub mod message;

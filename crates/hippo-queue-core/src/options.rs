@@ -49,19 +49,30 @@ pub struct TaskOptions {
     pub routing_key: Option<String>,
     /// Message priority 0-9, higher runs first; 0 when unset.
     pub priority: Option<u8>,
-    /// Maximum number of retries; `Some(None)`-like "unlimited" is `u32::MAX`. Default 3.
+    /// Maximum number of retries (`u32::MAX`: unlimited).
+    ///
+    /// # Default
+    /// [`defaults::MAX_RETRIES`](crate::defaults::MAX_RETRIES) (3).
     pub max_retries: Option<u32>,
     /// Error kinds retried automatically (see [`TaskError::kind`](crate::TaskError::kind));
     /// `"*"` retries every error.
     pub autoretry_for: Option<Vec<String>>,
-    /// Delay before a retry when no backoff is set (Celery's `default_retry_delay`,
-    /// 180 s).
+    /// Delay before a retry when no backoff is set (Celery's `default_retry_delay`).
+    ///
+    /// # Default
+    /// [`defaults::RETRY_DELAY`](crate::defaults::RETRY_DELAY) (180 s).
     pub retry_delay: Option<Duration>,
     /// Exponential backoff factor: retry `n` waits `min(backoff_max, factor * 2^n)`.
     pub retry_backoff: Option<Duration>,
-    /// Upper bound of the backoff (600 s).
+    /// Upper bound of the backoff.
+    ///
+    /// # Default
+    /// [`defaults::RETRY_BACKOFF_MAX`](crate::defaults::RETRY_BACKOFF_MAX) (600 s).
     pub retry_backoff_max: Option<Duration>,
-    /// Full jitter: the wait is drawn uniformly from `[0, backoff]` (default true).
+    /// Full jitter: the wait is drawn uniformly from `[0, backoff]`.
+    ///
+    /// # Default
+    /// [`defaults::RETRY_JITTER`](crate::defaults::RETRY_JITTER) (true).
     pub retry_jitter: Option<bool>,
     /// Soft time limit: the task is told and may clean up.
     pub soft_time_limit: Option<Duration>,
@@ -76,6 +87,10 @@ pub struct TaskOptions {
     /// Compress the result above the codec's threshold.
     pub compression: Option<Compression>,
     /// How long results are kept.
+    ///
+    /// # Default
+    /// The configuration's `result_expires`
+    /// ([`defaults::RESULT_EXPIRES`](crate::defaults::RESULT_EXPIRES), 1 h).
     pub result_expires: Option<Duration>,
     /// Record STARTED when the task starts (default false, as in Celery: it costs one
     /// more write per task).

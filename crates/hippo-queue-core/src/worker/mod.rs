@@ -99,6 +99,7 @@ pub use pool::Pool;
 /// acknowledgements, the worker-offline event and leaving the registry together.
 pub const WRITE_OUT: Duration = Duration::from_secs(10);
 
+use crate::defaults;
 use crate::events::{Event, EventKind};
 use crate::{App, Error};
 use bookkeeper::{Bookkeeper, Books};
@@ -136,12 +137,12 @@ impl WorkerBuilder {
             concurrency: cfg.worker_concurrency.max(1),
             prefetch_multiplier: cfg.worker_prefetch_multiplier.max(1),
             pool: Pool::Async,
-            heartbeat_interval: Duration::from_secs(2),
-            worker_lost_after: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(30),
-            max_deliveries: 5,
-            fetch_wait: Duration::from_secs(1),
-            fairness_interval: 8,
+            heartbeat_interval: defaults::HEARTBEAT_INTERVAL,
+            worker_lost_after: defaults::WORKER_LOST_AFTER,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            max_deliveries: defaults::MAX_DELIVERIES,
+            fetch_wait: defaults::FETCH_WAIT,
+            fairness_interval: defaults::FAIRNESS_INTERVAL,
             task_events: false,
         };
         WorkerBuilder {
@@ -177,6 +178,10 @@ impl WorkerBuilder {
 
     /// Messages reserved per slot: the worker holds up to
     /// `concurrency * prefetch_multiplier` messages.
+    ///
+    /// # Default
+    /// The configuration's `worker_prefetch_multiplier`
+    /// ([`defaults::PREFETCH_MULTIPLIER`], 4).
     pub fn prefetch_multiplier(mut self, n: usize) -> Self {
         self.settings.prefetch_multiplier = n.max(1);
         self
@@ -188,39 +193,56 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often the worker proves it is alive (default 2 s).
+    /// How often the worker proves it is alive.
+    ///
+    /// # Default
+    /// [`defaults::HEARTBEAT_INTERVAL`] (2 s).
     pub fn heartbeat_interval(mut self, d: Duration) -> Self {
         self.settings.heartbeat_interval = d;
         self
     }
 
     /// After how long without a heartbeat a worker is dead and its messages are
-    /// recovered (default 10 s; must exceed the heartbeat interval).
+    /// recovered (must exceed the heartbeat interval).
+    ///
+    /// # Default
+    /// [`defaults::WORKER_LOST_AFTER`] (10 s).
     pub fn worker_lost_after(mut self, d: Duration) -> Self {
         self.settings.worker_lost_after = d;
         self
     }
 
-    /// How long a graceful shutdown waits for running tasks (default 30 s).
+    /// How long a graceful shutdown waits for running tasks.
+    ///
+    /// # Default
+    /// [`defaults::SHUTDOWN_GRACE`] (30 s).
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.settings.shutdown_grace = d;
         self
     }
 
-    /// Deliveries after which a message that keeps losing its worker is dead-lettered
-    /// (default 5).
+    /// Deliveries after which a message that keeps losing its worker is dead-lettered.
+    ///
+    /// # Default
+    /// [`defaults::MAX_DELIVERIES`] (5).
     pub fn max_deliveries(mut self, n: u32) -> Self {
         self.settings.max_deliveries = n.max(1);
         self
     }
 
-    /// How long one fetch waits for a message before looking again (default 1 s).
+    /// How long one fetch waits for a message before looking again.
+    ///
+    /// # Default
+    /// [`defaults::FETCH_WAIT`] (1 s).
     pub fn fetch_wait(mut self, d: Duration) -> Self {
         self.settings.fetch_wait = d;
         self
     }
 
-    /// Every `n`-th fetch starts at a lower-priority queue (default 8; 0 disables).
+    /// Every `n`-th fetch starts at a lower-priority queue (0 disables).
+    ///
+    /// # Default
+    /// [`defaults::FAIRNESS_INTERVAL`] (8).
     pub fn fairness_interval(mut self, n: u64) -> Self {
         self.settings.fairness_interval = n;
         self
