@@ -284,13 +284,8 @@ impl RedisBackend {
     /// The fetch script call for one queue.
     fn fetch_invocation(&self, worker: &str, queue: &str, max: usize) -> ScriptInvocation<'static> {
         let k = self.keys(queue);
-        let mut inv = k.invoke(&self.server().scripts.fetch);
-        inv.key(&k.delayed)
-            .key(k.lease(worker))
-            .key(&k.seq)
-            .key(&k.lessees)
-            .key(&k.dead)
-            .arg(max.min(FETCH_MAX))
+        let mut inv = k.fetch(self.server().scripts, worker);
+        inv.arg(max.min(FETCH_MAX))
             .arg(worker)
             .arg(DUE_BATCH)
             .arg(FETCH_BYTES)
@@ -527,14 +522,8 @@ impl RedisBackend {
         for queue in queues {
             let k = self.keys(queue);
             loop {
-                let mut inv = k.invoke(&server.scripts.recover);
-                inv.key(k.lease(worker))
-                    .key(k.started(worker))
-                    .key(&k.lessees)
-                    .key(&k.dead)
-                    .key(&k.notify)
-                    .key(&k.unrecorded)
-                    .arg(worker)
+                let mut inv = k.recover(server.scripts, worker);
+                inv.arg(worker)
                     .arg(max_deliveries.min(255))
                     .arg(RECOVER_BATCH)
                     .arg(self.inner.config.dead_letter_cap)
@@ -577,9 +566,8 @@ impl RedisBackend {
         let server = self.server();
         let mut pipe = redis::pipe();
         for q in &queues {
-            let mut inv = server.scripts.unrecorded.prepare_invoke();
-            inv.key(&self.keys(q).unrecorded)
-                .arg(UNRECORDED_BATCH)
+            let mut inv = self.keys(q).unrecorded(server.scripts);
+            inv.arg(UNRECORDED_BATCH)
                 .arg(duration_ms(self.inner.config.loss_record_timeout));
             pipe.invoke_script(&inv);
         }
@@ -812,8 +800,7 @@ impl Messages for RedisBackend {
             let k = self.keys(queue);
             let size = |(_, m): &(usize, &Outgoing)| m.payload.len() + m.id.len();
             for chunk in chunks_by_size(msgs, PUBLISH_CHUNK, PUBLISH_BYTES, size) {
-                let mut inv = k.invoke(&scripts.publish);
-                inv.key(&k.delayed).key(&k.notify);
+                let mut inv = k.publish(scripts);
                 for (_, m) in chunk {
                     inv.arg(self.inner.clock.to_server(m.eta.unwrap_or(0)))
                         .arg(record::encode(m.priority, m.flags, &m.id, &m.payload)?);
@@ -902,8 +889,7 @@ impl Messages for RedisBackend {
         for (queue, ds) in &groups {
             let k = self.keys(queue);
             for chunk in ds.chunks(SETTLE_CHUNK) {
-                let mut inv = scripts.start.prepare_invoke();
-                inv.key(k.lease(worker)).key(k.started(worker));
+                let mut inv = k.start(scripts, worker);
                 for (_, d) in chunk {
                     inv.arg(d.token);
                 }
@@ -926,13 +912,8 @@ impl Messages for RedisBackend {
         for (queue, ss) in &groups {
             let k = self.keys(queue);
             for chunk in ss.chunks(SETTLE_CHUNK) {
-                let mut inv = k.invoke(&scripts.settle);
-                inv.key(&k.delayed)
-                    .key(k.lease(worker))
-                    .key(k.started(worker))
-                    .key(&k.dead)
-                    .key(&k.notify)
-                    .arg(self.inner.config.dead_letter_cap);
+                let mut inv = k.settle(scripts, worker);
+                inv.arg(self.inner.config.dead_letter_cap);
                 for (_, s) in chunk {
                     inv.arg(s.delivery.token);
                     match &s.action {
@@ -958,10 +939,7 @@ impl Messages for RedisBackend {
         let mut invs = Vec::new();
         for (queue, ds) in &groups {
             let k = self.keys(queue);
-            let mut inv = k.invoke(&scripts.release);
-            inv.key(k.lease(worker))
-                .key(k.started(worker))
-                .key(&k.notify);
+            let mut inv = k.release(scripts, worker);
             for (_, d) in ds.iter().rev() {
                 inv.arg(d.token);
             }
@@ -986,11 +964,8 @@ impl Messages for RedisBackend {
         interval: Duration,
     ) -> Result<BeatReply, BackendError> {
         let g = &self.inner.global;
-        let mut inv = self.server().scripts.heartbeat.prepare_invoke();
-        inv.key(&g.workers)
-            .key(&g.fleet)
-            .key(&g.incarnations)
-            .arg(worker)
+        let mut inv = g.heartbeat(self.server().scripts);
+        inv.arg(worker)
             .arg(duration_ms(ttl).max(1))
             .arg(duration_ms(interval).max(1))
             .arg(incarnation);
@@ -1021,8 +996,8 @@ impl Messages for RedisBackend {
     }
 
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError> {
-        let mut inv = self.server().scripts.worker_state.prepare_invoke();
-        inv.key(&self.inner.global.workers).arg(worker);
+        let mut inv = self.inner.global.worker_state(self.server().scripts);
+        inv.arg(worker);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv)
             .exists(self.inner.global.worker_queues(worker));
@@ -1084,11 +1059,8 @@ impl Messages for RedisBackend {
             return Ok(out);
         }
         let g = &self.inner.global;
-        let mut inv = self.server().scripts.lost_workers.prepare_invoke();
-        inv.key(&g.workers)
-            .key(&g.fleet)
-            .key(&g.incarnations)
-            .arg(DEAD_WORKERS_BATCH);
+        let mut inv = g.lost_workers(self.server().scripts);
+        inv.arg(DEAD_WORKERS_BATCH);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
         let (reply,): (Vec<Value>,) = self.server().query(&pipe).await?;
@@ -1328,8 +1300,7 @@ impl Inspection for RedisBackend {
 
     async fn purge(&self, queue: &str) -> Result<u64, BackendError> {
         let k = self.keys(queue);
-        let mut inv = k.invoke(&self.server().scripts.purge);
-        inv.key(&k.delayed);
+        let inv = k.purge(self.server().scripts);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
         let (n,): (u64,) = self.server().query(&pipe).await?;
@@ -1542,9 +1513,8 @@ impl RateLimits for RedisBackend {
     }
 
     async fn acquire_rate(&self, task: &str, rate: RateLimit) -> Result<Duration, BackendError> {
-        let mut inv = self.server().scripts.rate.prepare_invoke();
-        inv.key(self.inner.global.rate(task))
-            .arg(rate.interval().as_millis().max(1) as u64);
+        let mut inv = self.inner.global.rate_limit(self.server().scripts, task);
+        inv.arg(rate.interval().as_millis().max(1) as u64);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
         let (wait,): (u64,) = self.server().query(&pipe).await?;

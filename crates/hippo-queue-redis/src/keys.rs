@@ -30,19 +30,6 @@ impl QueueKeys {
         }
     }
 
-    /// A call of one of the queue scripts, whose first ten keys are always the waiting
-    /// lists, priority 0 to 9.
-    pub(crate) fn invoke(
-        &self,
-        script: &'static redis::Script,
-    ) -> redis::ScriptInvocation<'static> {
-        let mut inv = script.prepare_invoke();
-        for w in &self.waiting {
-            inv.key(w);
-        }
-        inv
-    }
-
     /// A worker's leases in this queue: hash token -> record.
     pub(crate) fn lease(&self, worker: &str) -> String {
         format!("{}:lease:{worker}", self.tag)

@@ -35,6 +35,7 @@
 
 mod backend;
 mod beat;
+mod calls;
 mod clock;
 mod config;
 mod conn;

@@ -23,23 +23,34 @@ pub(crate) struct Scripts {
     pub unrecorded: Script,
 }
 
+/// A script with the shared prelude (`lua/prelude.lua`: the record's fields, the
+/// dead letters, the wake-up, the server's clock) in front of it.
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            include_str!(concat!("lua/", $name, ".lua"))
+        ))
+    };
+}
+
 impl Scripts {
     pub(crate) fn get() -> &'static Scripts {
         static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
         SCRIPTS.get_or_init(|| Scripts {
-            publish: Script::new(include_str!("lua/publish.lua")),
-            fetch: Script::new(include_str!("lua/fetch.lua")),
-            start: Script::new(include_str!("lua/start.lua")),
-            settle: Script::new(include_str!("lua/settle.lua")),
-            release: Script::new(include_str!("lua/release.lua")),
-            recover: Script::new(include_str!("lua/recover.lua")),
-            purge: Script::new(include_str!("lua/purge.lua")),
-            store_results: Script::new(include_str!("lua/store_results.lua")),
-            rate: Script::new(include_str!("lua/rate.lua")),
-            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
-            lost_workers: Script::new(include_str!("lua/lost_workers.lua")),
-            worker_state: Script::new(include_str!("lua/worker_state.lua")),
-            unrecorded: Script::new(include_str!("lua/unrecorded.lua")),
+            publish: script!("publish"),
+            fetch: script!("fetch"),
+            start: script!("start"),
+            settle: script!("settle"),
+            release: script!("release"),
+            recover: script!("recover"),
+            purge: script!("purge"),
+            store_results: script!("store_results"),
+            rate: script!("rate"),
+            heartbeat: script!("heartbeat"),
+            lost_workers: script!("lost_workers"),
+            worker_state: script!("worker_state"),
+            unrecorded: script!("unrecorded"),
         })
     }
 

@@ -15,37 +15,24 @@
 -- Returns { ms until the next delayed message is due or -1, first token, record,
 -- record, ... }; the records' delivery counts are already increased, and their tokens
 -- are consecutive.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local max = tonumber(ARGV[1])
 local max_bytes = tonumber(ARGV[4])
 local cap = tonumber(ARGV[5])
 
--- nil when the record is well formed, else why it is not
-local function bad(rec)
-  if type(rec) ~= 'string' or #rec < 5 then return 'corrupt record: too short' end
-  if string.byte(rec, 1) > 9 then return 'corrupt record: priority byte out of range' end
-  if string.byte(rec, 2) > 3 then return 'corrupt record: unknown flags' end
-  if 5 + string.byte(rec, 4) * 256 + string.byte(rec, 5) > #rec then
-    return 'corrupt record: id longer than the record'
-  end
-  return nil
-end
-
 local function dead(rec, reason)
-  redis.call('RPUSH', KEYS[15], #reason .. ':' .. reason .. rec)
-  redis.call('LTRIM', KEYS[15], -cap, -1)
+  dead_letter(KEYS[15], reason, rec, cap)
 end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 if #due > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[11], 0, #due - 1)
   for _, rec in ipairs(due) do
-    local why = bad(rec)
+    local why = malformed(rec)
     if why then
       dead(rec, why)
     else
-      redis.call('RPUSH', KEYS[string.byte(rec, 1) + 1], rec)
+      redis.call('RPUSH', waiting(rec), rec)
     end
   end
 end
@@ -65,7 +52,7 @@ local function pop(key)
       bytes = max_bytes
       return false
     end
-    local why = bad(rec)
+    local why = malformed(rec)
     if why then
       dead(rec, why)
     else
@@ -106,9 +93,7 @@ if #recs > 0 then
   out[2] = first
   local fields = {}
   for i, rec in ipairs(recs) do
-    local d = string.byte(rec, 3)
-    if d < 255 then d = d + 1 end
-    local leased = string.sub(rec, 1, 2) .. string.char(d) .. string.sub(rec, 4)
+    local leased = with_deliveries(rec, deliveries(rec) + 1)
     fields[#fields + 1] = first + i - 1
     fields[#fields + 1] = leased
     out[#out + 1] = leased

@@ -14,8 +14,7 @@
 -- to beat again before any is declared lost.
 -- Returns { previous deadline, or -1 when the worker was not in the set (its first
 -- beat, or it was recovered meanwhile), or -2 when the name is taken; server now ms }.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local holder = redis.call('HGET', KEYS[3], ARGV[1])
 if prev and holder and holder ~= ARGV[4] and tonumber(prev) > now then

@@ -8,8 +8,7 @@
 -- KEYS[3]  incarnations (hash), in KEYS[1]'s slot
 -- ARGV     most workers to claim
 -- Returns { 1 while in the grace period, else 0; the claimed workers... }.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local grace = tonumber(redis.call('HGET', KEYS[2], 'grace') or '0')
 if now < grace then
   return { 1 }

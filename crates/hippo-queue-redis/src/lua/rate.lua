@@ -3,8 +3,7 @@
 -- KEYS[1]  the task's next allowed start (ms)
 -- ARGV     interval (ms); the server's clock is used
 -- Returns 0 when the task may start now, else the ms to wait.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat > now then

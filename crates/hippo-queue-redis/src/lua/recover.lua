@@ -16,11 +16,10 @@
 -- ARGV         worker, max deliveries, batch, dead-letter cap, max bytes (at least
 --              one message is handled per call; the rest stay for the next call)
 -- Returns { leases left, outcome (q|l|m), token, record, ... }.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local pairs_ = redis.call('HRANDFIELD', KEYS[11], tonumber(ARGV[3]), 'WITHVALUES')
 local out = { 0 }
-local wake = 0
+local woken = false
 local max = tonumber(ARGV[2])
 local bytes = 0
 for i = 1, #pairs_, 2 do
@@ -30,24 +29,21 @@ for i = 1, #pairs_, 2 do
   bytes = bytes + #rec
   redis.call('HDEL', KEYS[11], token)
   local started = redis.call('SREM', KEYS[12], token) == 1
-  local d = string.byte(rec, 3)
   local outcome = 'q'
-  if string.byte(rec, 2) % 4 == 3 then
-    if d >= max then outcome = 'm' end
+  if requeue_when_lost(rec) then
+    if deliveries(rec) >= max then outcome = 'm' end
   elseif started then
     outcome = 'l'
   else
-    if d > 0 then d = d - 1 end
-    rec = string.sub(rec, 1, 2) .. string.char(d) .. string.sub(rec, 4)
+    rec = with_deliveries(rec, deliveries(rec) - 1)
   end
   if outcome == 'q' then
-    redis.call('LPUSH', KEYS[string.byte(rec, 1) + 1], rec)
-    wake = 1
+    redis.call('LPUSH', waiting(rec), rec)
+    woken = true
   else
     local reason = 'worker lost'
     if outcome == 'm' then reason = 'delivered too many times' end
-    redis.call('RPUSH', KEYS[14], #reason .. ':' .. reason .. rec)
-    redis.call('LTRIM', KEYS[14], -tonumber(ARGV[4]), -1)
+    dead_letter(KEYS[14], reason, rec, tonumber(ARGV[4]))
     redis.call('HSET', KEYS[16], token, now .. ':' .. outcome .. #ARGV[1] .. ':' .. ARGV[1] .. rec)
   end
   out[#out + 1] = outcome
@@ -59,9 +55,6 @@ if left == 0 then
   redis.call('DEL', KEYS[12])
   redis.call('SREM', KEYS[13], ARGV[1])
 end
-if wake == 1 then
-  redis.call('RPUSH', KEYS[15], 1)
-  redis.call('LTRIM', KEYS[15], -16, -1)
-end
+if woken then wake(KEYS[15], 1) end
 out[1] = left
 return out

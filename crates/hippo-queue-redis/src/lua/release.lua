@@ -10,14 +10,9 @@ for i = 1, #ARGV do
   local rec = redis.call('HGET', KEYS[11], token)
   if rec and redis.call('SISMEMBER', KEYS[12], token) == 0 then
     redis.call('HDEL', KEYS[11], token)
-    local d = string.byte(rec, 3)
-    if d > 0 then d = d - 1 end
-    redis.call('LPUSH', KEYS[string.byte(rec, 1) + 1], string.sub(rec, 1, 2) .. string.char(d) .. string.sub(rec, 4))
+    redis.call('LPUSH', waiting(rec), with_deliveries(rec, deliveries(rec) - 1))
     n = n + 1
   end
 end
-if n > 0 then
-  redis.call('RPUSH', KEYS[13], n)
-  redis.call('LTRIM', KEYS[13], -16, -1)
-end
+if n > 0 then wake(KEYS[13], n) end
 return n

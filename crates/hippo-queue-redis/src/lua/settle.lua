@@ -9,8 +9,7 @@
 --              data (r: the new envelope; d: the reason), eta (r)
 -- At most 1,000 groups per call (the caller splits larger batches).
 -- Returns 1 per settled message, 0 when the lease is gone (fenced).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local cap = tonumber(ARGV[1])
 local tokens = {}
 for i = 2, #ARGV, 4 do
@@ -23,7 +22,7 @@ end
 local recs = redis.call('HMGET', KEYS[12], unpack(tokens))
 local out = {}
 local held = {}
-local wake = 0
+local woken = false
 for n, token in ipairs(tokens) do
   local i = 2 + (n - 1) * 4
   local action = ARGV[i + 1]
@@ -32,24 +31,21 @@ for n, token in ipairs(tokens) do
     held[#held + 1] = token
     if action == 'r' then
       -- same priority, flags and id; delivery count reset; new envelope
-      local idlen = string.byte(rec, 4) * 256 + string.byte(rec, 5)
-      local new = string.sub(rec, 1, 2) .. string.char(0) .. string.sub(rec, 4, 5 + idlen) .. ARGV[i + 2]
+      local new = with_deliveries(head_and_id(rec), 0) .. ARGV[i + 2]
       local eta = tonumber(ARGV[i + 3])
       if eta > now then
         redis.call('ZADD', KEYS[11], eta, new)
         local first = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
-        if tonumber(first[2]) == eta then wake = 1 end
+        if tonumber(first[2]) == eta then woken = true end
       else
-        redis.call('RPUSH', KEYS[string.byte(new, 1) + 1], new)
-        wake = 1
+        redis.call('RPUSH', waiting(new), new)
+        woken = true
       end
     elseif action == 'd' then
-      local reason = ARGV[i + 2]
-      redis.call('RPUSH', KEYS[14], #reason .. ':' .. reason .. rec)
-      redis.call('LTRIM', KEYS[14], -cap, -1)
+      dead_letter(KEYS[14], ARGV[i + 2], rec, cap)
     elseif action == 'q' then
-      redis.call('LPUSH', KEYS[string.byte(rec, 1) + 1], rec)
-      wake = 1
+      redis.call('LPUSH', waiting(rec), rec)
+      woken = true
     end
     out[n] = 1
   else
@@ -60,8 +56,5 @@ if #held > 0 then
   redis.call('HDEL', KEYS[12], unpack(held))
 end
 redis.call('SREM', KEYS[13], unpack(tokens))
-if wake == 1 then
-  redis.call('RPUSH', KEYS[15], 1)
-  redis.call('LTRIM', KEYS[15], -16, -1)
-end
+if woken then wake(KEYS[15], 1) end
 return out

@@ -6,8 +6,7 @@
 -- ARGV     most entries, least age in ms
 -- Returns { token, outcome (l|m, or ? for an entry not in that form), worker,
 -- record, ... }.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local pairs_ = redis.call('HRANDFIELD', KEYS[1], tonumber(ARGV[1]), 'WITHVALUES')
 local out = {}
 for i = 1, #pairs_, 2 do

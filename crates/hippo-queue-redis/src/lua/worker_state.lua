@@ -2,8 +2,7 @@
 -- KEYS[1]  worker deadlines (zset)
 -- ARGV     worker
 -- Returns ms left (0 when the deadline has passed), or -1 when the name is unknown.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not deadline then
   return -1
