@@ -477,7 +477,21 @@ impl RedisBackend {
 
     /// Recovers a worker's leases in every queue it is known to have leased from,
     /// then forgets the worker.
+    /// Recovers every lease of a dead worker that recovery has claimed (out of the
+    /// heartbeat set already), then forgets what indexes it, unless a new process has
+    /// claimed the name meanwhile.
     async fn recover_whole_worker(
+        &self,
+        worker: &str,
+        max_deliveries: u32,
+    ) -> Result<Vec<Recovered>, BackendError> {
+        let out = self.recover_leases_of(worker, max_deliveries).await?;
+        self.forget_worker(worker, "").await?;
+        Ok(out)
+    }
+
+    /// Recovers the leases of `worker` in every queue its index lists.
+    async fn recover_leases_of(
         &self,
         worker: &str,
         max_deliveries: u32,
@@ -486,17 +500,27 @@ impl RedisBackend {
         let mut pipe = redis::pipe();
         pipe.smembers(&wq);
         let (queues,): (Vec<String>,) = self.server().query(&pipe).await?;
-        let out = self.recover_leases(worker, &queues, max_deliveries).await?;
+        self.recover_leases(worker, &queues, max_deliveries).await
+    }
+
+    /// Forgets a worker name (fenced by `incarnation`, or, when empty, only if nobody
+    /// has claimed it again), then its queue index and registry record. Returns
+    /// whether it was forgotten.
+    async fn forget_worker(&self, worker: &str, incarnation: &str) -> Result<bool, BackendError> {
+        let g = &self.inner.global;
+        let mut inv = g.forget_worker(self.server().scripts);
+        inv.arg(worker).arg(incarnation);
         let mut pipe = redis::pipe();
-        pipe.zrem(&self.inner.global.workers, worker)
-            .ignore()
-            .hdel(&self.inner.global.incarnations, worker)
-            .ignore()
-            .del(&wq)
-            .ignore()
-            .del(self.inner.global.worker_info(worker))
-            .ignore();
-        self.server().query::<()>(&pipe).await?;
+        pipe.invoke_script(&inv);
+        let (forgotten,): (bool,) = self.server().query(&pipe).await?;
+        if forgotten {
+            let mut pipe = redis::pipe();
+            pipe.del(g.worker_queues(worker))
+                .ignore()
+                .del(g.worker_info(worker))
+                .ignore();
+            self.server().query::<()>(&pipe).await?;
+        }
         self.inner
             .registered
             .lock()
@@ -507,7 +531,7 @@ impl RedisBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(worker);
-        Ok(out)
+        Ok(forgotten)
     }
 
     /// Recovers a worker's leases in the given queues, in bounded script calls.
@@ -553,17 +577,38 @@ impl RedisBackend {
                 }
             }
         }
+        // Queues with losses awaiting their records, for any worker's sweep.
+        let mut lossy: Vec<&str> = out
+            .iter()
+            .filter(|r| r.outcome != RecoveryOutcome::Requeued)
+            .map(|r| r.queue.as_str())
+            .collect();
+        lossy.dedup();
+        if !lossy.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.sadd(&self.inner.global.unrecorded_queues, &lossy)
+                .ignore();
+            if let Err(e) = server.query::<()>(&pipe).await {
+                tracing::warn!(error = %e, "could not index the queues with unrecorded losses");
+            }
+        }
         Ok(out)
     }
 
     /// Losses in the queues this process knows of whose FAILURE record is still not
     /// written `loss_record_timeout` after their recovery.
     async fn unrecorded_losses(&self) -> Result<Vec<Recovered>, BackendError> {
-        let queues = self.known_queues();
+        let server = self.server();
+        let mut pipe = redis::pipe();
+        pipe.smembers(&self.inner.global.unrecorded_queues);
+        let (indexed,): (Vec<String>,) = server.query(&pipe).await?;
+        let mut queues = self.known_queues();
+        queues.extend(indexed.iter().cloned());
+        queues.sort();
+        queues.dedup();
         if queues.is_empty() {
             return Ok(Vec::new());
         }
-        let server = self.server();
         let mut pipe = redis::pipe();
         for q in &queues {
             let mut inv = self.keys(q).unrecorded(server.scripts);
@@ -604,6 +649,27 @@ impl RedisBackend {
         }
         if unreadable.cmd_iter().next().is_some() {
             server.query::<()>(&unreadable).await?;
+        }
+        // Queues whose losses are all recorded leave the index (one that gains an
+        // entry meanwhile is added again by the recovery that made it).
+        if !indexed.is_empty() {
+            let mut pipe = redis::pipe();
+            for q in &indexed {
+                pipe.hlen(&self.keys(q).unrecorded);
+            }
+            let lens: Vec<u64> = server.query(&pipe).await?;
+            let done: Vec<&String> = indexed
+                .iter()
+                .zip(lens)
+                .filter(|(_, n)| *n == 0)
+                .map(|(q, _)| q)
+                .collect();
+            if !done.is_empty() {
+                let mut pipe = redis::pipe();
+                pipe.srem(&self.inner.global.unrecorded_queues, &done)
+                    .ignore();
+                server.query::<()>(&pipe).await?;
+            }
         }
         Ok(out)
     }
@@ -990,6 +1056,7 @@ impl Messages for RedisBackend {
         self.inner.clock.observe(server_now, sent, now_ms());
         Ok(match previous {
             -2 => BeatReply::Taken,
+            -3 => BeatReply::TakenOver,
             p if p >= 0 => BeatReply::Alive,
             _ => BeatReply::Unknown,
         })
@@ -1014,11 +1081,7 @@ impl Messages for RedisBackend {
         worker: &str,
         max_deliveries: u32,
     ) -> Result<Vec<Recovered>, BackendError> {
-        let wq = self.inner.global.worker_queues(worker);
-        let mut pipe = redis::pipe();
-        pipe.smembers(&wq);
-        let (queues,): (Vec<String>,) = self.server().query(&pipe).await?;
-        self.recover_leases(worker, &queues, max_deliveries).await
+        self.recover_leases_of(worker, max_deliveries).await
     }
 
     async fn leases(
@@ -1044,13 +1107,28 @@ impl Messages for RedisBackend {
             .collect())
     }
 
-    async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError> {
-        self.recover_whole_worker(worker, u32::MAX).await
+    async fn unregister(
+        &self,
+        worker: &str,
+        incarnation: &str,
+    ) -> Result<Vec<Recovered>, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.smembers(self.inner.global.worker_queues(worker));
+        let (queues,): (Vec<String>,) = self.server().query(&pipe).await?;
+        // Out of the heartbeat set first, fenced: a name another process holds now is
+        // left alone, with everything leased under it.
+        if !self.forget_worker(worker, incarnation).await? {
+            return Ok(Vec::new());
+        }
+        self.recover_leases(worker, &queues, u32::MAX).await
     }
 
     async fn recover(&self, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError> {
         // Losses already moved (no grace applies to them): only their records are due.
-        let mut out = self.unrecorded_losses().await?;
+        let mut out = self.unrecorded_losses().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the unrecorded losses; trying again at the next recovery");
+            Vec::new()
+        });
         if self
             .server()
             .failed_within(self.inner.config.recovery_grace)

@@ -144,6 +144,10 @@ impl GlobalKeys {
         self.heartbeat_keys()
     }
 
+    fn forget_worker_keys(&self) -> Vec<String> {
+        vec![self.workers.clone(), self.incarnations.clone()]
+    }
+
     fn worker_state_keys(&self) -> Vec<String> {
         vec![self.workers.clone()]
     }
@@ -160,6 +164,11 @@ impl GlobalKeys {
     /// `lost_workers.lua`.
     pub(crate) fn lost_workers(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
         call(&s.lost_workers, self.lost_workers_keys())
+    }
+
+    /// `forget_worker.lua`.
+    pub(crate) fn forget_worker(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
+        call(&s.forget_worker, self.forget_worker_keys())
     }
 
     /// `worker_state.lua`.
@@ -193,7 +202,7 @@ mod tests {
         let q = QueueKeys::new("hq", "default");
         let g = GlobalKeys::new("hq", 64);
         let w = "w1";
-        let cases: [(&str, Vec<String>); 12] = [
+        let cases: [(&str, Vec<String>); 13] = [
             (include_str!("lua/publish.lua"), q.publish_keys()),
             (include_str!("lua/fetch.lua"), q.fetch_keys(w)),
             (include_str!("lua/start.lua"), q.start_keys(w)),
@@ -205,6 +214,10 @@ mod tests {
             (include_str!("lua/heartbeat.lua"), g.heartbeat_keys()),
             (include_str!("lua/lost_workers.lua"), g.lost_workers_keys()),
             (include_str!("lua/worker_state.lua"), g.worker_state_keys()),
+            (
+                include_str!("lua/forget_worker.lua"),
+                g.forget_worker_keys(),
+            ),
             (include_str!("lua/rate.lua"), g.rate_keys("t")),
         ];
         for (source, keys) in cases {

@@ -52,6 +52,9 @@ pub(crate) struct GlobalKeys {
     pub fleet: String,
     /// The incarnation holding each worker name (hash), in the slot of `workers`.
     pub incarnations: String,
+    /// Queues whose `unrecorded` hash may hold entries (set), so that any worker
+    /// sweeps them, not only the workers of those queues.
+    pub unrecorded_queues: String,
     /// Revocations: zset "<terminate 0|1>:<id>" -> until ms.
     pub revoked: String,
     /// Revocations in the order they were made (capped stream; field `r`:
@@ -77,6 +80,7 @@ impl GlobalKeys {
             workers: format!("{prefix}:workers"),
             fleet: format!("{prefix}:{{{prefix}:workers}}:fleet"),
             incarnations: format!("{prefix}:{{{prefix}:workers}}:incarnations"),
+            unrecorded_queues: format!("{prefix}:unrecorded-queues"),
             revoked: format!("{prefix}:revoked"),
             revocation_log: format!("{prefix}:revlog"),
             revocations_channel: format!("{prefix}:chan:revocations"),

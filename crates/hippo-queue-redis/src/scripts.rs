@@ -21,6 +21,7 @@ pub(crate) struct Scripts {
     pub lost_workers: Script,
     pub worker_state: Script,
     pub unrecorded: Script,
+    pub forget_worker: Script,
 }
 
 /// A script with the shared prelude (`lua/prelude.lua`: the record's fields, the
@@ -51,10 +52,11 @@ impl Scripts {
             lost_workers: script!("lost_workers"),
             worker_state: script!("worker_state"),
             unrecorded: script!("unrecorded"),
+            forget_worker: script!("forget_worker"),
         })
     }
 
-    fn all(&self) -> [&Script; 13] {
+    fn all(&self) -> [&Script; 14] {
         [
             &self.publish,
             &self.fetch,
@@ -69,6 +71,7 @@ impl Scripts {
             &self.lost_workers,
             &self.worker_state,
             &self.unrecorded,
+            &self.forget_worker,
         ]
     }
 

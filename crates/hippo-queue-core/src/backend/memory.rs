@@ -455,6 +455,7 @@ impl Messages for MemoryBackend {
             return Ok(BeatReply::Taken);
         }
         let known = previous.is_some();
+        let inherited = previous.is_some_and(|b| b.incarnation != incarnation);
         st.workers.insert(
             worker.to_string(),
             Beating {
@@ -462,7 +463,9 @@ impl Messages for MemoryBackend {
                 incarnation: incarnation.to_string(),
             },
         );
-        Ok(if known {
+        Ok(if inherited {
+            BeatReply::TakenOver
+        } else if known {
             BeatReply::Alive
         } else {
             BeatReply::Unknown
@@ -513,9 +516,21 @@ impl Messages for MemoryBackend {
         Ok(())
     }
 
-    async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError> {
+    async fn unregister(
+        &self,
+        worker: &str,
+        incarnation: &str,
+    ) -> Result<Vec<Recovered>, BackendError> {
         let out = {
             let mut st = self.lock();
+            if st
+                .workers
+                .get(worker)
+                .is_some_and(|b| b.incarnation != incarnation)
+            {
+                // another process holds the name now: its leases stay
+                return Ok(Vec::new());
+            }
             st.workers.remove(worker);
             st.registry.remove(worker);
             st.recover_worker(worker, u32::MAX)

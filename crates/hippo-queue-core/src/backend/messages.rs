@@ -138,6 +138,10 @@ pub enum BeatReply {
     Unknown,
     /// Refused: another incarnation holds the name and its deadline runs.
     Taken,
+    /// Accepted, taking the name over from another incarnation whose deadline had
+    /// passed: what that one leased under the name must be recovered
+    /// ([`Messages::recover_worker`]) before this worker fetches again.
+    TakenOver,
 }
 
 /// A message moved by [`Messages::recover`].
@@ -273,8 +277,13 @@ pub trait Messages: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryRef>, BackendError>;
 
     /// Removes a worker that is leaving cleanly; anything it still holds is recovered
-    /// as if it had died.
-    async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError>;
+    /// as if it had died. Fenced by `incarnation`: when another process holds the name
+    /// now, nothing is removed or recovered (what is leased under the name is its).
+    async fn unregister(
+        &self,
+        worker: &str,
+        incarnation: &str,
+    ) -> Result<Vec<Recovered>, BackendError>;
 
     /// Recovers the messages of dead workers (see the module docs), in bounded batches.
     /// Messages delivered `max_deliveries` times are dead-lettered instead of requeued.

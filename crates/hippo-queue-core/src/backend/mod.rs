@@ -136,7 +136,7 @@ forward!(Messages {
     async fn worker_lease(&self, worker: &str) -> Result<Option<Duration>, BackendError>;
     async fn recover_worker(&self, worker: &str, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError>;
     async fn leases(&self, worker: &str, queues: &[String]) -> Result<Vec<DeliveryRef>, BackendError>;
-    async fn unregister(&self, worker: &str) -> Result<Vec<Recovered>, BackendError>;
+    async fn unregister(&self, worker: &str, incarnation: &str) -> Result<Vec<Recovered>, BackendError>;
     async fn recover(&self, max_deliveries: u32) -> Result<Vec<Recovered>, BackendError>;
     async fn losses_recorded(&self, losses: &[DeliveryRef]) -> Result<(), BackendError>;
     fn clock_offset_ms(&self) -> i64;

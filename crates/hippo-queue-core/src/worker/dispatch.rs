@@ -23,7 +23,10 @@ pub(crate) struct Leased {
 
 /// Starts reserved messages as concurrency slots free up. On stop, hands the
 /// unstarted ones back to the broker and returns how many.
-pub(super) async fn dispatch_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Leased>) -> usize {
+pub(super) async fn dispatch_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Leased>,
+) -> HandedBack {
     let mut pending: Option<Leased> = None;
     loop {
         let next = match pending.take() {
@@ -63,11 +66,20 @@ pub(super) async fn dispatch_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Le
     hand_back(&shared, unstarted).await
 }
 
-/// Hands reserved messages back to their queues; returns how many.
-async fn hand_back(shared: &Shared, unstarted: Vec<Leased>) -> usize {
+/// What a stopping dispatcher did with the reserved messages.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct HandedBack {
+    /// Handed back to their queues.
+    pub released: usize,
+    /// Could not be handed back in time: still leased, left to recovery.
+    pub stranded: usize,
+}
+
+/// Hands reserved messages back to their queues.
+async fn hand_back(shared: &Shared, unstarted: Vec<Leased>) -> HandedBack {
     let count = unstarted.len();
     if count == 0 {
-        return 0;
+        return HandedBack::default();
     }
     let refs: Vec<_> = unstarted.iter().map(|l| l.delivery.to_ref()).collect();
     {
@@ -80,7 +92,7 @@ async fn hand_back(shared: &Shared, unstarted: Vec<Leased>) -> usize {
         let mut delay = Duration::from_millis(50);
         for attempt in 0..5 {
             match shared.app.broker().release(&shared.id, &refs).await {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(e) => {
                     tracing::warn!(worker = %shared.id, error = %e, attempt, "could not hand back reserved messages");
                     tokio::time::sleep(delay).await;
@@ -88,12 +100,26 @@ async fn hand_back(shared: &Shared, unstarted: Vec<Leased>) -> usize {
                 }
             }
         }
+        false
     };
-    if tokio::time::timeout(WRITE_OUT, release).await.is_err() {
-        tracing::warn!(worker = %shared.id, count, "could not hand back reserved messages in time; they are recovered with the worker");
+    let released = tokio::time::timeout(WRITE_OUT, release)
+        .await
+        .unwrap_or(false);
+    if !released {
+        tracing::warn!(worker = %shared.id, count, "could not hand back reserved messages; they are recovered with the worker");
     }
     // Handed back (or recovered with the worker when it unregisters): out of the
     // window either way.
     drop(unstarted);
-    count
+    if released {
+        HandedBack {
+            released: count,
+            stranded: 0,
+        }
+    } else {
+        HandedBack {
+            released: 0,
+            stranded: count,
+        }
+    }
 }

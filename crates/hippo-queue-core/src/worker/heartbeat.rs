@@ -31,6 +31,8 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ok = Instant::now();
     let margin = s.worker_lost_after.saturating_sub(s.heartbeat_interval);
+    // Took the name over from a dead process and its leases are not recovered yet.
+    let mut inherited = false;
     loop {
         tick.tick().await;
         let sent = Instant::now();
@@ -44,6 +46,13 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
         let why = match tokio::time::timeout(s.heartbeat_interval, beat).await {
             Ok(Ok(BeatReply::Alive)) => {
                 last_ok = sent;
+                if inherited {
+                    // a takeover whose recovery failed: nothing starts until it is done
+                    if !inherit(&shared).await {
+                        continue;
+                    }
+                    inherited = false;
+                }
                 if shared.liveness.beat_ok(sent) {
                     tracing::warn!(worker = %shared.id, "broker reachable again; tasks start again");
                 }
@@ -54,6 +63,19 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
                 last_ok = sent;
                 shared.liveness.beat_ok(sent);
                 cut_off(&shared, "this worker was recovered by another one");
+                continue;
+            }
+            Ok(Ok(BeatReply::TakenOver)) => {
+                // The process that took this worker's name has died in turn: the name
+                // is this worker's again, and what the other leased under it is
+                // recovered before anything starts.
+                tracing::warn!(worker = %shared.id, "took this worker's name back from a dead process; recovering its leases");
+                inherited = true;
+                last_ok = sent;
+                if inherit(&shared).await {
+                    inherited = false;
+                    shared.liveness.beat_ok(sent);
+                }
                 continue;
             }
             Ok(Ok(BeatReply::Taken)) => {
@@ -78,6 +100,29 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
         tracing::warn!(worker = %shared.id, error = %why, "heartbeat failed");
         if last_ok.elapsed() >= margin {
             cut_off(&shared, "cut off from the broker for about its lease");
+        }
+    }
+}
+
+/// Recovers what a dead process leased under this worker's name (after a takeover);
+/// returns whether it is done.
+async fn inherit(shared: &Shared) -> bool {
+    let s = &shared.settings;
+    match shared
+        .app
+        .broker()
+        .recover_worker(&shared.id, s.max_deliveries)
+        .await
+    {
+        Ok(left) => {
+            if let Err(e) = record_losses(&shared.app, left, s.max_deliveries).await {
+                tracing::warn!(worker = %shared.id, error = %e, "could not record the lost tasks; another recovery will");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(worker = %shared.id, error = %e, "could not recover the previous holder's leases; trying again at the next beat");
+            false
         }
     }
 }

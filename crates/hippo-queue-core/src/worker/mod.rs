@@ -367,7 +367,7 @@ impl WorkerBuilder {
         if let Err(e) = online.await {
             // Nothing may keep running behind a start that failed.
             shared.kill();
-            let _ = broker.unregister(&id).await;
+            let _ = broker.unregister(&id, &shared.incarnation).await;
             return Err(e.into());
         }
         tracing::info!(worker = %id, concurrency, pool = ?shared.settings.pool, "worker started");

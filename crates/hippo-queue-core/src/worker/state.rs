@@ -88,7 +88,7 @@ pub(crate) type TimeLimits = (Option<Duration>, Option<Duration>);
 /// The worker's own tasks.
 pub(super) struct Handles {
     pub fetcher: JoinHandle<()>,
-    pub dispatcher: JoinHandle<usize>,
+    pub dispatcher: JoinHandle<super::dispatch::HandedBack>,
     pub bookkeeper: JoinHandle<()>,
     pub background: Vec<JoinHandle<()>>,
 }
@@ -156,7 +156,8 @@ impl Shared {
         tracing::info!(worker = %self.id, "worker shutting down");
         self.stop_fetch.cancel();
         let _ = h.fetcher.await;
-        let released = h.dispatcher.await.unwrap_or(0);
+        let handed = h.dispatcher.await.unwrap_or_default();
+        let released = handed.released;
         self.tracker.close();
         let mut aborted = 0;
         if tokio::time::timeout(grace, self.tracker.wait())
@@ -174,7 +175,7 @@ impl Shared {
         })
         .await
         .is_ok();
-        let unwritten = if written { 0 } else { self.window.len() };
+        let unwritten = handed.stranded + if written { 0 } else { self.window.len() };
         if !written {
             tracing::error!(worker = %self.id, unwritten, "results and acknowledgements not written within {WRITE_OUT:?}: their messages stay leased, and other workers recover them once this worker's heartbeat has expired");
         }
@@ -190,7 +191,9 @@ impl Shared {
             Err(_) => tracing::warn!(worker = %self.id, "could not publish worker-offline in time"),
         }
         self.kill.cancel();
-        let _ = h.bookkeeper.await;
+        // A write already in flight ends at the client's response timeout at the
+        // latest; the shutdown does not wait past its write-out deadline for it.
+        let _ = tokio::time::timeout_at(deadline, h.bookkeeper).await;
         if self.liveness.is_name_taken() {
             tracing::warn!(worker = %self.id, "another process holds this worker's name: leaving its registry and leases alone");
         } else if tokio::time::timeout_at(deadline, self.unregister())
@@ -213,7 +216,12 @@ impl Shared {
     /// Leaves the broker's worker set; what is still leased is recovered and its
     /// losses recorded.
     async fn unregister(&self) {
-        match self.app.broker().unregister(&self.id).await {
+        match self
+            .app
+            .broker()
+            .unregister(&self.id, &self.incarnation)
+            .await
+        {
             Ok(left) if !left.is_empty() => {
                 tracing::warn!(worker = %self.id, count = left.len(), "messages still leased at exit were recovered");
                 if let Err(e) = super::heartbeat::record_losses(&self.app, left, u32::MAX).await {

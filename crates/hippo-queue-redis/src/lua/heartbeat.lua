@@ -13,11 +13,13 @@
 -- read-only, out of memory or busy), every worker gets the longest lease of the fleet
 -- to beat again before any is declared lost.
 -- Returns { previous deadline, or -1 when the worker was not in the set (its first
--- beat, or it was recovered meanwhile), or -2 when the name is taken; server now ms }.
+-- beat, or it was recovered meanwhile), -2 when the name is taken (refused), -3 when
+-- it was taken over from another incarnation past its deadline; server now ms }.
 local now = server_ms()
 local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local holder = redis.call('HGET', KEYS[3], ARGV[1])
-if prev and holder and holder ~= ARGV[4] and tonumber(prev) > now then
+local inherited = prev and holder and holder ~= ARGV[4]
+if inherited and tonumber(prev) > now then
   return { -2, now }
 end
 local ttl = tonumber(ARGV[2])
@@ -34,4 +36,9 @@ end
 redis.call('HSET', KEYS[2], 'last', now)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if inherited then
+  -- another incarnation held the name and missed its deadline: what it leased under
+  -- the name is this caller's to recover
+  return { -3, now }
+end
 return { tonumber(prev or '-1'), now }
