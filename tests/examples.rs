@@ -787,3 +787,186 @@ fn worker_beat_and_api_on_redis_follow_the_guide() {
     let _ = std::fs::remove_dir_all(dir);
     eprintln!("three-process flow took {:?}", started.elapsed());
 }
+
+// --- The one-concept examples ------------------------------------------------------------
+
+/// Runs an embedded example to completion; returns what it printed.
+fn run_embedded(name: &str) -> String {
+    let out = run_within(example(name), Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name}:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    stdout
+}
+
+fn assert_prints(name: &str, stdout: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            stdout.contains(line),
+            "{name} did not print {line:?}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn hello_sends_and_gets() {
+    let out = run_embedded("hello");
+    assert_prints(
+        "hello",
+        &out,
+        &["result: Hello, world!", "state: SUCCESS", "worker stopped"],
+    );
+}
+
+#[test]
+fn retries_and_limits_show_each_outcome() {
+    let out = run_embedded("retries_and_limits");
+    assert_prints(
+        "retries_and_limits",
+        &out,
+        &[
+            r#"fetch(2): SUCCESS "answered on attempt 3""#,
+            "caused by: retries exhausted (3 of max_retries=3)",
+            r#"crunch(50): SUCCESS"#,
+            "SoftTimeLimitExceeded",
+            "TimeLimitExceeded: hard time limit",
+            "worker: 2 succeeded, 3 failed, 5 retried",
+        ],
+    );
+}
+
+#[test]
+fn routing_and_priorities_route_then_order_by_priority() {
+    let out = run_embedded("routing_and_priorities");
+    assert_prints(
+        "routing_and_priorities",
+        &out,
+        &[
+            "refused (no queue is bound to routing key",
+            "thumbnail -> cat.png@128px",
+        ],
+    );
+    let ran: Vec<&str> = out.lines().filter(|l| l.contains("(worker)")).collect();
+    let position = |what: &str| {
+        ran.iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} did not run:\n{out}"))
+    };
+    // Queue priority first: memory_ops, then default, then background.
+    assert!(
+        position("key memory.dedup") < position("no options"),
+        "{out}"
+    );
+    assert!(position("no options") < position("urgent"), "{out}");
+    // Message priority within background: 9, 6, 3, 0.
+    let order = ["urgent", "high", "normal", "low"].map(position);
+    assert!(order.is_sorted(), "{out}");
+    for (what, queue) in [
+        ("key memory.dedup", "memory_ops"),
+        ("queue memory_ops", "memory_ops"),
+        ("no options", "default"),
+        ("key background.cleanup", "background"),
+        ("thumbnail cat.png", "background"),
+    ] {
+        assert!(ran[position(what)].ends_with(queue), "{what}:\n{out}");
+    }
+}
+
+#[test]
+fn call_succeeds_times_out_fails_and_refuses() {
+    let out = run_embedded("call");
+    assert_prints(
+        "call",
+        &out,
+        &[
+            "call divide(84, 2)      -> 42",
+            "call_with divide(10, 3) -> 3",
+            "timed out after 100ms",
+            "FAILURE: ZeroDivisionError: 1 / 0",
+            "refused: task audit.log ignores its results",
+        ],
+    );
+}
+
+#[test]
+fn remote_control_inspects_and_controls() {
+    let out = run_embedded("remote_control");
+    assert_prints(
+        "remote_control",
+        &out,
+        &[
+            "alpha: Pong",
+            "beta: Pong",
+            "running demo.sleep",
+            "rate limit of demo.sleep set to 5/s",
+            "alpha: Ok(\"pool grown to 4\")",
+            "alpha: concurrency 4",
+            "beta: concurrency 2",
+        ],
+    );
+    let ms: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("6 tasks at 5/s took "))
+        .and_then(|l| l.strip_suffix(" ms"))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no rate-limit timing:\n{out}"));
+    assert!(ms >= 800, "6 starts at 5/s took only {ms} ms");
+}
+
+/// The Redis pair: a worker process and a producer process on a throw-away Redis.
+#[test]
+fn redis_producer_and_worker_in_two_processes() {
+    let redis = RedisServer::start();
+    let dir = temp_dir("redis-pair");
+    let mut cmd = example("redis_worker");
+    cmd.env("REDIS_URL", redis.url(0));
+    let mut worker = Proc::spawn("redis_worker", cmd, dir.join("worker.log"));
+    let mut stdout = BufReader::new(worker.child.stdout.take().expect("worker stdout"));
+    let mut ready = String::new();
+    while !ready.contains(" ready") {
+        let mut line = String::new();
+        let n = stdout
+            .read_line(&mut line)
+            .expect("read the worker's output");
+        assert!(n > 0, "redis_worker ended early: {ready}\n{}", worker.log());
+        ready.push_str(&line);
+    }
+    assert!(
+        ready.contains(&format!("connected to {}", redis.url(0))),
+        "{ready}"
+    );
+
+    let mut producer = example("redis_producer");
+    producer
+        .env("REDIS_URL", redis.url(0))
+        .args(["hello", "world"]);
+    let out = run_within(producer, Duration::from_secs(30));
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "{printed}\n{}", text(&out.stderr));
+    assert_prints(
+        "redis_producer",
+        &printed,
+        &[
+            r#""hello" -> "HELLO" (by worker-"#,
+            r#""world" -> "WORLD" (by worker-"#,
+        ],
+    );
+
+    worker.signal("INT");
+    worker.expect_clean_exit(Duration::from_secs(15));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the worker's output");
+    assert_prints(
+        "redis_worker",
+        &rest,
+        &[
+            r#"shouting "hello""#,
+            r#"shouting "world""#,
+            "stopping: 0 reserved messages",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
