@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use hippo_queue_redis::test_server::RedisServer;
 
+use hippo_queue_core::SendOptions;
 use hippo_queue_core::backend::prelude::*;
 
 use crate::harness::{
@@ -206,5 +207,51 @@ async fn name_taken_while_cut_off() {
     assert!(
         after_final.contains_key(&after),
         "{scenario}: the new holder ran nothing after the old one stopped"
+    );
+}
+
+/// Review of the name takeover: the process that took a cut-off worker's name dies
+/// in turn, running a task (not `acks_late`: its lease carries a start mark, so
+/// reconciliation cannot hand it back). When the first process beats again it takes
+/// its name back, and must recover what the dead one leased under it: the task ends
+/// FAILURE (worker lost) instead of staying STARTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_taken_back_after_the_new_holder_dies() {
+    let _machine = light().await;
+    let scenario = "fixed name taken back after its new holder died";
+    let server = RedisServer::start();
+    let url = server.url(0);
+    let counter_url = server.url(COUNTER_DB);
+    let proxy = Proxy::start(server.port).await;
+    let counters = Counters::connect(&counter_url).await;
+    let (log_old, log_new): (Log, Log) = Default::default();
+    let cfg = WorkerCfg::new(2, 1)
+        .lost_after(Duration::from_secs(1))
+        .named("w-back");
+    let (app_old, _) = app_on(&proxy.url(0), &counter_url, Some(log_old.clone())).await;
+    let (app_new, _) = app_on(&url, &counter_url, Some(log_new.clone())).await;
+    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let old = cfg.builder(&app_old).start().await.expect("old worker");
+    proxy.pause();
+    let new = cfg.builder(&app_new).start().await.expect("new worker");
+    let id = send_one(&app, 30_000, SendOptions::new()).await;
+    assert!(
+        counters.wait_execs(&id, 1, Duration::from_secs(10)).await,
+        "{scenario}: the new holder never started the task"
+    );
+    new.kill();
+    proxy.resume();
+    let limit = Duration::from_secs(20);
+    let finals = wait_final(&backend, std::slice::from_ref(&id), limit, limit).await;
+    old.shutdown().await;
+    let kind = finals
+        .get(&id)
+        .and_then(|m| m.error.as_ref())
+        .map(|e| e.kind.clone());
+    println!("| {scenario} | final record: {kind:?} |");
+    assert_eq!(
+        kind.as_deref(),
+        Some(hippo_queue_core::task::kinds::WORKER_LOST),
+        "{scenario}: the dead holder's task was never recovered"
     );
 }
