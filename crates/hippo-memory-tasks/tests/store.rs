@@ -65,6 +65,7 @@ async fn store_contract() {
                 ChangeSet {
                     put: vec![changed],
                     delete: vec![got[1].id.clone(), got[2].id.clone(), "missing".into()],
+                    ..ChangeSet::default()
                 },
             )
             .await
@@ -80,6 +81,7 @@ async fn store_contract() {
         let wrong = ChangeSet {
             put: vec![memory("bob", "y", 1, 0)],
             delete: vec![],
+            ..ChangeSet::default()
         };
         assert!(s.apply("alice", wrong).await.is_err());
 

@@ -124,7 +124,7 @@ async fn consolidation_groups_and_falls_back_when_the_llm_fails() {
             b.label,
         );
         let mut bad = ConsolidationArgs::new("u");
-        bad.similarity_threshold = 2.0;
+        bad.similarity_threshold = Some(2.0);
         rejected(
             run::<ConsolidationTask>(&app, bad).await,
             "between 0 and 1",

@@ -8,7 +8,7 @@ use hippo_queue_core::{SendOptions, Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CONSOLIDATION_THRESHOLD, ConsolidationArgs, ConsolidationTask, DEDUP_THRESHOLD,
+    ConsolidationArgs, ConsolidationTask,
     DeduplicationArgs, DeduplicationTask, ExpirationArgs, ExpireMemoriesTask, MemoryServices,
     check_threshold, options, store_error,
 };
@@ -20,13 +20,15 @@ use crate::store::{DEFAULT_PAGE, PageRequest};
 pub enum FanOutTarget {
     /// `deduplication_task` for every user.
     Deduplication {
-        /// The threshold passed on.
-        similarity_threshold: f64,
+        /// The threshold passed on (the model's default when `None`).
+        #[serde(default)]
+        similarity_threshold: Option<f64>,
     },
     /// `consolidation_task` for every user.
     Consolidation {
-        /// The threshold passed on.
-        similarity_threshold: f64,
+        /// The threshold passed on (the model's default when `None`).
+        #[serde(default)]
+        similarity_threshold: Option<f64>,
     },
     /// `expire_memories_task` for every user that has an expired memory.
     Expiration,
@@ -36,14 +38,14 @@ impl FanOutTarget {
     /// Deduplication with the default threshold.
     pub fn deduplication() -> Self {
         FanOutTarget::Deduplication {
-            similarity_threshold: DEDUP_THRESHOLD,
+            similarity_threshold: None,
         }
     }
 
     /// Consolidation with the default threshold.
     pub fn consolidation() -> Self {
         FanOutTarget::Consolidation {
-            similarity_threshold: CONSOLIDATION_THRESHOLD,
+            similarity_threshold: None,
         }
     }
 
@@ -107,7 +109,7 @@ impl Task for FanOutTask {
             | FanOutTarget::Consolidation {
                 similarity_threshold: t,
             } => {
-                check_threshold("similarity_threshold", *t)?;
+                check_threshold("similarity_threshold", *t, 0.5)?;
             }
             FanOutTarget::Expiration => {}
         }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: both stores, eager runs, fixtures.
 #![allow(dead_code)]
 
+pub mod hooked;
+
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
