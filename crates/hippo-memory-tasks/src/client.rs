@@ -40,11 +40,10 @@ use serde_json::{Value, json};
 use crate::model::Migration;
 use crate::store::{MemoryStore, StoreError};
 use crate::tasks::{
-    AutoSummarizationTask, CompressionArgs, CompressionTask,
-    ConsolidateProceduralRulesTask, ConsolidationArgs, ConsolidationTask,
-    DeduplicationArgs, DeduplicationTask, ExpirationArgs, ExpireMemoriesTask, HealthCheckArgs,
-    HealthCheckTask, MigrateEmbeddingsArgs, MigrateEmbeddingsTask, ProceduralArgs,
-    SummarizationArgs,
+    AutoSummarizationTask, CompressionArgs, CompressionTask, ConsolidateProceduralRulesTask,
+    ConsolidationArgs, ConsolidationTask, DeduplicationArgs, DeduplicationTask, ExpirationArgs,
+    ExpireMemoriesTask, HealthCheckArgs, HealthCheckTask, MigrateEmbeddingsArgs,
+    MigrateEmbeddingsTask, ProceduralArgs, SummarizationArgs,
 };
 
 /// Why a request was refused or failed.

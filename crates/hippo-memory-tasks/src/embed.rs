@@ -311,7 +311,9 @@ impl EmbedderRegistry {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// `EMBEDDING_MODEL_PATH` is set but this build has no `semantic` feature.
-    #[error("EMBEDDING_MODEL_PATH is set but hippo-memory-tasks was built without the `semantic` feature")]
+    #[error(
+        "EMBEDDING_MODEL_PATH is set but hippo-memory-tasks was built without the `semantic` feature"
+    )]
     NoSemanticFeature,
     /// The model folder could not be loaded.
     #[cfg(feature = "semantic")]
@@ -330,9 +332,7 @@ pub fn from_env() -> Result<Arc<dyn Embedder>, ConfigError> {
 }
 
 /// [`from_env`] with another source of variables.
-pub fn from_lookup(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<Arc<dyn Embedder>, ConfigError> {
+pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Embedder>, ConfigError> {
     let path = get("EMBEDDING_MODEL_PATH").filter(|p| !p.trim().is_empty());
     let Some(path) = path else {
         return Ok(Arc::new(HashEmbedder::default()));

@@ -123,7 +123,11 @@ impl Report {
 
     /// Hard negatives merged.
     pub fn negatives_merged(&self) -> usize {
-        self.kinds.iter().filter(|k| !k.same).map(|k| k.merged).sum()
+        self.kinds
+            .iter()
+            .filter(|k| !k.same)
+            .map(|k| k.merged)
+            .sum()
     }
 }
 

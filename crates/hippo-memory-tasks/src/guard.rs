@@ -34,20 +34,98 @@ const NEGATIONS: &[&str] = &[
 ];
 
 const NUMBER_WORDS: &[&str] = &[
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    "hundred", "thousand", "million", "billion", "dozen", "once", "twice", "first", "second",
-    "third", "fourth", "fifth", "half",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+    "billion",
+    "dozen",
+    "once",
+    "twice",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "half",
 ];
 
 const DATE_WORDS: &[&str] = &[
-    "january", "february", "march", "april", "june", "july", "august", "september",
-    "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
-    "sep", "sept", "oct", "nov", "dec", "monday", "tuesday", "wednesday", "thursday",
-    "friday", "saturday", "sunday", "weekday", "weekend", "weekends", "today", "tomorrow",
-    "yesterday", "christmas", "easter", "hanukkah", "ramadan", "diwali", "thanksgiving",
-    "halloween", "spring", "summer", "autumn", "fall", "winter",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "weekday",
+    "weekend",
+    "weekends",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "christmas",
+    "easter",
+    "hanukkah",
+    "ramadan",
+    "diwali",
+    "thanksgiving",
+    "halloween",
+    "spring",
+    "summer",
+    "autumn",
+    "fall",
+    "winter",
 ];
 
 /// Words of a text: letters, digits and apostrophes, with their original case.
@@ -149,13 +227,19 @@ mod tests {
         for (a, b) in [
             ("I like cilantro.", "I don't like cilantro."),
             ("Can swim.", "Cannot swim."),
-            ("Wants to move to Berlin.", "No longer wants to move to Berlin."),
+            (
+                "Wants to move to Berlin.",
+                "No longer wants to move to Berlin.",
+            ),
             ("Has a driving licence.", "Has no driving licence."),
         ] {
             assert_eq!(difference(a, b), Some(Difference::Negation), "{a} / {b}");
         }
         assert_eq!(
-            difference("Does not eat meat on weekdays.", "does not eat meat on weekdays!"),
+            difference(
+                "Does not eat meat on weekdays.",
+                "does not eat meat on weekdays!"
+            ),
             None
         );
         assert_eq!(difference("Isn't it not fine?", "It is fine"), None);
@@ -182,12 +266,18 @@ mod tests {
         );
         assert_eq!(difference("She may come", "She might come"), None);
         // a typo is not another date
-        assert_eq!(difference("Met her yesterday evening", "Met her yestrday evening"), None);
+        assert_eq!(
+            difference("Met her yesterday evening", "Met her yestrday evening"),
+            None
+        );
         assert_eq!(difference("On Thursday", "On Thrsday"), None);
         assert_eq!(difference("Has three cats", "Has thre cats"), None);
         assert_eq!(edits("kitten", "sitting"), 3);
         assert_eq!(
-            difference("Gets up at six every morning.", "Wakes up at six each morning."),
+            difference(
+                "Gets up at six every morning.",
+                "Wakes up at six each morning."
+            ),
             None
         );
     }

@@ -34,10 +34,7 @@ use std::time::Duration;
 
 use hippo_queue_core::beat::{BeatError, Entry, Schedule};
 
-use crate::tasks::{
-    FanOutArgs, FanOutTarget, FanOutTask,
-    HealthCheckArgs, HealthCheckTask,
-};
+use crate::tasks::{FanOutArgs, FanOutTarget, FanOutTask, HealthCheckArgs, HealthCheckTask};
 
 /// A variable with a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -257,7 +254,11 @@ mod tests {
         for entry in e.iter().filter(|e| e.name() != "health-check") {
             let mut t = 0;
             while let Some(next) = entry.schedule().next_after(t).filter(|&n| n <= week) {
-                assert!(starts.insert(next), "{} starts with another at {next}", entry.name());
+                assert!(
+                    starts.insert(next),
+                    "{} starts with another at {next}",
+                    entry.name()
+                );
                 t = next;
             }
         }

@@ -231,8 +231,16 @@ async fn dedup_dry_run_changes_nothing() {
         assert_eq!((dry.duplicates_found, dry.duplicates_merged), (1, 1));
         assert_eq!(dry.groups, real.groups, "[{}]", b.label);
         assert_eq!(
-            (dry.duplicates_merged, dry.embeddings_updated, dry.space_saved_mb),
-            (real.duplicates_merged, real.embeddings_updated, real.space_saved_mb),
+            (
+                dry.duplicates_merged,
+                dry.embeddings_updated,
+                dry.space_saved_mb
+            ),
+            (
+                real.duplicates_merged,
+                real.embeddings_updated,
+                real.space_saved_mb
+            ),
             "[{}]",
             b.label
         );

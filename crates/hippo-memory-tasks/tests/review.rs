@@ -48,19 +48,46 @@ async fn t1_compression_keeps_the_original_and_leaves_archived_memories_alone() 
         let store = b.store.clone();
         let text = "I don't like cilantro at all, but I really love basil";
         store.put(&memory("u", text, 100, 0)).await.unwrap();
-        let mut archived = memory("u", "Archived original that a summary stands for, keep every word of it.", 100, 0);
+        let mut archived = memory(
+            "u",
+            "Archived original that a summary stands for, keep every word of it.",
+            100,
+            0,
+        );
         archived.is_archived = true;
         store.put(&archived).await.unwrap();
         let app = app(&MemoryServices::new(store.clone()));
-        ok(run::<CompressionTask>(&app, CompressionArgs { user_id: "u".into() }).await, b.label);
+        ok(
+            run::<CompressionTask>(
+                &app,
+                CompressionArgs {
+                    user_id: "u".into(),
+                },
+            )
+            .await,
+            b.label,
+        );
         let json = stored_json(store.as_ref(), "u").await;
-        assert!(json.contains(text), "[{}] the original text is gone: {json}", b.label);
+        assert!(
+            json.contains(text),
+            "[{}] the original text is gone: {json}",
+            b.label
+        );
         let kept = store.get("u", &archived.id).await.unwrap().unwrap();
-        assert_eq!(kept.text, archived.text, "[{}] an archived original was compressed", b.label);
+        assert_eq!(
+            kept.text, archived.text,
+            "[{}] an archived original was compressed",
+            b.label
+        );
         // The filler list drops no word that carries meaning.
         let current = all(store.as_ref(), "u").await;
         let compressed = current.iter().find(|m| m.id != archived.id).unwrap();
-        assert!(!compressed.text.contains("don't cilantro"), "[{}] {:?}", b.label, compressed.text);
+        assert!(
+            !compressed.text.contains("don't cilantro"),
+            "[{}] {:?}",
+            b.label,
+            compressed.text
+        );
     }
 }
 
@@ -94,7 +121,12 @@ async fn t2_a_deleted_duplicate_is_always_above_the_threshold_to_its_survivor() 
         for g in &out.groups {
             for d in &g.duplicate_ids {
                 let s = hippo_memory_tasks::similarity::dot(&vector(&g.survivor_id), &vector(d));
-                assert!(s > 0.88, "[{}] {d} merged at {s}: {:?}", b.label, out.groups);
+                assert!(
+                    s > 0.88,
+                    "[{}] {d} merged at {s}: {:?}",
+                    b.label,
+                    out.groups
+                );
             }
         }
     }
@@ -119,12 +151,16 @@ async fn t3_a_merge_never_shortens_a_life_nor_archives_an_active_memory() {
         store.put(&archived).await.unwrap();
         store.put(&active).await.unwrap();
         let app = app(&MemoryServices::new(store.clone()));
-        ok(run::<DeduplicationTask>(&app, DeduplicationArgs::new("u")).await, b.label);
+        ok(
+            run::<DeduplicationTask>(&app, DeduplicationArgs::new("u")).await,
+            b.label,
+        );
         let left = all(store.as_ref(), "u").await;
         // After the hour, expiration removes every memory with an expiry: one copy of
         // the fact must be left without one.
         assert!(
-            left.iter().any(|m| m.text == text && m.expires_at.is_none()),
+            left.iter()
+                .any(|m| m.text == text && m.expires_at.is_none()),
             "[{}] the fact now expires with the short-lived copy: {left:#?}",
             b.label
         );
@@ -146,7 +182,12 @@ async fn t4_consolidation_without_a_language_model_keeps_every_members_content()
         lead.importance = 8.0;
         store.put(&lead).await.unwrap();
         store
-            .put(&memory("u", "Alice's birthday is May 3; she loves tulips", 6, 0))
+            .put(&memory(
+                "u",
+                "Alice's birthday is May 3; she loves tulips",
+                6,
+                0,
+            ))
             .await
             .unwrap();
         let app = app(&MemoryServices::new(store.clone()));
@@ -155,7 +196,11 @@ async fn t4_consolidation_without_a_language_model_keeps_every_members_content()
         let out = ok(run::<ConsolidationTask>(&app, args).await, b.label);
         assert_eq!(out.groups_found, 1, "[{}]", b.label);
         let json = stored_json(store.as_ref(), "u").await;
-        assert!(json.contains("tulips"), "[{}] tulips are gone: {json}", b.label);
+        assert!(
+            json.contains("tulips"),
+            "[{}] tulips are gone: {json}",
+            b.label
+        );
     }
 }
 
@@ -177,7 +222,10 @@ async fn t5_a_memory_deleted_while_a_task_runs_stays_deleted() {
             run::<DeduplicationTask>(&app, DeduplicationArgs::new("u")).await
         });
         reached.notified().await;
-        inner.delete("u", std::slice::from_ref(&x.id)).await.unwrap();
+        inner
+            .delete("u", std::slice::from_ref(&x.id))
+            .await
+            .unwrap();
         resume.notify_one();
         let _ = task.await.unwrap();
         assert!(
@@ -221,7 +269,10 @@ async fn t7_summaries_and_consolidations_inherit_the_earliest_expiry() {
         let mut private = memory("u", "Session secret: the door code is 4711. More.", 31, 0);
         private.expires_at = Some(expiry);
         store.put(&private).await.unwrap();
-        store.put(&memory("u", "Likes long walks. And more.", 31, 0)).await.unwrap();
+        store
+            .put(&memory("u", "Likes long walks. And more.", 31, 0))
+            .await
+            .unwrap();
         let app = app(&MemoryServices::new(store.clone()));
         let out = ok(
             run::<AutoSummarizationTask>(&app, SummarizationArgs::new("u")).await,
@@ -229,7 +280,12 @@ async fn t7_summaries_and_consolidations_inherit_the_earliest_expiry() {
         );
         assert_eq!(out.summaries_created, 1, "[{}]", b.label);
         let summary = store.get("u", &out.summary_ids[0]).await.unwrap().unwrap();
-        assert!(summary.text.contains("4711"), "[{}] {}", b.label, summary.text);
+        assert!(
+            summary.text.contains("4711"),
+            "[{}] {}",
+            b.label,
+            summary.text
+        );
         assert!(
             summary.expires_at.is_some_and(|e| e <= expiry),
             "[{}] the summary outlives its source: {:?}",
@@ -241,7 +297,15 @@ async fn t7_summaries_and_consolidations_inherit_the_earliest_expiry() {
         let mut a = memory(user, "Alice's birthday is May 3", 5, 0);
         a.expires_at = Some(expiry);
         store.put(&a).await.unwrap();
-        store.put(&memory(user, "Alice's birthday is May 3; she loves tulips", 5, 0)).await.unwrap();
+        store
+            .put(&memory(
+                user,
+                "Alice's birthday is May 3; she loves tulips",
+                5,
+                0,
+            ))
+            .await
+            .unwrap();
         let mut args = ConsolidationArgs::new(user);
         args.similarity_threshold = 0.5.into();
         let out = ok(run::<ConsolidationTask>(&app, args).await, b.label);
@@ -267,7 +331,10 @@ async fn t8_a_resumed_migration_counts_each_memory_once() {
     for b in backends().await {
         let inner = b.store.clone();
         for i in 0..70 {
-            inner.put(&memory("u", &format!("note number {i}"), 5, 0)).await.unwrap();
+            inner
+                .put(&memory("u", &format!("note number {i}"), 5, 0))
+                .await
+                .unwrap();
         }
         // A crash between a batch's write and its checkpoint, then a resume.
         let mut hooked = Hooked::over(inner.clone());
@@ -276,10 +343,29 @@ async fn t8_a_resumed_migration_counts_each_memory_once() {
         let mig = Migration::new(None, "hippo-hash-384-v2", 384);
         inner.create_migration(&mig).await.unwrap();
         let app1 = app(&migration_services(store.clone()));
-        let first = run::<MigrateEmbeddingsTask>(&app1, MigrateEmbeddingsArgs { migration_id: mig.id.clone() }).await;
-        assert!(first.output.is_err(), "[{}] the crash did not happen", b.label);
+        let first = run::<MigrateEmbeddingsTask>(
+            &app1,
+            MigrateEmbeddingsArgs {
+                migration_id: mig.id.clone(),
+            },
+        )
+        .await;
+        assert!(
+            first.output.is_err(),
+            "[{}] the crash did not happen",
+            b.label
+        );
         let app2 = app(&migration_services(inner.clone()));
-        ok(run::<MigrateEmbeddingsTask>(&app2, MigrateEmbeddingsArgs { migration_id: mig.id.clone() }).await, b.label);
+        ok(
+            run::<MigrateEmbeddingsTask>(
+                &app2,
+                MigrateEmbeddingsArgs {
+                    migration_id: mig.id.clone(),
+                },
+            )
+            .await,
+            b.label,
+        );
         let done = inner.get_migration(&mig.id).await.unwrap().unwrap();
         assert_eq!(done.status, MigrationStatus::Completed, "[{}]", b.label);
         assert_eq!(
@@ -298,20 +384,39 @@ async fn t8_maintenance_on_the_old_model_leaves_migrated_vectors_alone() {
     for b in backends().await {
         let inner = b.store.clone();
         for i in 0..40 {
-            inner.put(&memory("u", &format!("note number {i}"), 5, 0)).await.unwrap();
+            inner
+                .put(&memory("u", &format!("note number {i}"), 5, 0))
+                .await
+                .unwrap();
         }
         let mig = Migration::new(None, "hippo-hash-384-v2", 384);
         inner.create_migration(&mig).await.unwrap();
         let app = app(&migration_services(inner.clone()));
-        ok(run::<MigrateEmbeddingsTask>(&app, MigrateEmbeddingsArgs { migration_id: mig.id.clone() }).await, b.label);
+        ok(
+            run::<MigrateEmbeddingsTask>(
+                &app,
+                MigrateEmbeddingsArgs {
+                    migration_id: mig.id.clone(),
+                },
+            )
+            .await,
+            b.label,
+        );
         // Dedup on the old model (still current) must not move them back.
-        ok(run::<DeduplicationTask>(&app, DeduplicationArgs::new("u")).await, b.label);
+        ok(
+            run::<DeduplicationTask>(&app, DeduplicationArgs::new("u")).await,
+            b.label,
+        );
         let on_new = all(inner.as_ref(), "u")
             .await
             .iter()
             .filter(|m| m.embed_model.as_deref() == Some("hippo-hash-384-v2"))
             .count();
-        assert_eq!(on_new, 40, "[{}] dedup re-embedded migrated memories with the old model", b.label);
+        assert_eq!(
+            on_new, 40,
+            "[{}] dedup re-embedded migrated memories with the old model",
+            b.label
+        );
     }
 }
 
@@ -320,9 +425,15 @@ async fn t8_a_completed_migration_includes_memories_added_while_it_ran() {
     for b in backends().await {
         let inner = b.store.clone();
         for i in 0..40 {
-            inner.put(&memory("a", &format!("note number {i}"), 5, 0)).await.unwrap();
+            inner
+                .put(&memory("a", &format!("note number {i}"), 5, 0))
+                .await
+                .unwrap();
         }
-        inner.put(&memory("b", "the last user", 5, 0)).await.unwrap();
+        inner
+            .put(&memory("b", "the last user", 5, 0))
+            .await
+            .unwrap();
         let mig = Migration::new(None, "hippo-hash-384-v3", 384);
         inner.create_migration(&mig).await.unwrap();
         // While it runs (the model is called), a memory is added to user "a", whose
@@ -335,14 +446,27 @@ async fn t8_a_completed_migration_includes_memories_added_while_it_ran() {
         let services = MemoryServices::new(inner.clone())
             .embedders(EmbedderRegistry::new(Arc::new(HashEmbedder::default())).with(model));
         let app = app(&services);
-        ok(run::<MigrateEmbeddingsTask>(&app, MigrateEmbeddingsArgs { migration_id: mig.id.clone() }).await, b.label);
+        ok(
+            run::<MigrateEmbeddingsTask>(
+                &app,
+                MigrateEmbeddingsArgs {
+                    migration_id: mig.id.clone(),
+                },
+            )
+            .await,
+            b.label,
+        );
         let stale: Vec<String> = all(inner.as_ref(), "a")
             .await
             .into_iter()
             .filter(|m| m.embed_model.as_deref() != Some("hippo-hash-384-v3"))
             .map(|m| m.text)
             .collect();
-        assert!(stale.is_empty(), "[{}] completed, but not on the new model: {stale:?}", b.label);
+        assert!(
+            stale.is_empty(),
+            "[{}] completed, but not on the new model: {stale:?}",
+            b.label
+        );
     }
 }
 
@@ -379,14 +503,16 @@ async fn t8_a_terminated_migration_is_recorded() {
     for b in backends().await {
         let inner = b.store.clone();
         for i in 0..40 {
-            inner.put(&memory("u", &format!("note number {i}"), 5, 0)).await.unwrap();
+            inner
+                .put(&memory("u", &format!("note number {i}"), 5, 0))
+                .await
+                .unwrap();
         }
         let slow = Migration::new(None, "hippo-hash-384-v3", 384);
         inner.create_migration(&slow).await.unwrap();
         let slow_model = Arc::new(Slow(HashEmbedder::new("hippo-hash-384-v3", 384)));
-        let services = MemoryServices::new(inner.clone()).embedders(
-            EmbedderRegistry::new(Arc::new(HashEmbedder::default())).with(slow_model),
-        );
+        let services = MemoryServices::new(inner.clone())
+            .embedders(EmbedderRegistry::new(Arc::new(HashEmbedder::default())).with(slow_model));
         let app = app(&services);
         let worker = hippo_queue_core::testing::test_worker(&app)
             .queues(["memory_ops"])
@@ -395,15 +521,23 @@ async fn t8_a_terminated_migration_is_recorded() {
             .unwrap();
         let sent = app
             .apply_async::<MigrateEmbeddingsTask>(
-                MigrateEmbeddingsArgs { migration_id: slow.id.clone() },
+                MigrateEmbeddingsArgs {
+                    migration_id: slow.id.clone(),
+                },
                 hippo_queue_core::SendOptions::new(),
             )
             .await
             .unwrap();
         // Running: the first batch is with the (slow) model.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while inner.get_migration(&slow.id).await.unwrap().unwrap().status != MigrationStatus::InProgress {
-            assert!(std::time::Instant::now() < deadline, "[{}] never started", b.label);
+        while inner.get_migration(&slow.id).await.unwrap().unwrap().status
+            != MigrationStatus::InProgress
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "[{}] never started",
+                b.label
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         app.revoke(sent.id(), true).await.unwrap();
@@ -414,7 +548,12 @@ async fn t8_a_terminated_migration_is_recorded() {
             status = inner.get_migration(&slow.id).await.unwrap().unwrap().status;
         }
         worker.shutdown().await;
-        assert_ne!(status, MigrationStatus::InProgress, "[{}] a terminated run stays in_progress", b.label);
+        assert_ne!(
+            status,
+            MigrationStatus::InProgress,
+            "[{}] a terminated run stays in_progress",
+            b.label
+        );
     }
 }
 
@@ -442,12 +581,18 @@ impl Embedder for Slow {
 async fn t9_summarization_writes_in_small_atomic_steps() {
     let inner = in_memory();
     for i in 0..60 {
-        inner.put(&memory("u", &format!("Old note {i}. Details."), 40, 0)).await.unwrap();
+        inner
+            .put(&memory("u", &format!("Old note {i}. Details."), 40, 0))
+            .await
+            .unwrap();
     }
     let hooked = Arc::new(Hooked::over(inner.clone()));
     let store: Arc<dyn MemoryStore> = hooked.clone();
     let app = app(&MemoryServices::new(store));
-    ok(run::<AutoSummarizationTask>(&app, SummarizationArgs::new("u")).await, "memory");
+    ok(
+        run::<AutoSummarizationTask>(&app, SummarizationArgs::new("u")).await,
+        "memory",
+    );
     let most = hooked.max_put.load(std::sync::atomic::Ordering::SeqCst);
     assert!(most <= 6, "one write carried {most} memories");
     let _ = MemoryType::Summary;

@@ -327,7 +327,10 @@ impl BertEmbedder {
         let rows = encodings.len();
         let width = encodings.first().map_or(0, |e| e.get_ids().len());
         let flat = |f: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
-            encodings.iter().flat_map(|e| f(e).iter().copied()).collect()
+            encodings
+                .iter()
+                .flat_map(|e| f(e).iter().copied())
+                .collect()
         };
         let tensor = |data: Vec<u32>| Tensor::from_vec(data, (rows, width), &Device::Cpu);
         let ids = tensor(flat(tokenizers::Encoding::get_ids)).map_err(failed)?;
@@ -416,7 +419,11 @@ mod tests {
             "1_Pooling/config.json",
             r#"{"word_embedding_dimension":384,"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":false}"#,
         );
-        write(&dir, "sentence_bert_config.json", r#"{"max_seq_length":128}"#);
+        write(
+            &dir,
+            "sentence_bert_config.json",
+            r#"{"max_seq_length":128}"#,
+        );
         let p = Pipeline::read(&dir).unwrap();
         assert_eq!(
             p,

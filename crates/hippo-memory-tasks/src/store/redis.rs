@@ -376,10 +376,7 @@ impl MemoryStore for RedisStore {
         // Taken again by the same holder (a retry of the same run): extend it.
         let current: Option<String> = conn.get(&key).await.map_err(redis_error)?;
         if current.as_deref() == Some(holder) {
-            let _: bool = conn
-                .pexpire(&key, ms as i64)
-                .await
-                .map_err(redis_error)?;
+            let _: bool = conn.pexpire(&key, ms as i64).await.map_err(redis_error)?;
             return Ok(true);
         }
         Ok(false)
@@ -457,10 +454,8 @@ impl MemoryStore for RedisStore {
                 .arg(vector.map(|v| vector_bytes(&v)).unwrap_or_default())
                 .arg(m.expires_at.map(|e| ms(e).to_string()).unwrap_or_default());
         }
-        let (deleted, remaining, conflict): (i64, i64, String) = script
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
+        let (deleted, remaining, conflict): (i64, i64, String) =
+            script.invoke_async(&mut conn).await.map_err(redis_error)?;
         if deleted < 0 {
             if remaining == 0 {
                 self.drop_user_if_empty(&mut conn, user_id).await?;
@@ -522,11 +517,7 @@ impl MemoryStore for RedisStore {
             });
         }
         let doc_key = self.user_key(user_id, "doc");
-        type Rows = (
-            Vec<Option<String>>,
-            Vec<Option<Vec<u8>>>,
-            Vec<Option<u64>>,
-        );
+        type Rows = (Vec<Option<String>>, Vec<Option<Vec<u8>>>, Vec<Option<u64>>);
         let (docs, vecs, vers): Rows = redis::pipe()
             .cmd("HMGET")
             .arg(&doc_key)

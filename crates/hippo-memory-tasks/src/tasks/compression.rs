@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::summarization::{Tier, TierCounts};
 use super::{
-    MemoryServices, mib, apply_unless_changed, embed_texts, options, require_user, store_error,
+    MemoryServices, apply_unless_changed, embed_texts, mib, options, require_user, store_error,
     with_user_lease,
 };
 use crate::history::keep_original;

@@ -160,7 +160,14 @@ impl Task for ConsolidationTask {
         let store = self.services.store.as_ref();
         require_user(store, &args.user_id).await?;
         let user = args.user_id.clone();
-        with_user_lease(store, ctx, &user, LEASE, self.consolidate(ctx, args, threshold)).await
+        with_user_lease(
+            store,
+            ctx,
+            &user,
+            LEASE,
+            self.consolidate(ctx, args, threshold),
+        )
+        .await
     }
 }
 

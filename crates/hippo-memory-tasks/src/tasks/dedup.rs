@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    MemoryServices, mib, WRITE_CHUNK, apply_unless_changed, check_threshold, cpu, ensure_embeddings,
-    latest_expiry, options, require_user, similarity_error, store_error, with_user_lease,
+    MemoryServices, WRITE_CHUNK, apply_unless_changed, check_threshold, cpu, ensure_embeddings,
+    latest_expiry, mib, options, require_user, similarity_error, store_error, with_user_lease,
 };
 use crate::guard::difference;
 use crate::history::record_merged;
@@ -255,21 +255,22 @@ async fn plan(
             .cmp(&degree[a])
             .then_with(|| survivor_order(&memories[a], &memories[b]))
     });
-    let guarded = std::cell::Cell::new(0u64);
+    let guarded = std::cell::RefCell::new(std::collections::HashSet::new());
     let stars = star_groups(memories.len(), &pairs, &order, |c, j| {
         let apart = difference(&memories[c].text, &memories[j].text).is_some();
         if apart {
-            guarded.set(guarded.get() + 1);
+            guarded.borrow_mut().insert((c.min(j), c.max(j)));
         }
         !apart
     });
+    let guarded = guarded.into_inner().len() as u64;
     Ok(Plan {
         model: embedder.model().to_string(),
         memories,
         vectors,
         stars,
         unvectored,
-        guarded: guarded.get(),
+        guarded,
     })
 }
 
@@ -318,8 +319,8 @@ async fn apply_plan(
         merge_into(&mut survivor, &dups);
         // What the group takes now (the survivor with the vector it is given either
         // way), against the survivor with the duplicates in its history.
-        let before: usize = with_vector(s).stored_size()
-            + dups.iter().map(|d| d.stored_size()).sum::<usize>();
+        let before: usize =
+            with_vector(s).stored_size() + dups.iter().map(|d| d.stored_size()).sum::<usize>();
         let mut changes = ChangeSet::new().replace(survivor.clone());
         for d in &dups {
             changes = changes.remove(d);

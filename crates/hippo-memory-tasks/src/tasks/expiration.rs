@@ -132,9 +132,7 @@ async fn delete_unless_changed(
     if expiring.is_empty() {
         return Ok(0);
     }
-    let all = expiring
-        .iter()
-        .fold(ChangeSet::new(), |c, m| c.remove(m));
+    let all = expiring.iter().fold(ChangeSet::new(), |c, m| c.remove(m));
     if apply_unless_changed(store, user, all).await? {
         return Ok(expiring.len() as u64);
     }

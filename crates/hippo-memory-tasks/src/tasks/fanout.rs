@@ -8,9 +8,8 @@ use hippo_queue_core::{SendOptions, Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConsolidationArgs, ConsolidationTask,
-    DeduplicationArgs, DeduplicationTask, ExpirationArgs, ExpireMemoriesTask, MemoryServices,
-    check_threshold, options, store_error,
+    ConsolidationArgs, ConsolidationTask, DeduplicationArgs, DeduplicationTask, ExpirationArgs,
+    ExpireMemoriesTask, MemoryServices, check_threshold, options, store_error,
 };
 use crate::store::{DEFAULT_PAGE, PageRequest};
 

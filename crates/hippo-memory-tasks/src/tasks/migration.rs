@@ -174,7 +174,10 @@ async fn migrate_batch(
     }
     // Written only if unchanged since read; a memory that changed is left for the
     // closing sweep.
-    let all = put.iter().cloned().fold(ChangeSet::new(), ChangeSet::replace);
+    let all = put
+        .iter()
+        .cloned()
+        .fold(ChangeSet::new(), ChangeSet::replace);
     if apply_unless_changed(store, user, all).await? {
         out.migrated += put.len() as u64;
     } else {
@@ -336,9 +339,7 @@ impl Task for MigrateEmbeddingsTask {
             store: self.services.store.clone(),
             latest: None,
         };
-        let out = self
-            .migrate(ctx, mig, embedder.as_ref(), &mut record)
-            .await;
+        let out = self.migrate(ctx, mig, embedder.as_ref(), &mut record).await;
         record.disarm();
         out
     }

@@ -271,11 +271,7 @@ pub(crate) fn similarity_error(e: SimilarityError) -> TaskError {
 
 /// Checks a similarity threshold: a number within 0..=1, the model's default when
 /// not given.
-pub(crate) fn check_threshold(
-    name: &str,
-    t: Option<f64>,
-    default: f64,
-) -> Result<f32, TaskError> {
+pub(crate) fn check_threshold(name: &str, t: Option<f64>, default: f64) -> Result<f32, TaskError> {
     let t = t.unwrap_or(default);
     if t.is_finite() && (0.0..=1.0).contains(&t) {
         Ok(t as f32)

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod hooked;
+pub mod model;
 
 use std::sync::Arc;
 
