@@ -16,7 +16,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hippo_memory_tasks::embed::bert::BertEmbedder;
 use hippo_memory_tasks::embed::{ALL_MINILM_L6_V2, Embedder, EmbedderRegistry, HashEmbedder};
@@ -26,7 +26,7 @@ use hippo_memory_tasks::store::{InMemoryStore, MemoryStore};
 use hippo_memory_tasks::tasks::{
     DeduplicationArgs, DeduplicationTask, MemoryServices, register_all,
 };
-use hippo_queue_core::App;
+use hippo_queue_core::{App, SendOptions};
 
 const SPEED_TEXTS: usize = 512;
 const DEDUP_MEMORIES: usize = 10_000;
@@ -202,8 +202,15 @@ async fn dedup_end_to_end(embedder: Arc<dyn Embedder>) {
     let app = App::builder().router(hippo_memory_tasks::router()).build();
     register_all(&app, &services);
     let t = Instant::now();
+    // Embedding 10,000 texts takes longer than the task's 300 s soft limit on a
+    // slow machine; a deployment embeds on write, so the task rarely does it all.
+    let mut opts = SendOptions::new();
+    opts.options = opts
+        .options
+        .soft_time_limit(Duration::from_secs(3600))
+        .time_limit(Duration::from_secs(3700));
     let run = app
-        .apply::<DeduplicationTask>(DeduplicationArgs::new("bench"))
+        .apply_with::<DeduplicationTask>(DeduplicationArgs::new("bench"), opts)
         .await
         .expect("eager run");
     let secs = t.elapsed().as_secs_f64();

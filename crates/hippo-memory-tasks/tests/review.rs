@@ -319,6 +319,30 @@ async fn t7_summaries_and_consolidations_inherit_the_earliest_expiry() {
     }
 }
 
+/// `n` distinct notes of a user.
+async fn notes(store: &dyn MemoryStore, user: &str, n: usize) {
+    for i in 0..n {
+        store
+            .put(&memory(user, &format!("note number {i}"), 5, 0))
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs a migration inline.
+async fn migrate(
+    app: &hippo_queue_core::App,
+    id: &str,
+) -> hippo_queue_core::testing::EagerResult<MigrationResult> {
+    run::<MigrateEmbeddingsTask>(
+        app,
+        MigrateEmbeddingsArgs {
+            migration_id: id.to_string(),
+        },
+    )
+    .await
+}
+
 fn migration_services(store: Arc<dyn MemoryStore>) -> MemoryServices {
     MemoryServices::new(store).embedders(
         EmbedderRegistry::new(Arc::new(HashEmbedder::default()))
@@ -330,12 +354,7 @@ fn migration_services(store: Arc<dyn MemoryStore>) -> MemoryServices {
 async fn t8_a_resumed_migration_counts_each_memory_once() {
     for b in backends().await {
         let inner = b.store.clone();
-        for i in 0..70 {
-            inner
-                .put(&memory("u", &format!("note number {i}"), 5, 0))
-                .await
-                .unwrap();
-        }
+        notes(inner.as_ref(), "u", 70).await;
         // A crash between a batch's write and its checkpoint, then a resume.
         let mut hooked = Hooked::over(inner.clone());
         hooked.fail_save_after = Some(2); // start + first batch saved, second batch not
@@ -343,29 +362,14 @@ async fn t8_a_resumed_migration_counts_each_memory_once() {
         let mig = Migration::new(None, "hippo-hash-384-v2", 384);
         inner.create_migration(&mig).await.unwrap();
         let app1 = app(&migration_services(store.clone()));
-        let first = run::<MigrateEmbeddingsTask>(
-            &app1,
-            MigrateEmbeddingsArgs {
-                migration_id: mig.id.clone(),
-            },
-        )
-        .await;
+        let first = migrate(&app1, &mig.id).await;
         assert!(
             first.output.is_err(),
             "[{}] the crash did not happen",
             b.label
         );
         let app2 = app(&migration_services(inner.clone()));
-        ok(
-            run::<MigrateEmbeddingsTask>(
-                &app2,
-                MigrateEmbeddingsArgs {
-                    migration_id: mig.id.clone(),
-                },
-            )
-            .await,
-            b.label,
-        );
+        ok(migrate(&app2, &mig.id).await, b.label);
         let done = inner.get_migration(&mig.id).await.unwrap().unwrap();
         assert_eq!(done.status, MigrationStatus::Completed, "[{}]", b.label);
         assert_eq!(
@@ -383,25 +387,11 @@ async fn t8_a_resumed_migration_counts_each_memory_once() {
 async fn t8_maintenance_on_the_old_model_leaves_migrated_vectors_alone() {
     for b in backends().await {
         let inner = b.store.clone();
-        for i in 0..40 {
-            inner
-                .put(&memory("u", &format!("note number {i}"), 5, 0))
-                .await
-                .unwrap();
-        }
+        notes(inner.as_ref(), "u", 40).await;
         let mig = Migration::new(None, "hippo-hash-384-v2", 384);
         inner.create_migration(&mig).await.unwrap();
         let app = app(&migration_services(inner.clone()));
-        ok(
-            run::<MigrateEmbeddingsTask>(
-                &app,
-                MigrateEmbeddingsArgs {
-                    migration_id: mig.id.clone(),
-                },
-            )
-            .await,
-            b.label,
-        );
+        ok(migrate(&app, &mig.id).await, b.label);
         // Dedup on the old model (still current) must not move them back.
         ok(
             run::<DeduplicationTask>(&app, DeduplicationArgs::new("u")).await,
@@ -424,12 +414,7 @@ async fn t8_maintenance_on_the_old_model_leaves_migrated_vectors_alone() {
 async fn t8_a_completed_migration_includes_memories_added_while_it_ran() {
     for b in backends().await {
         let inner = b.store.clone();
-        for i in 0..40 {
-            inner
-                .put(&memory("a", &format!("note number {i}"), 5, 0))
-                .await
-                .unwrap();
-        }
+        notes(inner.as_ref(), "a", 40).await;
         inner
             .put(&memory("b", "the last user", 5, 0))
             .await
@@ -446,16 +431,7 @@ async fn t8_a_completed_migration_includes_memories_added_while_it_ran() {
         let services = MemoryServices::new(inner.clone())
             .embedders(EmbedderRegistry::new(Arc::new(HashEmbedder::default())).with(model));
         let app = app(&services);
-        ok(
-            run::<MigrateEmbeddingsTask>(
-                &app,
-                MigrateEmbeddingsArgs {
-                    migration_id: mig.id.clone(),
-                },
-            )
-            .await,
-            b.label,
-        );
+        ok(migrate(&app, &mig.id).await, b.label);
         let stale: Vec<String> = all(inner.as_ref(), "a")
             .await
             .into_iter()
@@ -502,12 +478,7 @@ impl Embedder for AddsWhileRunning {
 async fn t8_a_terminated_migration_is_recorded() {
     for b in backends().await {
         let inner = b.store.clone();
-        for i in 0..40 {
-            inner
-                .put(&memory("u", &format!("note number {i}"), 5, 0))
-                .await
-                .unwrap();
-        }
+        notes(inner.as_ref(), "u", 40).await;
         let slow = Migration::new(None, "hippo-hash-384-v3", 384);
         inner.create_migration(&slow).await.unwrap();
         let slow_model = Arc::new(Slow(HashEmbedder::new("hippo-hash-384-v3", 384)));

@@ -213,7 +213,8 @@ async fn redis_layout_hash_tags_and_little_endian_vectors() {
             "t:mem:{ada}:doc",
             "t:mem:{ada}:exp",
             "t:mem:{ada}:ids",
-            "t:mem:{ada}:vec"
+            "t:mem:{ada}:vec",
+            "t:mem:{ada}:ver"
         ]
     );
     let raw: Vec<u8> = redis::cmd("HGET")

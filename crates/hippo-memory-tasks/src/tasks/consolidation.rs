@@ -10,17 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    MemoryServices, apply_unless_changed, check_threshold, cpu, earliest_expiry, embed_texts,
-    ensure_embeddings, options, require_user, similarity_error, store_error, union_tags,
-    with_user_lease,
+    MemoryServices, apply_unless_changed, check_threshold, current_vectors, earliest_expiry,
+    embed_texts, options, pairs_of, require_user, store_error, union_tags, with_user_lease,
 };
 use crate::model::Memory;
-use crate::similarity::{Matrix, Search, similar_pairs};
+use crate::similarity::Search;
 use crate::store::{ChangeSet, load_user};
 use crate::text::merge_distinct_sentences;
-
-/// Most similar pairs a consolidation run accepts.
-const MAX_PAIRS: usize = 5_000_000;
 
 /// Arguments of `consolidation_task`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,27 +185,13 @@ impl ConsolidationTask {
             .into_iter()
             .filter(|m| !m.is_archived)
             .collect();
-        // Vectors of the current model, computed on copies: the members are written
-        // back archived with the vectors they had.
-        let mut work = memories.clone();
-        ensure_embeddings(&mut work, embedder.as_ref()).await?;
-
-        let dim = embedder.dimension();
+        // The members are written back archived with the vectors they had.
+        let rows = current_vectors(&memories, embedder.as_ref()).await?;
         let threads = self.services.threads;
-        let rows: Vec<Vec<f32>> = work
-            .into_iter()
-            .map(|m| m.embedding.unwrap_or_default())
-            .collect();
-        let pairs = cpu(ctx, move |stop| {
-            let m = Matrix::from_rows(dim, rows.iter().map(Vec::as_slice))?;
-            similar_pairs(
-                &m,
-                &Search::at_least(threshold).threads(threads).stop_on(stop),
-                MAX_PAIRS,
-            )
+        let pairs = pairs_of(ctx, embedder.dimension(), rows, move |stop| {
+            Search::at_least(threshold).threads(threads).stop_on(stop)
         })
-        .await?
-        .map_err(similarity_error)?;
+        .await?;
 
         let mut neighbours: HashMap<usize, Vec<(usize, f32)>> = HashMap::new();
         for p in &pairs {

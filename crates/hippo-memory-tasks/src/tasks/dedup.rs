@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    MemoryServices, WRITE_CHUNK, apply_unless_changed, check_threshold, cpu, ensure_embeddings,
-    latest_expiry, mib, options, require_user, similarity_error, store_error, with_user_lease,
+    MemoryServices, WRITE_CHUNK, apply_unless_changed, check_threshold, current_vectors,
+    latest_expiry, mib, options, pairs_of, require_user, store_error, with_user_lease,
 };
 use crate::guard::difference;
 use crate::history::record_merged;
 use crate::model::Memory;
-use crate::similarity::{Matrix, Search, Star, similar_pairs, star_groups};
+use crate::similarity::{Search, Star, star_groups};
 use crate::store::{ChangeSet, MemoryStore, load_user};
 
 /// Arguments of `deduplication_task`.
@@ -220,28 +220,15 @@ async fn plan(
     threshold: f32,
 ) -> Result<Plan, TaskError> {
     let embedder = services.embedder().clone();
-    let mut work = memories.clone();
-    ensure_embeddings(&mut work, embedder.as_ref()).await?;
-    let vectors: Vec<Vec<f32>> = work
-        .into_iter()
-        .map(|m| m.embedding.unwrap_or_default())
-        .collect();
+    let vectors = current_vectors(&memories, embedder.as_ref()).await?;
     let unvectored: Vec<usize> = (0..memories.len())
         .filter(|&i| memories[i].embedding.is_none())
         .collect();
-    let dim = embedder.dimension();
     let threads = services.threads;
-    let rows = vectors.clone();
-    let pairs = cpu(ctx, move |stop| {
-        let m = Matrix::from_rows(dim, rows.iter().map(Vec::as_slice))?;
-        similar_pairs(
-            &m,
-            &Search::above(threshold).threads(threads).stop_on(stop),
-            MAX_PAIRS,
-        )
+    let pairs = pairs_of(ctx, embedder.dimension(), vectors.clone(), move |stop| {
+        Search::above(threshold).threads(threads).stop_on(stop)
     })
-    .await?
-    .map_err(similarity_error)?;
+    .await?;
     // Survivors: the memory with the most duplicates first (the centre of its
     // neighbourhood, so a star covers it whole), then by survivorship.
     let mut degree = vec![0usize; memories.len()];
@@ -273,9 +260,6 @@ async fn plan(
         guarded,
     })
 }
-
-/// Most similar pairs a run accepts.
-const MAX_PAIRS: usize = 5_000_000;
 
 async fn apply_plan(
     store: &dyn MemoryStore,

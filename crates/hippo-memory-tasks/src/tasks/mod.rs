@@ -51,7 +51,7 @@ use hippo_queue_core::{App, TaskContext, TaskError, TaskOptions};
 use crate::embed::{EmbedError, Embedder, EmbedderRegistry, HashEmbedder};
 use crate::llm::Llm;
 use crate::model::Memory;
-use crate::similarity::{SimilarityError, normalize};
+use crate::similarity::{Matrix, Pair, Search, SimilarityError, normalize, similar_pairs};
 use crate::store::{ChangeSet, MemoryStore, StoreError};
 
 pub(crate) use lease::with_user_lease;
@@ -343,6 +343,40 @@ pub(crate) async fn ensure_embeddings(
         }
     }
     Ok(stale)
+}
+
+/// The vectors of the current model for `memories`, by position: the stored one
+/// where it is the current model's, else computed now (on copies: a task saves a
+/// vector only for a memory that had none, never over another model's).
+pub(crate) async fn current_vectors(
+    memories: &[Memory],
+    embedder: &dyn Embedder,
+) -> Result<Vec<Vec<f32>>, TaskError> {
+    let mut work = memories.to_vec();
+    ensure_embeddings(&mut work, embedder).await?;
+    Ok(work
+        .into_iter()
+        .map(|m| m.embedding.unwrap_or_default())
+        .collect())
+}
+
+/// Most similar pairs a dedup or consolidation run accepts.
+const MAX_PAIRS: usize = 5_000_000;
+
+/// Every pair of rows the search accepts, on the blocking pool (stopped at the soft
+/// time limit).
+pub(crate) async fn pairs_of(
+    ctx: &TaskContext,
+    dim: usize,
+    rows: Vec<Vec<f32>>,
+    search: impl FnOnce(&AtomicBool) -> Search<'_> + Send + 'static,
+) -> Result<Vec<Pair>, TaskError> {
+    cpu(ctx, move |stop| {
+        let m = Matrix::from_rows(dim, rows.iter().map(Vec::as_slice))?;
+        similar_pairs(&m, &search(stop), MAX_PAIRS)
+    })
+    .await?
+    .map_err(similarity_error)
 }
 
 /// Embeds texts with the current model (normalised).

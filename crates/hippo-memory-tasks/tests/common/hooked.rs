@@ -59,11 +59,11 @@ impl MemoryStore for Hooked {
         Ok(read)
     }
     async fn apply(&self, user_id: &str, changes: ChangeSet) -> Result<u64, StoreError> {
-        if self.applies.fetch_add(1, Ordering::SeqCst) == 0 {
-            if let Some((reached, resume)) = &self.pause_apply {
-                reached.notify_one();
-                resume.notified().await;
-            }
+        if self.applies.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some((reached, resume)) = &self.pause_apply
+        {
+            reached.notify_one();
+            resume.notified().await;
         }
         self.max_put.fetch_max(changes.put.len(), Ordering::SeqCst);
         self.s().apply(user_id, changes).await
