@@ -182,8 +182,11 @@ async fn main() -> Result<(), BoxError> {
         "deduplication_task (queue memory_ops)",
         "Merges near-copies (cosine similarity above the threshold) into one memory.",
     );
+    // The guide's call uses 0.85 (on the lexical model's scale); the semantic model
+    // runs at its own default.
+    let threshold = (model == common::DEFAULT_MODEL).then_some(0.85);
     let id = client
-        .submit_deduplication_task(GUIDE_USER, Some(0.85), false)
+        .submit_deduplication_task(GUIDE_USER, threshold, false)
         .await?;
     let r = finish(&client, &id).await?;
     // The guide's result, as GET /api/v1/tasks/{task_id}/status shows it:
@@ -211,7 +214,7 @@ async fn main() -> Result<(), BoxError> {
     section(
         3,
         "consolidation_task (queue memory_ops)",
-        "Groups related memories and replaces each group with one (no LLM: the most important member's text).",
+        "Groups related memories into one new memory each (no LLM: every distinct sentence); the members are kept, archived.",
     );
     let id = client
         .submit_consolidation_task(GUIDE_USER, Some(0.80))
@@ -251,7 +254,7 @@ async fn main() -> Result<(), BoxError> {
     section(
         5,
         "compression_task (queue background)",
-        "Shortens old memories by tier (cold to 50%, archived to 25%), dropping filler words first.",
+        "Shortens old memories by tier (cold to 50%, archived to 25%), keeping each original text.",
     );
     let id = client.submit_compression_task(GUIDE_USER).await?;
     let r = finish(&client, &id).await?;
