@@ -31,50 +31,10 @@ use hippo_queue_core::{App, SendOptions};
 const SPEED_TEXTS: usize = 512;
 const DEDUP_MEMORIES: usize = 10_000;
 
-const NAMES: &[&str] = &[
-    "Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Gustav", "Hana", "Ivan", "Jonas", "Keiko",
-    "Liam", "Maya", "Nora", "Omar", "Priya",
-];
-const VERBS: &[&str] = &[
-    "prefers",
-    "booked",
-    "forgot",
-    "repaired",
-    "painted",
-    "ordered",
-    "visited",
-    "cancelled",
-    "recommended",
-    "borrowed",
-    "planned",
-    "reviewed",
-];
-const THINGS: &[&str] = &[
-    "the blue bicycle",
-    "a table at the harbour restaurant",
-    "the quarterly tax report",
-    "tickets for the jazz festival",
-    "the kitchen sink",
-    "a vegan birthday cake",
-    "the old lighthouse",
-    "a train to Porto",
-    "the chess club meeting",
-    "a ceramics class",
-    "the garden shed",
-    "an electric kettle",
-    "the dentist appointment",
-    "a hiking map of Madeira",
-];
-const WHEN: &[&str] = &[
-    "on Monday morning",
-    "last weekend",
-    "before the holidays",
-    "after work on Friday",
-    "in early spring",
-    "during the conference",
-    "at the end of the month",
-    "yesterday evening",
-];
+/// The tests' word lists (`NAMES`, `VERBS`, `THINGS`, `WHEN`).
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{NAMES, THINGS, VERBS, WHEN};
 
 /// One template sentence from a number.
 fn sentence(k: u64) -> String {
