@@ -284,6 +284,27 @@ impl RedisStore {
         limit: usize,
     ) -> Result<(Vec<(String, i64)>, bool), StoreError> {
         let mut conn = self.conn().await?;
+        // Still indexed, the cursor's entry gives its rank: read on from there, in
+        // O(log n + limit) however many entries share its millisecond.
+        if let Some((_, member)) = &cursor {
+            let rank: Option<usize> = conn.zrank(key, member).await.map_err(redis_error)?;
+            if let Some(r) = rank {
+                let rows: Vec<(String, f64)> = conn
+                    .zrange_withscores(key, (r + 1) as isize, (r + 1 + limit) as isize)
+                    .await
+                    .map_err(redis_error)?;
+                let mut out: Vec<(String, i64)> = rows
+                    .into_iter()
+                    .map(|(m, sc)| (m, sc as i64))
+                    .take_while(|(_, sc)| *sc <= before_ms)
+                    .collect();
+                let more = out.len() > limit;
+                out.truncate(limit);
+                return Ok((out, more));
+            }
+        }
+        // Otherwise (it was deleted, as expiration does with what it reads) scan from
+        // its millisecond, skipping the entries of that millisecond up to it.
         let lo = cursor
             .as_ref()
             .map_or("-inf".to_string(), |c| c.0.to_string());
