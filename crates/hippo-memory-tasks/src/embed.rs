@@ -355,6 +355,19 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Embed
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_environment_picks_the_model() {
+        let none = from_lookup(|_| None).unwrap();
+        assert_eq!(none.model(), HashEmbedder::DEFAULT_MODEL);
+        let blank = from_lookup(|k| (k == "EMBEDDING_MODEL_PATH").then(|| " ".to_string()));
+        assert_eq!(blank.unwrap().model(), HashEmbedder::DEFAULT_MODEL);
+        let missing = from_lookup(|k| {
+            (k == "EMBEDDING_MODEL_PATH").then(|| "/nonexistent/model".to_string())
+        });
+        let err = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("/nonexistent/model"), "{err}");
+    }
+
     fn cos(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
