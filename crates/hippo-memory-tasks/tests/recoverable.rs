@@ -44,13 +44,7 @@ async fn every_text_survives(embedder: Arc<dyn Embedder>) {
         older.min_age_days = 60;
         let summ = ok(run::<AutoSummarizationTask>(&app, older).await, b.label);
         let comp = ok(
-            run::<CompressionTask>(
-                &app,
-                CompressionArgs {
-                    user_id: "u".into(),
-                },
-            )
-            .await,
+            run::<CompressionTask>(&app, CompressionArgs::new("u")).await,
             b.label,
         );
         println!(

@@ -58,13 +58,7 @@ async fn t1_compression_keeps_the_original_and_leaves_archived_memories_alone() 
         store.put(&archived).await.unwrap();
         let app = app(&MemoryServices::new(store.clone()));
         ok(
-            run::<CompressionTask>(
-                &app,
-                CompressionArgs {
-                    user_id: "u".into(),
-                },
-            )
-            .await,
+            run::<CompressionTask>(&app, CompressionArgs::new("u")).await,
             b.label,
         );
         let json = stored_json(store.as_ref(), "u").await;

@@ -284,13 +284,7 @@ async fn compression_by_tier_ratio() {
         let words = text.split_whitespace().count();
         let app = app(&MemoryServices::new(b.store.clone()));
         let out = ok(
-            run::<CompressionTask>(
-                &app,
-                CompressionArgs {
-                    user_id: "u".into(),
-                },
-            )
-            .await,
+            run::<CompressionTask>(&app, CompressionArgs::new("u")).await,
             b.label,
         );
         assert_eq!(out.memories_compressed, 3);
@@ -328,24 +322,12 @@ async fn compression_by_tier_ratio() {
         assert_eq!(c.metadata["original_text"], text);
         assert_eq!(c.embed_model.as_deref(), Some("hippo-hash-384-v1"));
         let again = ok(
-            run::<CompressionTask>(
-                &app,
-                CompressionArgs {
-                    user_id: "u".into(),
-                },
-            )
-            .await,
+            run::<CompressionTask>(&app, CompressionArgs::new("u")).await,
             b.label,
         );
         assert_eq!(again.memories_compressed, 0);
         rejected(
-            run::<CompressionTask>(
-                &app,
-                CompressionArgs {
-                    user_id: "ghost".into(),
-                },
-            )
-            .await,
+            run::<CompressionTask>(&app, CompressionArgs::new("ghost")).await,
             "unknown user",
             b.label,
         );

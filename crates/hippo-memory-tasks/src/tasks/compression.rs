@@ -23,6 +23,15 @@ pub struct CompressionArgs {
     pub user_id: String,
 }
 
+impl CompressionArgs {
+    /// Arguments for a user.
+    pub fn new(user_id: impl Into<String>) -> Self {
+        CompressionArgs {
+            user_id: user_id.into(),
+        }
+    }
+}
+
 /// Result of `compression_task`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompressionResult {
