@@ -1106,12 +1106,12 @@ fn openapi_document() -> Value {
             "Revoked": {"type": "object", "properties": {"task_id": {"type": "string"}, "revoked": {"type": "boolean"}, "terminate": {"type": "boolean"}, "state": {"type": "string"}}},
             "DeduplicationRequest": {"type": "object", "required": ["user_id"], "additionalProperties": false, "properties": {
                 "user_id": {"type": "string"},
-                "similarity_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.88},
+                "similarity_threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "default: the embedding model's (0.88 lexical, 0.81 all-MiniLM-L6-v2)"},
                 "async": {"type": "boolean", "default": true, "description": "false: wait for the task and answer with its status"},
                 "dry_run": {"type": "boolean", "default": false}}},
             "ConsolidationRequest": {"type": "object", "required": ["user_id"], "additionalProperties": false, "properties": {
                 "user_id": {"type": "string"},
-                "similarity_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.85},
+                "similarity_threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "default: the embedding model's (0.85 lexical, 0.75 all-MiniLM-L6-v2)"},
                 "async": {"type": "boolean", "default": true}}},
             "SummarizationRequest": {"type": "object", "required": ["user_id"], "additionalProperties": false, "properties": {
                 "user_id": {"type": "string"}, "min_age_days": {"type": "integer", "minimum": 0, "default": 30}, "async": {"type": "boolean", "default": true}}},

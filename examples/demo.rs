@@ -80,11 +80,33 @@ async fn main() -> Result<(), BoxError> {
     println!("==========================================================");
 
     // --- The store, the services the tasks use, and the app. ------------------------
-    // The in-memory store stands in for the vector database; the embedder is the
-    // offline hash model (384 dimensions), so no model download is needed.
+    // The in-memory store stands in for the vector database. The embedder is the
+    // semantic all-MiniLM-L6-v2 (384 dimensions, in process on the CPU) when its
+    // folder is there, else the offline lexical hash model.
     let store = Arc::new(InMemoryStore::new());
-    let services = MemoryServices::new(store.clone())
-        .embedders(common::embedders(common::DEFAULT_MODEL, Duration::ZERO)?);
+    let model_path = common::model_path_from_env().or_else(|| {
+        let fetched = common::fetched_model_folder();
+        fetched
+            .join("model.safetensors")
+            .exists()
+            .then_some(fetched)
+    });
+    let embedders =
+        common::embedders_with(common::DEFAULT_MODEL, Duration::ZERO, model_path.as_deref())?;
+    let services = MemoryServices::new(store.clone()).embedders(embedders);
+    let model = services.embedder().model().to_string();
+    if model == common::DEFAULT_MODEL {
+        println!(
+            "\nembedder: {model} (lexical: it does not see that two wordings mean the same).\n\
+             For the semantic model, fetch all-MiniLM-L6-v2 once and run again:\n    \
+             scripts/fetch-model.sh   (or EMBEDDING_MODEL_PATH=<a sentence-transformers folder>)"
+        );
+    } else {
+        println!(
+            "\nembedder: {model}, in process on the CPU (dedup threshold {:.2})",
+            services.embedder().thresholds().dedup
+        );
+    }
     // The guide's four queues: memory_ops (memory.#), default, background
     // (background.#) and scheduled (scheduled.#). No broker is given, so the app uses
     // the in-memory broker and result backend.
@@ -160,8 +182,11 @@ async fn main() -> Result<(), BoxError> {
         "deduplication_task (queue memory_ops)",
         "Merges near-copies (cosine similarity above the threshold) into one memory.",
     );
+    // The guide's call uses 0.85 (on the lexical model's scale); the semantic model
+    // runs at its own default.
+    let threshold = (model == common::DEFAULT_MODEL).then_some(0.85);
     let id = client
-        .submit_deduplication_task(GUIDE_USER, Some(0.85), false)
+        .submit_deduplication_task(GUIDE_USER, threshold, false)
         .await?;
     let r = finish(&client, &id).await?;
     // The guide's result, as GET /api/v1/tasks/{task_id}/status shows it:
@@ -189,7 +214,7 @@ async fn main() -> Result<(), BoxError> {
     section(
         3,
         "consolidation_task (queue memory_ops)",
-        "Groups related memories and replaces each group with one (no LLM: the most important member's text).",
+        "Groups related memories into one new memory each (no LLM: every distinct sentence); the members are kept, archived.",
     );
     let id = client
         .submit_consolidation_task(GUIDE_USER, Some(0.80))
@@ -229,7 +254,7 @@ async fn main() -> Result<(), BoxError> {
     section(
         5,
         "compression_task (queue background)",
-        "Shortens old memories by tier (cold to 50%, archived to 25%), dropping filler words first.",
+        "Shortens old memories by tier (cold to 50%, archived to 25%), keeping each original text.",
     );
     let id = client.submit_compression_task(GUIDE_USER).await?;
     let r = finish(&client, &id).await?;

@@ -180,8 +180,48 @@ impl Embedder for WithLatency {
     }
 }
 
-/// Every known model, `current` first; each call to a model takes at least `latency`.
+/// Where `scripts/fetch-model.sh` unpacks all-MiniLM-L6-v2.
+pub fn fetched_model_folder() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target"));
+    target.join("models/all-MiniLM-L6-v2")
+}
+
+/// `EMBEDDING_MODEL_PATH`: a sentence-transformers model folder.
+pub fn model_path_from_env() -> Option<std::path::PathBuf> {
+    std::env::var_os("EMBEDDING_MODEL_PATH")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// The semantic model in `path`, recorded as `current` when that is not one of the
+/// lexical [`KNOWN_MODELS`], else as all-MiniLM-L6-v2.
+pub fn semantic_model(
+    current: &str,
+    path: &std::path::Path,
+) -> Result<Arc<dyn Embedder>, BoxError> {
+    let id = if model_dimension(current).is_some() {
+        hippo_memory_tasks::embed::ALL_MINILM_L6_V2
+    } else {
+        current
+    };
+    let model = hippo_memory_tasks::embed::bert::BertEmbedder::load(path, id)?;
+    Ok(Arc::new(model))
+}
+
+/// Every known model, `current` first; each call to a lexical model takes at least
+/// `latency`. With `EMBEDDING_MODEL_PATH` set, the semantic model there is current.
 pub fn embedders(current: &str, latency: Duration) -> Result<EmbedderRegistry, BoxError> {
+    embedders_with(current, latency, model_path_from_env().as_deref())
+}
+
+/// [`embedders`], with the semantic model's folder given.
+pub fn embedders_with(
+    current: &str,
+    latency: Duration,
+    model_path: Option<&std::path::Path>,
+) -> Result<EmbedderRegistry, BoxError> {
     let make = |name: &str, dim: usize| -> Arc<dyn Embedder> {
         let inner = HashEmbedder::new(name, dim);
         if latency.is_zero() {
@@ -190,15 +230,21 @@ pub fn embedders(current: &str, latency: Duration) -> Result<EmbedderRegistry, B
             Arc::new(WithLatency { inner, latency })
         }
     };
-    let dim = model_dimension(current).ok_or_else(|| {
-        format!(
-            "unknown embedding model {current:?}; known models: {}",
-            known_model_names()
-        )
-    })?;
-    let mut registry = EmbedderRegistry::new(make(current, dim));
+    let mut registry = match model_path {
+        Some(path) => EmbedderRegistry::new(semantic_model(current, path)?),
+        None => {
+            let dim = model_dimension(current).ok_or_else(|| {
+                format!(
+                    "unknown embedding model {current:?}; known models: {}, or a \
+                     sentence-transformers folder in EMBEDDING_MODEL_PATH",
+                    known_model_names()
+                )
+            })?;
+            EmbedderRegistry::new(make(current, dim))
+        }
+    };
     for &(name, dim) in KNOWN_MODELS {
-        if name != current {
+        if name != registry.current().model() {
             registry = registry.with(make(name, dim));
         }
     }

@@ -166,6 +166,7 @@ async fn main() {
                 ChangeSet {
                     put: ms,
                     delete: Vec::new(),
+                    ..ChangeSet::default()
                 },
             )
             .await

@@ -40,11 +40,10 @@ use serde_json::{Value, json};
 use crate::model::Migration;
 use crate::store::{MemoryStore, StoreError};
 use crate::tasks::{
-    AutoSummarizationTask, CONSOLIDATION_THRESHOLD, CompressionArgs, CompressionTask,
-    ConsolidateProceduralRulesTask, ConsolidationArgs, ConsolidationTask, DEDUP_THRESHOLD,
-    DeduplicationArgs, DeduplicationTask, ExpirationArgs, ExpireMemoriesTask, HealthCheckArgs,
-    HealthCheckTask, MigrateEmbeddingsArgs, MigrateEmbeddingsTask, ProceduralArgs,
-    SummarizationArgs,
+    AutoSummarizationTask, CompressionArgs, CompressionTask, ConsolidateProceduralRulesTask,
+    ConsolidationArgs, ConsolidationTask, DeduplicationArgs, DeduplicationTask, ExpirationArgs,
+    ExpireMemoriesTask, HealthCheckArgs, HealthCheckTask, MigrateEmbeddingsArgs,
+    MigrateEmbeddingsTask, ProceduralArgs, SummarizationArgs,
 };
 
 /// Why a request was refused or failed.
@@ -136,7 +135,7 @@ impl MemoryTaskClient {
             .to_string())
     }
 
-    /// `POST /api/v1/tasks/deduplication`: threshold 0.88 when `None`.
+    /// `POST /api/v1/tasks/deduplication`: the current model's threshold when `None`.
     pub async fn submit_deduplication_task(
         &self,
         user_id: &str,
@@ -144,28 +143,30 @@ impl MemoryTaskClient {
         dry_run: bool,
     ) -> Result<String, ClientError> {
         check_user(user_id)?;
-        let t = similarity_threshold.unwrap_or(DEDUP_THRESHOLD);
-        check_threshold(t)?;
+        if let Some(t) = similarity_threshold {
+            check_threshold(t)?;
+        }
         self.send::<DeduplicationTask>(DeduplicationArgs {
             user_id: user_id.into(),
-            similarity_threshold: t,
+            similarity_threshold,
             dry_run,
         })
         .await
     }
 
-    /// `POST /api/v1/tasks/consolidation`: threshold 0.85 when `None`.
+    /// `POST /api/v1/tasks/consolidation`: the current model's threshold when `None`.
     pub async fn submit_consolidation_task(
         &self,
         user_id: &str,
         similarity_threshold: Option<f64>,
     ) -> Result<String, ClientError> {
         check_user(user_id)?;
-        let t = similarity_threshold.unwrap_or(CONSOLIDATION_THRESHOLD);
-        check_threshold(t)?;
+        if let Some(t) = similarity_threshold {
+            check_threshold(t)?;
+        }
         self.send::<ConsolidationTask>(ConsolidationArgs {
             user_id: user_id.into(),
-            similarity_threshold: t,
+            similarity_threshold,
         })
         .await
     }

@@ -27,6 +27,9 @@
 //! }
 //! ```
 
+#[cfg(feature = "semantic")]
+pub mod bert;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -46,6 +49,50 @@ pub enum EmbedError {
     Failed(String),
 }
 
+/// Model id of all-MiniLM-L6-v2, the model `scripts/fetch-model.sh` unpacks.
+pub const ALL_MINILM_L6_V2: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// Model id of BGE-small, HippocampAI's model.
+pub const BGE_SMALL_EN_V1_5: &str = "BAAI/bge-small-en-v1.5";
+
+/// A model's default similarity thresholds: cosine scales differ between models, so
+/// one number cannot serve them all.
+///
+/// | model | dedup (merge strictly above) | consolidation (at or above) | measured on |
+/// | --- | --- | --- | --- |
+/// | `hippo-hash-*` (lexical) | 0.88 | 0.85 | the guide's defaults |
+/// | all-MiniLM-L6-v2 | 0.81 | 0.75 | `data/dedup_eval.tsv` (bench `dedup_eval`) |
+/// | BGE-small and other models | 0.81 | 0.75 | not measured here: set them per deployment |
+///
+/// ```
+/// use hippo_memory_tasks::embed::{ALL_MINILM_L6_V2, Thresholds};
+/// assert_eq!(Thresholds::for_model("hippo-hash-384-v1").dedup, 0.88);
+/// assert_eq!(Thresholds::for_model(ALL_MINILM_L6_V2).dedup, 0.81);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Deduplication: a pair is a duplicate strictly above it.
+    pub dedup: f64,
+    /// Consolidation: memories at or above it to a seed join its group.
+    pub consolidation: f64,
+}
+
+impl Thresholds {
+    /// The defaults for a model id.
+    pub fn for_model(model: &str) -> Thresholds {
+        if model.starts_with("hippo-hash-") {
+            Thresholds {
+                dedup: 0.88,
+                consolidation: 0.85,
+            }
+        } else {
+            Thresholds {
+                dedup: 0.81,
+                consolidation: 0.75,
+            }
+        }
+    }
+}
+
 /// Turns texts into vectors.
 #[async_trait]
 pub trait Embedder: Send + Sync + 'static {
@@ -53,6 +100,10 @@ pub trait Embedder: Send + Sync + 'static {
     fn model(&self) -> &str;
     /// Components per vector.
     fn dimension(&self) -> usize;
+    /// The default thresholds for this model's vectors.
+    fn thresholds(&self) -> Thresholds {
+        Thresholds::for_model(self.model())
+    }
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
@@ -256,9 +307,66 @@ impl EmbedderRegistry {
     }
 }
 
+/// Why [`from_env`] could not build the configured model.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `EMBEDDING_MODEL_PATH` is set but this build has no `semantic` feature.
+    #[error(
+        "EMBEDDING_MODEL_PATH is set but hippo-memory-tasks was built without the `semantic` feature"
+    )]
+    NoSemanticFeature,
+    /// The model folder could not be loaded.
+    #[cfg(feature = "semantic")]
+    #[error(transparent)]
+    Load(#[from] bert::LoadError),
+}
+
+/// The embedder the environment names:
+///
+/// - `EMBEDDING_MODEL_PATH`: a sentence-transformers model folder (see [`bert`]);
+///   when unset, the lexical [`HashEmbedder`];
+/// - `EMBEDDING_MODEL`: the model id recorded in memories (default
+///   [`ALL_MINILM_L6_V2`]).
+pub fn from_env() -> Result<Arc<dyn Embedder>, ConfigError> {
+    from_lookup(|k| std::env::var(k).ok())
+}
+
+/// [`from_env`] with another source of variables.
+pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Embedder>, ConfigError> {
+    let path = get("EMBEDDING_MODEL_PATH").filter(|p| !p.trim().is_empty());
+    let Some(path) = path else {
+        return Ok(Arc::new(HashEmbedder::default()));
+    };
+    #[cfg(feature = "semantic")]
+    {
+        let id = get("EMBEDDING_MODEL")
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| ALL_MINILM_L6_V2.to_string());
+        Ok(Arc::new(bert::BertEmbedder::load(path, id)?))
+    }
+    #[cfg(not(feature = "semantic"))]
+    {
+        let _ = path;
+        Err(ConfigError::NoSemanticFeature)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_picks_the_model() {
+        let none = from_lookup(|_| None).unwrap();
+        assert_eq!(none.model(), HashEmbedder::DEFAULT_MODEL);
+        let blank = from_lookup(|k| (k == "EMBEDDING_MODEL_PATH").then(|| " ".to_string()));
+        assert_eq!(blank.unwrap().model(), HashEmbedder::DEFAULT_MODEL);
+        let missing = from_lookup(|k| {
+            (k == "EMBEDDING_MODEL_PATH").then(|| "/nonexistent/model".to_string())
+        });
+        let err = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("/nonexistent/model"), "{err}");
+    }
 
     fn cos(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()

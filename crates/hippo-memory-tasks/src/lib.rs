@@ -32,11 +32,16 @@
 //! - [`model`]: [`Memory`](model::Memory), its nine types, migration records and
 //!   procedural rules;
 //! - [`store`]: the [`MemoryStore`](store::MemoryStore) trait, in memory and on Redis;
-//! - [`embed`]: the [`Embedder`](embed::Embedder) trait and the offline
-//!   [`HashEmbedder`](embed::HashEmbedder);
+//! - [`embed`]: the [`Embedder`](embed::Embedder) trait, the offline
+//!   [`HashEmbedder`](embed::HashEmbedder), and (feature `semantic`, on by default)
+//!   a sentence-transformers BERT model run in process;
 //! - [`llm`]: the optional [`Llm`](llm::Llm) trait (an OpenAI-compatible client with
 //!   the `openai` feature);
-//! - [`similarity`]: blocked all-pairs cosine search and union-find;
+//! - [`similarity`]: blocked all-pairs cosine search, star groups and union-find;
+//! - [`guard`]: the differences (negation, numbers, dates) that keep two similar
+//!   memories apart;
+//! - [`history`]: what a memory keeps of the memories folded into it;
+//! - [`eval`]: the labelled deduplication evaluation set and its score;
 //! - [`text`]: the heuristics used without a language model;
 //! - [`tasks`]: the eight tasks and the fan-out task;
 //! - [`schedule`]: the beat entries from the guide's variables;
@@ -46,6 +51,9 @@
 
 pub mod client;
 pub mod embed;
+pub mod eval;
+pub mod guard;
+pub mod history;
 pub mod llm;
 pub mod model;
 pub mod schedule;

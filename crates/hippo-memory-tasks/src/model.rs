@@ -155,9 +155,14 @@ pub struct Memory {
     /// The model that produced `embedding`.
     #[serde(default)]
     pub embed_model: Option<String>,
-    /// Rolled into a summary.
+    /// Rolled into a summary or a consolidated memory (kept, out of the active set).
     #[serde(default)]
     pub is_archived: bool,
+    /// Set by the store: 1 on the first write, one more on each write after. A task
+    /// writes only if the memory still has the version it read (see
+    /// [`ChangeSet::expect`](crate::store::ChangeSet::expect)).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Memory {
@@ -183,6 +188,7 @@ impl Memory {
             embedding: None,
             embed_model: None,
             is_archived: false,
+            version: 0,
         }
     }
 
@@ -252,8 +258,11 @@ pub fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 pub enum MigrationStatus {
     /// Created, not started.
     Pending,
-    /// Running, or interrupted and waiting to be resumed.
+    /// Running, or its worker died and it waits to be resumed.
     InProgress,
+    /// Stopped while running (a revoke with `terminate`, or its worker stopped it);
+    /// sending the task again resumes it.
+    Interrupted,
     /// Every memory was processed.
     Completed,
     /// Stopped by an error.

@@ -34,10 +34,7 @@ use std::time::Duration;
 
 use hippo_queue_core::beat::{BeatError, Entry, Schedule};
 
-use crate::tasks::{
-    CONSOLIDATION_THRESHOLD, DEDUP_THRESHOLD, FanOutArgs, FanOutTarget, FanOutTask,
-    HealthCheckArgs, HealthCheckTask,
-};
+use crate::tasks::{FanOutArgs, FanOutTarget, FanOutTask, HealthCheckArgs, HealthCheckTask};
 
 /// A variable with a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,10 +63,10 @@ pub struct ScheduleSettings {
     pub expiration_interval_hours: u64,
     /// Health checks, minutes.
     pub health_interval_minutes: u64,
-    /// Threshold of the periodic deduplication.
-    pub dedup_threshold: f64,
-    /// Threshold of the periodic consolidation.
-    pub consolidation_threshold: f64,
+    /// Threshold of the periodic deduplication (the model's default when `None`).
+    pub dedup_threshold: Option<f64>,
+    /// Threshold of the periodic consolidation (the model's default when `None`).
+    pub consolidation_threshold: Option<f64>,
 }
 
 impl Default for ScheduleSettings {
@@ -81,8 +78,8 @@ impl Default for ScheduleSettings {
             consolidation_interval_hours: 168,
             expiration_interval_hours: 1,
             health_interval_minutes: 5,
-            dedup_threshold: DEDUP_THRESHOLD,
-            consolidation_threshold: CONSOLIDATION_THRESHOLD,
+            dedup_threshold: None,
+            consolidation_threshold: None,
         }
     }
 }
@@ -140,9 +137,14 @@ impl ScheduleSettings {
     }
 
     /// The beat entries: fan-outs on the `scheduled` queue, the health check on
-    /// `background`.
+    /// `background`. The daily (and longer) maintenance entries are staggered
+    /// ([`stagger`]), so deduplication, consolidation and expiration never start at
+    /// the same instant.
     pub fn entries(&self) -> Result<Vec<Entry>, BeatError> {
         let hours = |h: u64| Duration::from_secs(h * 3600);
+        let every = |name: &str, h: u64| {
+            Schedule::every_hours(h).anchored_at(std::time::UNIX_EPOCH + stagger(name))
+        };
         let mut out = Vec::new();
         if self.auto_dedup_enabled {
             out.push(
@@ -153,7 +155,7 @@ impl ScheduleSettings {
                             similarity_threshold: self.dedup_threshold,
                         },
                     },
-                    Schedule::every_hours(self.dedup_interval_hours),
+                    every("auto-deduplication", self.dedup_interval_hours),
                 )?
                 .expires(hours(self.dedup_interval_hours)),
             );
@@ -167,7 +169,7 @@ impl ScheduleSettings {
                             similarity_threshold: self.consolidation_threshold,
                         },
                     },
-                    Schedule::every_hours(self.consolidation_interval_hours),
+                    every("auto-consolidation", self.consolidation_interval_hours),
                 )?
                 .expires(hours(self.consolidation_interval_hours)),
             );
@@ -178,7 +180,7 @@ impl ScheduleSettings {
                 FanOutArgs {
                     target: FanOutTarget::Expiration,
                 },
-                Schedule::every_hours(self.expiration_interval_hours),
+                every("expire-memories", self.expiration_interval_hours),
             )?
             .expires(hours(self.expiration_interval_hours)),
         );
@@ -192,6 +194,25 @@ impl ScheduleSettings {
         );
         Ok(out)
     }
+}
+
+/// How far past the interval's start an entry fires: deduplication at 02:17 UTC,
+/// consolidation at 03:41 UTC (of its first day), expiration at 7 minutes past its
+/// interval (off the 5-minute health checks). No two of them coincide for whole-hour
+/// intervals, and none runs at the midnight every other job picks.
+///
+/// ```
+/// use hippo_memory_tasks::schedule::stagger;
+/// assert_eq!(stagger("auto-deduplication").as_secs(), 2 * 3600 + 17 * 60);
+/// ```
+pub fn stagger(entry: &str) -> Duration {
+    let minutes = match entry {
+        "auto-deduplication" => 2 * 60 + 17,
+        "auto-consolidation" => 3 * 60 + 41,
+        "expire-memories" => 7,
+        _ => 0,
+    };
+    Duration::from_secs(minutes * 60)
 }
 
 #[cfg(test)]
@@ -208,14 +229,39 @@ mod tests {
             names,
             ["auto-deduplication", "expire-memories", "health-check"]
         );
-        // every 24 h fires once a day, at 00:00 UTC
-        let day = 86_400_000u64;
-        assert_eq!(e[0].schedule().next_after(1), Some(day));
-        assert_eq!(e[0].schedule().next_after(day), Some(2 * day));
-        assert_eq!(e[1].schedule().next_after(1), Some(3_600_000));
-        assert_eq!(e[2].schedule().next_after(1), Some(300_000));
+        // every 24 h fires once a day, staggered: dedup at 02:17 UTC, expiration at
+        // 7 past each hour, health every 5 minutes
+        let (day, minute) = (86_400_000u64, 60_000u64);
+        let dedup = (2 * 60 + 17) * minute;
+        assert_eq!(e[0].schedule().next_after(1), Some(dedup));
+        assert_eq!(e[0].schedule().next_after(dedup), Some(day + dedup));
+        assert_eq!(e[1].schedule().next_after(1), Some(7 * minute));
+        assert_eq!(e[1].schedule().next_after(7 * minute), Some(67 * minute));
+        assert_eq!(e[2].schedule().next_after(1), Some(5 * minute));
         assert_eq!(e[0].task(), "fan_out_task");
         assert_eq!(e[2].task(), "health_check_task");
+    }
+
+    #[test]
+    fn daily_entries_never_start_together() {
+        let s = ScheduleSettings {
+            auto_consolidation_enabled: true,
+            ..ScheduleSettings::default()
+        };
+        let e = s.entries().unwrap();
+        let week = 7 * 86_400_000u64;
+        let mut starts = std::collections::HashSet::new();
+        for entry in e.iter().filter(|e| e.name() != "health-check") {
+            let mut t = 0;
+            while let Some(next) = entry.schedule().next_after(t).filter(|&n| n <= week) {
+                assert!(
+                    starts.insert(next),
+                    "{} starts with another at {next}",
+                    entry.name()
+                );
+                t = next;
+            }
+        }
     }
 
     #[test]

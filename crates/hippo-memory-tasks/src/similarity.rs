@@ -1,5 +1,7 @@
 //! Cosine similarity at scale: every pair of `n` unit vectors above a threshold,
-//! without comparing a vector with itself, and duplicate groups by union-find.
+//! without comparing a vector with itself; groups as stars around a centre
+//! ([`star_groups`], what deduplication merges) or as connected components
+//! (union-find, what the health report counts).
 //!
 //! The search is a blocked matrix product `X · Xᵀ` computed for the upper triangle
 //! only (`j > i`): rows are packed into panels of 6 and 16 vectors laid out
@@ -246,6 +248,64 @@ impl UnionFind {
         out.sort_by_key(|g| g[0]);
         out
     }
+}
+
+/// A group around one centre: every member matched the centre itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Star {
+    /// The centre (the survivor of a merge).
+    pub center: usize,
+    /// The members and their similarity to the centre, most similar first.
+    pub members: Vec<(usize, f32)>,
+}
+
+/// Stars over matching pairs: candidates are taken as centres in `order`
+/// (preferred first); a centre not yet grouped takes every ungrouped neighbour that
+/// `accept(center, member)` allows. Unlike connected components, a star never joins
+/// two rows through a third: A~B and B~C do not put C with A.
+///
+/// ```
+/// use hippo_memory_tasks::similarity::{Pair, Star, star_groups};
+/// let pairs = [Pair { i: 0, j: 1, score: 0.9 }, Pair { i: 1, j: 2, score: 0.9 }];
+/// let stars = star_groups(3, &pairs, &[0, 1, 2], |_, _| true);
+/// assert_eq!(stars, vec![Star { center: 0, members: vec![(1, 0.9)] }]); // 2 stays apart
+/// ```
+pub fn star_groups(
+    n: usize,
+    pairs: &[Pair],
+    order: &[usize],
+    accept: impl Fn(usize, usize) -> bool,
+) -> Vec<Star> {
+    let mut neighbours: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n];
+    for p in pairs {
+        let (i, j) = (p.i as usize, p.j as usize);
+        if i < n && j < n {
+            neighbours[i].push((j, p.score));
+            neighbours[j].push((i, p.score));
+        }
+    }
+    let mut taken = vec![false; n];
+    let mut out = Vec::new();
+    for &c in order {
+        if c >= n || taken[c] {
+            continue;
+        }
+        let mut members: Vec<(usize, f32)> = neighbours[c]
+            .iter()
+            .copied()
+            .filter(|&(j, _)| !taken[j] && accept(c, j))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        members.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        taken[c] = true;
+        for &(j, _) in &members {
+            taken[j] = true;
+        }
+        out.push(Star { center: c, members });
+    }
+    out
 }
 
 /// Every pair above the threshold (at most `max_pairs`, else

@@ -1,36 +1,10 @@
 //! The heuristics used when no language model answers: first sentences, filler-word
 //! removal and word-budget cuts, and rule-text normalisation.
 
-/// Words dropped by [`compress_words`]: they rarely carry a fact.
-pub const FILLER_WORDS: &[&str] = &[
-    "um",
-    "uh",
-    "erm",
-    "basically",
-    "actually",
-    "literally",
-    "really",
-    "very",
-    "just",
-    "quite",
-    "simply",
-    "totally",
-    "definitely",
-    "honestly",
-    "seriously",
-    "pretty",
-    "somewhat",
-    "rather",
-    "kinda",
-    "sorta",
-    "anyway",
-    "anyways",
-    "like",
-    "so",
-    "well",
-    "okay",
-    "ok",
-];
+/// Words dropped by [`compress_words`]: hesitation sounds, which never carry
+/// meaning. Words such as *like*, *so*, *really*, *just* or *well* are not here: in
+/// "I don't like cilantro" or "really hates flying" they are the fact.
+pub const FILLER_WORDS: &[&str] = &["um", "umm", "uh", "uhm", "erm", "er", "hmm", "mhm"];
 
 /// The first sentence of a text (up to and including the first `.`, `!` or `?`
 /// followed by a space or the end), trimmed.
@@ -81,13 +55,14 @@ fn is_filler(word: &str) -> bool {
 }
 
 /// The heuristic compression: drops [`FILLER_WORDS`], then keeps the first
-/// `ceil(ratio * words)` words of the original word count (at least one).
+/// `ceil(ratio * words)` words of the original word count (at least one). Lossy: the
+/// compression task keeps the original beside it ([`history`](crate::history)).
 ///
 /// ```
 /// use hippo_memory_tasks::text::compress_words;
-/// let t = "I really just like very strong black coffee every single morning";
-/// assert_eq!(compress_words(t, 0.5), "I strong black coffee every single");
-/// assert_eq!(compress_words(t, 1.0), "I strong black coffee every single morning");
+/// let t = "um I really like very strong black coffee every single morning";
+/// assert_eq!(compress_words(t, 0.5), "I really like very strong black");
+/// assert_eq!(compress_words(t, 1.0), "I really like very strong black coffee every single morning");
 /// ```
 pub fn compress_words(text: &str, ratio: f64) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -95,6 +70,50 @@ pub fn compress_words(text: &str, ratio: f64) -> String {
     let kept: Vec<&str> = words.iter().copied().filter(|w| !is_filler(w)).collect();
     let kept = if kept.is_empty() { words } else { kept };
     kept.into_iter().take(budget).collect::<Vec<_>>().join(" ")
+}
+
+/// The sentences of a text (split after `.`, `!`, `?` or `;` followed by a space),
+/// trimmed, without their final punctuation.
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let at_break = matches!(c, '.' | '!' | '?' | ';')
+            && chars.peek().is_none_or(|(_, n)| n.is_whitespace());
+        if at_break {
+            out.push(&text[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(&text[start..]);
+    out.into_iter()
+        .map(|s| s.trim().trim_end_matches(['.', '!', '?', ';']).trim())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The heuristic merge of related memories: every distinct sentence of the texts,
+/// in order (a sentence repeated with other case or punctuation counts once), so
+/// nothing any of them says is lost.
+///
+/// ```
+/// use hippo_memory_tasks::text::merge_distinct_sentences;
+/// let texts = ["Alice's birthday is May 3".to_string(),
+///              "alice's birthday is May 3; she loves tulips.".to_string()];
+/// assert_eq!(merge_distinct_sentences(&texts), "Alice's birthday is May 3. she loves tulips.");
+/// ```
+pub fn merge_distinct_sentences(texts: &[String]) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = Vec::new();
+    for t in texts {
+        for s in sentences(t) {
+            if seen.insert(crate::embed::normalize_text(s)) {
+                out.push(format!("{s}."));
+            }
+        }
+    }
+    out.join(" ")
 }
 
 /// Number of whitespace-separated words.

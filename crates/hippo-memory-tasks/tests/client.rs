@@ -50,7 +50,9 @@ async fn exercise(label: &str, app: App, store: Arc<dyn MemoryStore>) {
     assert_eq!(st.task_id, id);
     assert_eq!(st.result["duplicates_found"], 1);
     assert_eq!(st.result["duplicates_merged"], 1);
-    assert!(st.result["space_saved_mb"].as_f64().unwrap() > 0.0);
+    // reported as it is: the duplicate had no vector, and its record moves into the
+    // survivor's history, so about nothing is freed
+    assert!(st.result["space_saved_mb"].as_f64().unwrap().abs() < 0.01);
     assert!(st.traceback.is_none());
 
     // a task rejected for its arguments: state, error and traceback

@@ -41,6 +41,7 @@ async fn expiration_across_many_users_and_pages() {
                     ChangeSet {
                         put,
                         delete: vec![],
+                        ..ChangeSet::default()
                     },
                 )
                 .await

@@ -87,6 +87,7 @@ async fn seed(store: &dyn MemoryStore, users: usize, per_user: usize) -> usize {
                 ChangeSet {
                     put,
                     delete: vec![],
+                    ..ChangeSet::default()
                 },
             )
             .await
@@ -288,6 +289,12 @@ impl MemoryStore for Stalling {
     }
     async fn cancel_migration(&self, id: &str) -> Result<Option<Migration>, StoreError> {
         self.inner.cancel_migration(id).await
+    }
+    async fn acquire_lease(&self, u: &str, h: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.acquire_lease(u, h, ttl).await
+    }
+    async fn release_lease(&self, u: &str, h: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(u, h).await
     }
     async fn put_rules(&self, u: &str, r: &[ProceduralRule]) -> Result<(), StoreError> {
         self.inner.put_rules(u, r).await

@@ -6,7 +6,7 @@ mod common;
 use chrono::{Duration, TimeZone, Utc};
 use common::*;
 use hippo_memory_tasks::model::{Migration, MigrationStatus, ProceduralRule};
-use hippo_memory_tasks::store::{ChangeSet, PageRequest};
+use hippo_memory_tasks::store::{ChangeSet, PageRequest, StoreError};
 
 async fn pages<T>(
     mut read: impl AsyncFnMut(PageRequest) -> hippo_memory_tasks::store::Page<T>,
@@ -65,6 +65,7 @@ async fn store_contract() {
                 ChangeSet {
                     put: vec![changed],
                     delete: vec![got[1].id.clone(), got[2].id.clone(), "missing".into()],
+                    ..ChangeSet::default()
                 },
             )
             .await
@@ -80,6 +81,7 @@ async fn store_contract() {
         let wrong = ChangeSet {
             put: vec![memory("bob", "y", 1, 0)],
             delete: vec![],
+            ..ChangeSet::default()
         };
         assert!(s.apply("alice", wrong).await.is_err());
 
@@ -211,7 +213,8 @@ async fn redis_layout_hash_tags_and_little_endian_vectors() {
             "t:mem:{ada}:doc",
             "t:mem:{ada}:exp",
             "t:mem:{ada}:ids",
-            "t:mem:{ada}:vec"
+            "t:mem:{ada}:vec",
+            "t:mem:{ada}:ver"
         ]
     );
     let raw: Vec<u8> = redis::cmd("HGET")
@@ -241,4 +244,128 @@ async fn redis_layout_hash_tags_and_little_endian_vectors() {
         .await
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_conditional_on_the_versions_read() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let x = memory("u", "x", 1, 0);
+        let y = memory("u", "y", 1, 0);
+        s.put(&x).await.unwrap();
+        s.put(&y).await.unwrap();
+        let read = all(s, "u").await;
+        assert!(
+            read.iter().all(|m| m.version == 1),
+            "[{}] {read:?}",
+            b.label
+        );
+        let by_id = |id: &str| read.iter().find(|m| m.id == id).unwrap().clone();
+        let (rx, ry) = (by_id(&x.id), by_id(&y.id));
+        // A write from someone else bumps the version.
+        let mut edited = rx.clone();
+        edited.text = "edited by the user".into();
+        s.put(&edited).await.unwrap();
+        assert_eq!(s.get("u", &rx.id).await.unwrap().unwrap().version, 2);
+        // A stale change set is refused whole: y is not written either.
+        let mut stale = rx.clone();
+        stale.text = "stale task copy".into();
+        let mut new_y = ry.clone();
+        new_y.text = "y changed".into();
+        let err = s
+            .apply("u", ChangeSet::new().replace(stale).replace(new_y.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { ref id } if *id == rx.id),
+            "[{}] {err}",
+            b.label
+        );
+        assert_eq!(
+            s.get("u", &rx.id).await.unwrap().unwrap().text,
+            "edited by the user"
+        );
+        assert_eq!(s.get("u", &ry.id).await.unwrap().unwrap().text, "y");
+        // A deleted memory is not resurrected, and a fresh read writes.
+        s.delete("u", std::slice::from_ref(&ry.id)).await.unwrap();
+        assert!(s.apply("u", ChangeSet::new().replace(new_y)).await.is_err());
+        assert!(s.get("u", &ry.id).await.unwrap().is_none(), "[{}]", b.label);
+        let fresh = s.get("u", &rx.id).await.unwrap().unwrap();
+        s.apply("u", ChangeSet::new().remove(&fresh)).await.unwrap();
+        assert_eq!(s.count_by_user("u").await.unwrap(), 0, "[{}]", b.label);
+        assert!(!s.user_exists("u").await.unwrap(), "[{}]", b.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_lease_has_one_holder_at_a_time() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let ttl = std::time::Duration::from_millis(300);
+        assert!(s.acquire_lease("u", "a", ttl).await.unwrap());
+        assert!(
+            !s.acquire_lease("u", "b", ttl).await.unwrap(),
+            "[{}]",
+            b.label
+        );
+        assert!(
+            s.acquire_lease("u", "a", ttl).await.unwrap(),
+            "[{}] a retry of the holder",
+            b.label
+        );
+        assert!(
+            s.acquire_lease("v", "b", ttl).await.unwrap(),
+            "[{}] another user",
+            b.label
+        );
+        s.release_lease("u", "b").await.unwrap(); // not the holder: no effect
+        assert!(
+            !s.acquire_lease("u", "b", ttl).await.unwrap(),
+            "[{}]",
+            b.label
+        );
+        s.release_lease("u", "a").await.unwrap();
+        assert!(
+            s.acquire_lease("u", "b", ttl).await.unwrap(),
+            "[{}]",
+            b.label
+        );
+        // it lapses by itself
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert!(
+            s.acquire_lease("u", "c", ttl).await.unwrap(),
+            "[{}]",
+            b.label
+        );
+    }
+}
+
+/// T9: a bulk import with one expiry pages through the expiry index by the cursor's
+/// rank (no re-scan of the millisecond), every entry once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_pages_within_one_millisecond() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let at = Utc::now() - Duration::minutes(5);
+        for i in 0..50 {
+            let mut m = memory("u", &format!("imported {i}"), 1, 0);
+            m.expires_at = Some(at);
+            s.put(&m).await.unwrap();
+        }
+        let mut page = PageRequest::first(7);
+        let mut seen = Vec::new();
+        loop {
+            let p = s.expired(Utc::now(), Some("u"), &page).await.unwrap();
+            seen.extend(p.items.into_iter().map(|e| e.memory_id));
+            match p.next {
+                Some(c) => page = page.after(c),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!((seen.len(), sorted.len()), (50, 50), "[{}]", b.label);
+        assert_eq!(seen, sorted, "[{}] in order", b.label);
+    }
 }

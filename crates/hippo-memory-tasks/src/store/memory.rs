@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +24,7 @@ pub struct InMemoryStore {
 #[derive(Default)]
 struct State {
     memories: BTreeMap<String, BTreeMap<String, Memory>>,
+    leases: HashMap<String, (String, Instant)>,
     expiry: BTreeSet<ExpiryCursor>,
     migrations: HashMap<String, (Migration, bool)>,
     rules: BTreeMap<String, BTreeMap<String, ProceduralRule>>,
@@ -103,6 +105,17 @@ impl MemoryStore for InMemoryStore {
             memories, expiry, ..
         } = &mut *st;
         let user = memories.entry(user_id.to_string()).or_default();
+        if let Some((id, _)) = changes
+            .expect
+            .iter()
+            .find(|(id, v)| user.get(id).map(|m| m.version) != Some(*v))
+        {
+            let id = id.clone();
+            if user.is_empty() {
+                memories.remove(user_id);
+            }
+            return Err(StoreError::Conflict { id });
+        }
         let mut deleted = 0;
         for id in &changes.delete {
             if let Some(old) = user.remove(id) {
@@ -112,7 +125,8 @@ impl MemoryStore for InMemoryStore {
                 }
             }
         }
-        for m in changes.put {
+        for mut m in changes.put {
+            m.version = user.get(&m.id).map_or(0, |old| old.version) + 1;
             if let Some(e) = user.get(&m.id).and_then(expiry_entry) {
                 expiry.remove(&e);
             }
@@ -125,6 +139,32 @@ impl MemoryStore for InMemoryStore {
             memories.remove(user_id);
         }
         Ok(deleted)
+    }
+
+    async fn acquire_lease(
+        &self,
+        user_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        match st.leases.get(user_id) {
+            Some((h, until)) if h != holder && *until > now => Ok(false),
+            _ => {
+                st.leases
+                    .insert(user_id.to_string(), (holder.to_string(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, user_id: &str, holder: &str) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if st.leases.get(user_id).is_some_and(|(h, _)| h == holder) {
+            st.leases.remove(user_id);
+        }
+        Ok(())
     }
 
     async fn list_by_user(

@@ -29,6 +29,8 @@
 mod memory;
 mod redis;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,13 @@ pub enum StoreError {
     /// The request itself is wrong (a bad cursor, a memory of another user).
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// A memory a [`ChangeSet`] expected is gone or was written since it was read;
+    /// nothing of the change set was applied.
+    #[error("memory {id} changed since it was read")]
+    Conflict {
+        /// The memory.
+        id: String,
+    },
 }
 
 /// One page to read: start after `after` (from the start when `None`), at most
@@ -122,12 +131,67 @@ pub struct ExpiredRef {
 }
 
 /// Writes applied to one user's memories at once: all or nothing.
+///
+/// A task that read memories and computes on them states the versions it read in
+/// `expect`: if any of those memories was deleted or written since, the store applies
+/// nothing and answers [`StoreError::Conflict`], so a user's concurrent edit or
+/// deletion wins over the task's stale copy.
+///
+/// ```
+/// use hippo_memory_tasks::model::{Memory, MemoryType};
+/// use hippo_memory_tasks::store::{ChangeSet, InMemoryStore, MemoryStore, StoreError};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), StoreError> {
+/// let store = InMemoryStore::new();
+/// store.put(&Memory::new("alice", "Lives in Lisbon", MemoryType::Fact)).await?;
+/// let read = hippo_memory_tasks::store::load_user(&store, "alice").await?.remove(0);
+/// store.delete("alice", std::slice::from_ref(&read.id)).await?; // the user deletes it
+/// let mut stale = read.clone();
+/// stale.text = "Lives in Porto".into();
+/// let err = store.apply("alice", ChangeSet::new().replace(stale)).await.unwrap_err();
+/// assert!(matches!(err, StoreError::Conflict { .. }));
+/// assert_eq!(store.count_by_user("alice").await?, 0); // not resurrected
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ChangeSet {
     /// Memories written (created or replaced).
     pub put: Vec<Memory>,
     /// Memory ids removed.
     pub delete: Vec<String>,
+    /// `(id, version)`: memories that must still exist with exactly this version.
+    pub expect: Vec<(String, u64)>,
+}
+
+impl ChangeSet {
+    /// An empty change set.
+    pub fn new() -> Self {
+        ChangeSet::default()
+    }
+
+    /// Writes a new memory (no version to check).
+    pub fn create(mut self, memory: Memory) -> Self {
+        self.put.push(memory);
+        self
+    }
+
+    /// Writes a memory read before, if it still has the version it was read with.
+    pub fn replace(mut self, memory: Memory) -> Self {
+        self.expect.push((memory.id.clone(), memory.version));
+        self.put.push(memory);
+        self
+    }
+
+    /// Deletes a memory read before, if it still has the version it was read with.
+    pub fn remove(mut self, memory: &Memory) -> Self {
+        self.expect.push((memory.id.clone(), memory.version));
+        self.delete.push(memory.id.clone());
+        self
+    }
+
+    /// Whether it writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.delete.is_empty()
+    }
 }
 
 /// Memories, migrations and procedural rules.
@@ -148,6 +212,9 @@ pub trait MemoryStore: Send + Sync + 'static {
 
     /// Applies writes and deletions to one user's memories atomically; returns how
     /// many of the deleted ids existed. Every memory put must belong to `user_id`.
+    /// Each memory written gets the next version (its `version` field is ignored);
+    /// when an `expect`ed version does not match, nothing is applied and the answer
+    /// is [`StoreError::Conflict`].
     async fn apply(&self, user_id: &str, changes: ChangeSet) -> Result<u64, StoreError>;
 
     /// A user's memories, ordered by id.
@@ -201,26 +268,33 @@ pub trait MemoryStore: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<ProceduralRule>, StoreError>;
 
-    /// Writes one memory.
+    /// Takes the per-user maintenance lease for `holder` for `ttl`, unless another
+    /// holder has it; returns whether it was taken. Maintenance tasks hold it so two
+    /// never work on one user at once.
+    async fn acquire_lease(
+        &self,
+        user_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease back if `holder` still has it.
+    async fn release_lease(&self, user_id: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Writes one memory (unconditionally: a user's own write).
     async fn put(&self, memory: &Memory) -> Result<(), StoreError> {
-        self.apply(
-            &memory.user_id,
-            ChangeSet {
-                put: vec![memory.clone()],
-                delete: Vec::new(),
-            },
-        )
-        .await
-        .map(|_| ())
+        self.apply(&memory.user_id, ChangeSet::new().create(memory.clone()))
+            .await
+            .map(|_| ())
     }
 
-    /// Deletes memories of a user; returns how many existed.
+    /// Deletes memories of a user (unconditionally); returns how many existed.
     async fn delete(&self, user_id: &str, ids: &[String]) -> Result<u64, StoreError> {
         self.apply(
             user_id,
             ChangeSet {
-                put: Vec::new(),
                 delete: ids.to_vec(),
+                ..ChangeSet::default()
             },
         )
         .await

@@ -6,14 +6,16 @@
 //! | `<p>:mem:{<user>}:doc` | hash | id -> the memory as JSON, without its vector |
 //! | `<p>:mem:{<user>}:vec` | hash | id -> the vector, little-endian `f32` bytes |
 //! | `<p>:mem:{<user>}:exp` | zset | id -> `expires_at` in ms (the user's expiry index) |
+//! | `<p>:mem:{<user>}:ver` | hash | id -> the memory's version (one more on every write) |
+//! | `<p>:mem:{<user>}:lease` | string, PX | the holder of the user's maintenance lease |
 //! | `<p>:mem:users` | zset, score 0 | users with at least one memory |
 //! | `<p>:mem:expiry` | zset | `["<user>","<id>"]` -> `expires_at` in ms (everyone's expiry index) |
 //! | `<p>:migration:{<id>}` | hash | `doc` -> the migration as JSON; `cancel` -> `1` once cancelled |
 //! | `<p>:rule:{<user>}:ids` | zset, score 0 | the user's procedural rule ids |
 //! | `<p>:rule:{<user>}:doc` | hash | id -> the rule as JSON |
 //!
-//! A user's keys share the hash tag `{<user>}`, so a [`ChangeSet`] is one MULTI/EXEC
-//! in one slot. The two global indexes are written around it: an expiry entry is added
+//! A user's keys share the hash tag `{<user>}`, so a [`ChangeSet`] is one Lua script
+//! in one slot: it checks every expected version first and writes only if all match. The two global indexes are written around it: an expiry entry is added
 //! before the memory is written and removed after it is deleted, so an expiring memory
 //! is never missing from the index (a stale entry is only skipped by expiration).
 
@@ -96,6 +98,51 @@ impl std::fmt::Debug for RedisStore {
             .finish_non_exhaustive()
     }
 }
+
+/// Applies a change set to one user's keys if every expected version matches.
+///
+/// KEYS: ids, doc, vec, exp, ver. ARGV: the number of expectations, then `id, version`
+/// pairs; the number of deletions, then ids; the number of writes, then
+/// `id, json, vector bytes ('' = none), expiry ms ('' = none)` quadruples.
+/// Returns `{deleted, remaining, ''}`, or `{-1, remaining, id}` (nothing written) on
+/// a version mismatch.
+const APPLY: &str = r"
+local i = 1
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local id, want = ARGV[i], tonumber(ARGV[i + 1]); i = i + 2
+  local have = redis.call('HGET', KEYS[5], id)
+  if redis.call('HEXISTS', KEYS[2], id) == 0 or tonumber(have or '0') ~= want then
+    return {-1, redis.call('ZCARD', KEYS[1]), id}
+  end
+end
+local deleted = 0
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local id = ARGV[i]; i = i + 1
+  deleted = deleted + redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('HDEL', KEYS[5], id)
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local id, json, vec, exp = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]; i = i + 4
+  redis.call('ZADD', KEYS[1], 0, id)
+  redis.call('HSET', KEYS[2], id, json)
+  if vec == '' then redis.call('HDEL', KEYS[3], id) else redis.call('HSET', KEYS[3], id, vec) end
+  if exp == '' then redis.call('ZREM', KEYS[4], id) else redis.call('ZADD', KEYS[4], exp, id) end
+  redis.call('HINCRBY', KEYS[5], id, 1)
+end
+return {deleted, redis.call('ZCARD', KEYS[1]), ''}";
+
+/// Deletes a lease key if it still names the holder. KEYS: lease. ARGV: holder.
+const RELEASE_LEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
 
 const DROP_USER_IF_EMPTY: &str = r"
 if redis.call('ZCARD', KEYS[1]) == 0 then
@@ -183,6 +230,24 @@ impl RedisStore {
         format!("{}:migration:{{{id}}}", self.prefix)
     }
 
+    /// Removes a user from the users index if it has no memory left.
+    async fn drop_user_if_empty(
+        &self,
+        conn: &mut deadpool_redis::Connection,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
+        redis::cmd("EVAL")
+            .arg(DROP_USER_IF_EMPTY)
+            .arg(2)
+            .arg(self.user_key(user_id, "ids"))
+            .arg(self.users_key())
+            .arg(user_id)
+            .query_async::<i64>(conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
     /// Reads ids of a lex-ordered zset after a cursor: at most `limit` and whether
     /// more follow.
     async fn ids_after(
@@ -219,6 +284,27 @@ impl RedisStore {
         limit: usize,
     ) -> Result<(Vec<(String, i64)>, bool), StoreError> {
         let mut conn = self.conn().await?;
+        // Still indexed, the cursor's entry gives its rank: read on from there, in
+        // O(log n + limit) however many entries share its millisecond.
+        if let Some((_, member)) = &cursor {
+            let rank: Option<usize> = conn.zrank(key, member).await.map_err(redis_error)?;
+            if let Some(r) = rank {
+                let rows: Vec<(String, f64)> = conn
+                    .zrange_withscores(key, (r + 1) as isize, (r + 1 + limit) as isize)
+                    .await
+                    .map_err(redis_error)?;
+                let mut out: Vec<(String, i64)> = rows
+                    .into_iter()
+                    .map(|(m, sc)| (m, sc as i64))
+                    .take_while(|(_, sc)| *sc <= before_ms)
+                    .collect();
+                let more = out.len() > limit;
+                out.truncate(limit);
+                return Ok((out, more));
+            }
+        }
+        // Otherwise (it was deleted, as expiration does with what it reads) scan from
+        // its millisecond, skipping the entries of that millisecond up to it.
         let lo = cursor
             .as_ref()
             .map_or("-inf".to_string(), |c| c.0.to_string());
@@ -276,14 +362,56 @@ impl MemoryStore for RedisStore {
 
     async fn get(&self, user_id: &str, id: &str) -> Result<Option<Memory>, StoreError> {
         let mut conn = self.conn().await?;
-        let (doc, vec): (Option<String>, Option<Vec<u8>>) = redis::pipe()
+        let (doc, vec, ver): (Option<String>, Option<Vec<u8>>, Option<u64>) = redis::pipe()
             .hget(self.user_key(user_id, "doc"), id)
             .hget(self.user_key(user_id, "vec"), id)
+            .hget(self.user_key(user_id, "ver"), id)
             .query_async(&mut conn)
             .await
             .map_err(redis_error)?;
-        doc.map(|d| decode_memory(&self.user_key(user_id, "doc"), id, &d, vec))
+        doc.map(|d| decode_memory(&self.user_key(user_id, "doc"), id, &d, vec, ver))
             .transpose()
+    }
+
+    async fn acquire_lease(
+        &self,
+        user_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let key = self.user_key(user_id, "lease");
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        // Taken again by the same holder (a retry of the same run): extend it.
+        let current: Option<String> = conn.get(&key).await.map_err(redis_error)?;
+        if current.as_deref() == Some(holder) {
+            let _: bool = conn.pexpire(&key, ms as i64).await.map_err(redis_error)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn release_lease(&self, user_id: &str, holder: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        redis::Script::new(RELEASE_LEASE)
+            .key(self.user_key(user_id, "lease"))
+            .arg(holder)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
     }
 
     async fn apply(&self, user_id: &str, changes: ChangeSet) -> Result<u64, StoreError> {
@@ -318,44 +446,44 @@ impl MemoryStore for RedisStore {
                 .map_err(redis_error)?;
         }
 
-        // The user's data, atomically.
-        let mut tx = redis::pipe();
-        tx.atomic();
-        if !changes.delete.is_empty() {
-            tx.zrem(&ids, &changes.delete)
-                .hdel(&doc, &changes.delete)
-                .ignore()
-                .hdel(&vec, &changes.delete)
-                .ignore()
-                .zrem(&exp, &changes.delete)
-                .ignore();
+        // The user's data, atomically, if every expected version still matches.
+        let apply = redis::Script::new(APPLY);
+        let mut script = apply.prepare_invoke();
+        script
+            .key(&ids)
+            .key(&doc)
+            .key(&vec)
+            .key(&exp)
+            .key(self.user_key(user_id, "ver"));
+        script.arg(changes.expect.len());
+        for (id, version) in &changes.expect {
+            script.arg(id).arg(version);
         }
+        script.arg(changes.delete.len());
+        for id in &changes.delete {
+            script.arg(id);
+        }
+        script.arg(changes.put.len());
         for m in &changes.put {
             let mut bare = m.clone();
             let vector = bare.embedding.take();
             let json = serde_json::to_string(&bare)
                 .map_err(|e| StoreError::Backend(format!("encoding memory {}: {e}", m.id)))?;
-            tx.zadd(&ids, &m.id, 0)
-                .ignore()
-                .hset(&doc, &m.id, json)
-                .ignore();
-            match vector {
-                Some(v) => tx.hset(&vec, &m.id, vector_bytes(&v)).ignore(),
-                None => tx.hdel(&vec, &m.id).ignore(),
-            };
-            match m.expires_at {
-                Some(e) => tx.zadd(&exp, &m.id, ms(e)).ignore(),
-                None => tx.zrem(&exp, &m.id).ignore(),
-            };
+            script
+                .arg(&m.id)
+                .arg(json)
+                .arg(vector.map(|v| vector_bytes(&v)).unwrap_or_default())
+                .arg(m.expires_at.map(|e| ms(e).to_string()).unwrap_or_default());
         }
-        tx.zcard(&ids);
-        let out: Vec<i64> = tx.query_async(&mut conn).await.map_err(redis_error)?;
-        let deleted = if changes.delete.is_empty() {
-            0
-        } else {
-            out.first().copied().unwrap_or(0).max(0) as u64
-        };
-        let remaining = out.last().copied().unwrap_or(0);
+        let (deleted, remaining, conflict): (i64, i64, String) =
+            script.invoke_async(&mut conn).await.map_err(redis_error)?;
+        if deleted < 0 {
+            if remaining == 0 {
+                self.drop_user_if_empty(&mut conn, user_id).await?;
+            }
+            return Err(StoreError::Conflict { id: conflict });
+        }
+        let deleted = deleted as u64;
 
         // Then the indexes of what is gone.
         let stale: Vec<String> = changes
@@ -410,20 +538,24 @@ impl MemoryStore for RedisStore {
             });
         }
         let doc_key = self.user_key(user_id, "doc");
-        let (docs, vecs): (Vec<Option<String>>, Vec<Option<Vec<u8>>>) = redis::pipe()
+        type Rows = (Vec<Option<String>>, Vec<Option<Vec<u8>>>, Vec<Option<u64>>);
+        let (docs, vecs, vers): Rows = redis::pipe()
             .cmd("HMGET")
             .arg(&doc_key)
             .arg(&ids)
             .cmd("HMGET")
             .arg(self.user_key(user_id, "vec"))
             .arg(&ids)
+            .cmd("HMGET")
+            .arg(self.user_key(user_id, "ver"))
+            .arg(&ids)
             .query_async(&mut conn)
             .await
             .map_err(redis_error)?;
         let mut items = Vec::with_capacity(ids.len());
-        for ((id, doc), vec) in ids.iter().zip(docs).zip(vecs) {
+        for (((id, doc), vec), ver) in ids.iter().zip(docs).zip(vecs).zip(vers) {
             if let Some(d) = doc {
-                items.push(decode_memory(&doc_key, id, &d, vec)?);
+                items.push(decode_memory(&doc_key, id, &d, vec, ver)?);
             }
         }
         Ok(Page {
@@ -669,6 +801,7 @@ fn decode_memory(
     id: &str,
     doc: &str,
     vec: Option<Vec<u8>>,
+    version: Option<u64>,
 ) -> Result<Memory, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: format!("{key} {id}"),
@@ -679,6 +812,7 @@ fn decode_memory(
         m.embedding =
             Some(bytes_vector(&b).ok_or_else(|| corrupt(format!("vector of {} bytes", b.len())))?);
     }
+    m.version = version.unwrap_or(0);
     Ok(m)
 }
 

@@ -9,36 +9,31 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    CONSOLIDATION_THRESHOLD, MemoryServices, check_threshold, cpu, embed_texts, ensure_embeddings,
-    options, require_user, similarity_error, store_error, union_tags,
+    MemoryServices, apply_unless_changed, check_threshold, current_vectors, earliest_expiry,
+    embed_texts, options, pairs_of, require_user, store_error, union_tags, with_user_lease,
 };
 use crate::model::Memory;
-use crate::similarity::{Matrix, Search, similar_pairs};
+use crate::similarity::Search;
 use crate::store::{ChangeSet, load_user};
-
-/// Most similar pairs a consolidation run accepts.
-const MAX_PAIRS: usize = 5_000_000;
-
-fn default_threshold() -> f64 {
-    CONSOLIDATION_THRESHOLD
-}
+use crate::text::merge_distinct_sentences;
 
 /// Arguments of `consolidation_task`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsolidationArgs {
     /// Whose memories.
     pub user_id: String,
-    /// Memories at or above this similarity to a group's seed join it (default 0.85).
-    #[serde(default = "default_threshold")]
-    pub similarity_threshold: f64,
+    /// Memories at or above this similarity to a group's seed join it (default: the
+    /// current model's, see [`Thresholds`](crate::embed::Thresholds)).
+    #[serde(default)]
+    pub similarity_threshold: Option<f64>,
 }
 
 impl ConsolidationArgs {
-    /// Arguments with the default threshold.
+    /// Arguments with the model's default threshold.
     pub fn new(user_id: impl Into<String>) -> Self {
         ConsolidationArgs {
             user_id: user_id.into(),
-            similarity_threshold: CONSOLIDATION_THRESHOLD,
+            similarity_threshold: None,
         }
     }
 }
@@ -52,7 +47,8 @@ pub struct ConsolidationResult {
     pub memories_scanned: u64,
     /// Groups of two or more related memories.
     pub groups_found: u64,
-    /// Memories rolled into a new one (and deleted).
+    /// Memories rolled into a new one (kept, archived, linked by
+    /// `metadata.consolidated_into`).
     pub memories_consolidated: u64,
     /// New memories written.
     pub memories_created: u64,
@@ -62,6 +58,9 @@ pub struct ConsolidationResult {
     pub llm_merges: u64,
     /// Groups that fell back to the heuristic (no model, or the call failed).
     pub heuristic_merges: u64,
+    /// Groups skipped because a member changed while the task ran.
+    #[serde(default)]
+    pub conflicts_skipped: u64,
 }
 
 /// Consolidates related memories of a user (queue `memory_ops`, routing key
@@ -70,11 +69,13 @@ pub struct ConsolidationResult {
 /// Greedy grouping, newest memory first: each memory not yet grouped seeds a group
 /// with every ungrouped memory at or above the threshold to it. Each group of two or
 /// more becomes one new memory: its text from the language model ("merge these similar
-/// memories into one concise memory"), or, without one or when the call fails, the
-/// text, type and session of the most important member; `importance = max`,
-/// `confidence = min`, `tags = union`, `access_count = sum`,
-/// `metadata.consolidated_from = [ids]`. The originals are deleted in the same atomic
-/// write.
+/// memories into one concise memory"), or, without one or when the call fails, every
+/// distinct sentence of the members ([`merge_distinct_sentences`]); the type and
+/// session of the most important member; `importance = max`, `confidence = min`,
+/// `tags = union`, `access_count = sum`, the earliest `expires_at` of the members,
+/// `metadata.consolidated_from = [ids]`. The members are kept, archived, with
+/// `metadata.consolidated_into`, in the same write, which is made only if no member
+/// changed since it was read. Nothing is deleted, whatever the model wrote.
 pub struct ConsolidationTask {
     services: MemoryServices,
 }
@@ -117,6 +118,7 @@ pub(crate) fn consolidate(members: &[&Memory], text: String) -> Memory {
         .fold(f64::MAX, f64::min);
     m.tags = union_tags(members.iter().copied());
     m.access_count = members.iter().map(|x| x.access_count).sum();
+    m.expires_at = earliest_expiry(members.iter().copied());
     m.metadata.insert(
         "consolidated_from".into(),
         Value::Array(
@@ -143,34 +145,51 @@ impl Task for ConsolidationTask {
         ctx: &TaskContext,
         args: ConsolidationArgs,
     ) -> Result<ConsolidationResult, TaskError> {
-        let threshold = check_threshold("similarity_threshold", args.similarity_threshold)?;
+        let embedder = self.services.embedder().clone();
+        let threshold = check_threshold(
+            "similarity_threshold",
+            args.similarity_threshold,
+            embedder.thresholds().consolidation,
+        )?;
         let store = self.services.store.as_ref();
         require_user(store, &args.user_id).await?;
-        let mut memories: Vec<Memory> = load_user(store, &args.user_id)
+        let user = args.user_id.clone();
+        with_user_lease(
+            store,
+            ctx,
+            &user,
+            LEASE,
+            self.consolidate(ctx, args, threshold),
+        )
+        .await
+    }
+}
+
+/// How long the user's lease is held at most: the task's hard time limit.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ConsolidationTask {
+    async fn consolidate(
+        &self,
+        ctx: &TaskContext,
+        args: ConsolidationArgs,
+        threshold: f32,
+    ) -> Result<ConsolidationResult, TaskError> {
+        let store = self.services.store.as_ref();
+        let embedder = self.services.embedder().clone();
+        let memories: Vec<Memory> = load_user(store, &args.user_id)
             .await
             .map_err(store_error)?
             .into_iter()
             .filter(|m| !m.is_archived)
             .collect();
-        let embedder = self.services.embedder().clone();
-        ensure_embeddings(&mut memories, embedder.as_ref()).await?;
-
-        let dim = embedder.dimension();
+        // The members are written back archived with the vectors they had.
+        let rows = current_vectors(&memories, embedder.as_ref()).await?;
         let threads = self.services.threads;
-        let rows: Vec<Vec<f32>> = memories
-            .iter()
-            .map(|m| m.embedding.clone().unwrap_or_default())
-            .collect();
-        let pairs = cpu(ctx, move |stop| {
-            let m = Matrix::from_rows(dim, rows.iter().map(Vec::as_slice))?;
-            similar_pairs(
-                &m,
-                &Search::at_least(threshold).threads(threads).stop_on(stop),
-                MAX_PAIRS,
-            )
+        let pairs = pairs_of(ctx, embedder.dimension(), rows, move |stop| {
+            Search::at_least(threshold).threads(threads).stop_on(stop)
         })
-        .await?
-        .map_err(similarity_error)?;
+        .await?;
 
         let mut neighbours: HashMap<usize, Vec<(usize, f32)>> = HashMap::new();
         for p in &pairs {
@@ -234,7 +253,12 @@ impl Task for ConsolidationTask {
                 }
                 None => {
                     heuristic_merges += 1;
-                    lead(&members).text.clone()
+                    let head = lead(&members);
+                    let texts: Vec<String> = std::iter::once(head)
+                        .chain(members.iter().copied().filter(|m| m.id != head.id))
+                        .map(|m| m.text.clone())
+                        .collect();
+                    merge_distinct_sentences(&texts)
                 }
             };
             created.push(consolidate(&members, text));
@@ -249,29 +273,37 @@ impl Task for ConsolidationTask {
             m.embed_model = Some(embedder.model().to_string());
             m.updated_at = Utc::now();
         }
-        let mut consolidated = 0u64;
-        for (group, new) in groups.iter().zip(&created) {
-            let delete: Vec<String> = group.iter().map(|&i| memories[i].id.clone()).collect();
-            consolidated += store
-                .apply(
-                    &args.user_id,
-                    ChangeSet {
-                        put: vec![new.clone()],
-                        delete,
-                    },
-                )
-                .await
-                .map_err(store_error)?;
+        let (mut consolidated, mut conflicts) = (0u64, 0u64);
+        let mut written = Vec::with_capacity(created.len());
+        for (group, new) in groups.iter().zip(created) {
+            let mut changes = ChangeSet::new();
+            for &i in group {
+                let mut member = memories[i].clone();
+                member.is_archived = true;
+                member
+                    .metadata
+                    .insert("consolidated_into".into(), Value::String(new.id.clone()));
+                member.updated_at = Utc::now();
+                changes = changes.replace(member);
+            }
+            let id = new.id.clone();
+            if apply_unless_changed(store, &args.user_id, changes.create(new)).await? {
+                consolidated += group.len() as u64;
+                written.push(id);
+            } else {
+                conflicts += 1;
+            }
         }
         Ok(ConsolidationResult {
             user_id: args.user_id,
             memories_scanned: memories.len() as u64,
             groups_found: groups.len() as u64,
             memories_consolidated: consolidated,
-            memories_created: created.len() as u64,
-            created_ids: created.iter().map(|m| m.id.clone()).collect(),
+            memories_created: written.len() as u64,
+            created_ids: written,
             llm_merges,
             heuristic_merges,
+            conflicts_skipped: conflicts,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! one survivor.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
@@ -9,36 +10,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    DEDUP_THRESHOLD, MemoryServices, WRITE_CHUNK, check_threshold, cpu, ensure_embeddings, mib,
-    options, require_user, similarity_error, store_error,
+    MemoryServices, WRITE_CHUNK, apply_unless_changed, check_threshold, current_vectors,
+    latest_expiry, mib, options, pairs_of, require_user, store_error, with_user_lease,
 };
+use crate::guard::difference;
+use crate::history::record_merged;
 use crate::model::Memory;
-use crate::similarity::{Matrix, Search, dot, similar_groups};
-use crate::store::{ChangeSet, load_user};
-
-fn default_threshold() -> f64 {
-    DEDUP_THRESHOLD
-}
+use crate::similarity::{Search, Star, star_groups};
+use crate::store::{ChangeSet, MemoryStore, load_user};
 
 /// Arguments of `deduplication_task`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeduplicationArgs {
     /// Whose memories.
     pub user_id: String,
-    /// Pairs strictly above this cosine similarity are duplicates (default 0.88).
-    #[serde(default = "default_threshold")]
-    pub similarity_threshold: f64,
-    /// Report the groups without changing anything.
+    /// Pairs strictly above this cosine similarity are duplicates (default: the
+    /// current model's, see [`Thresholds`](crate::embed::Thresholds)).
+    #[serde(default)]
+    pub similarity_threshold: Option<f64>,
+    /// Report what would change without changing anything.
     #[serde(default)]
     pub dry_run: bool,
 }
 
 impl DeduplicationArgs {
-    /// Arguments with the default threshold.
+    /// Arguments with the model's default threshold.
     pub fn new(user_id: impl Into<String>) -> Self {
         DeduplicationArgs {
             user_id: user_id.into(),
-            similarity_threshold: DEDUP_THRESHOLD,
+            similarity_threshold: None,
             dry_run: false,
         }
     }
@@ -49,9 +49,10 @@ impl DeduplicationArgs {
 pub struct DuplicateGroup {
     /// The memory kept.
     pub survivor_id: String,
-    /// The memories merged into it (deleted unless dry run).
+    /// The memories merged into it (deleted, and kept in its history, unless dry run).
     pub duplicate_ids: Vec<String>,
-    /// Each duplicate's cosine similarity to the survivor, in the same order.
+    /// Each duplicate's cosine similarity to the survivor, in the same order (every
+    /// one above the threshold).
     pub similarities: Vec<f32>,
 }
 
@@ -60,16 +61,25 @@ pub struct DuplicateGroup {
 pub struct DeduplicationResult {
     /// Whose memories.
     pub user_id: String,
-    /// Memories compared.
+    /// Memories compared (archived ones are left alone).
     pub memories_scanned: u64,
-    /// Memories found to duplicate another (group sizes minus one).
+    /// Memories found to duplicate a survivor.
     pub duplicates_found: u64,
-    /// Memories merged into a survivor and deleted (0 in a dry run).
+    /// Memories merged into a survivor and deleted (in a dry run: that would be).
     pub duplicates_merged: u64,
-    /// Space freed by the deletions, MiB (0 in a dry run).
+    /// Change in stored bytes, MiB: the duplicates' records less what their
+    /// survivors' histories keep of them (in a dry run: what it would be).
     pub space_saved_mb: f64,
-    /// Memories whose vector was (re)computed with the current model and saved.
+    /// Memories that had no vector and got one of the current model (in a dry run:
+    /// that would).
     pub embeddings_updated: u64,
+    /// Pairs above the threshold kept apart because their texts differ in negation,
+    /// numbers or dates ([`guard`](crate::guard)).
+    #[serde(default)]
+    pub pairs_guarded: u64,
+    /// Groups skipped because a member changed while the task ran.
+    #[serde(default)]
+    pub conflicts_skipped: u64,
     /// Whether nothing was changed.
     pub dry_run: bool,
     /// The groups.
@@ -79,14 +89,23 @@ pub struct DeduplicationResult {
 /// Finds and merges duplicate memories of a user (queue `memory_ops`, routing key
 /// `memory.dedup`).
 ///
-/// - Vectors are made with the current embedding model where missing or stale; a pair
-///   is a duplicate when its cosine similarity is strictly above the threshold; groups
-///   are the connected components of duplicate pairs. A memory is never compared with
-///   itself.
-/// - The survivor of a group is its most important memory (then the most accessed,
-///   the oldest, the smallest id). It gets the union of the group's tags, the maximum
-///   importance and the sum of access counts; the merged ids are listed in its
-///   `metadata.merged_from`. Each group is written atomically with the deletions.
+/// - Vectors of the current model are used where stored, and computed where missing
+///   or from another model; only a memory that had none is saved with its new
+///   vector (a vector of another model is the embedding migration's to replace).
+///   Archived memories are left alone.
+/// - A pair is a duplicate when its cosine similarity is strictly above the threshold
+///   and [`guard::difference`](crate::guard::difference) finds no negation, number or
+///   date that tells the texts apart.
+/// - Groups are stars around a survivor: memories are taken by their number of
+///   duplicates (most first, so the centre of a neighbourhood covers it), then in
+///   survivorship order (most important, most accessed, oldest, smallest id); each one
+///   not yet grouped becomes a survivor and takes every ungrouped duplicate **of
+///   itself**, so every merged memory is above the threshold to its survivor.
+/// - The survivor gets the union of the group's tags, the maximum importance, the
+///   sum of access counts, no expiry if any member had none (else the latest), the
+///   merged ids in `metadata.merged_from`, and each merged memory whole in
+///   `metadata.history`. Each group is one write, made only if no member changed
+///   since it was read.
 /// - Running it again finds nothing more and changes nothing.
 pub struct DeduplicationTask {
     services: MemoryServices,
@@ -110,10 +129,14 @@ fn survivor_order(a: &Memory, b: &Memory) -> Ordering {
 }
 
 /// Merges duplicates into the survivor: union of tags, maximum importance, sum of
-/// access counts (a duplicate already listed in `merged_from` is not counted twice).
+/// access counts (a duplicate already listed in `merged_from` is not counted twice),
+/// the latest expiry (none if any has none), each duplicate kept in its history.
 pub(crate) fn merge_into(survivor: &mut Memory, duplicates: &[&Memory]) {
     let mut merged_from = survivor.metadata_list("merged_from");
+    survivor.expires_at =
+        latest_expiry(std::iter::once(&*survivor).chain(duplicates.iter().copied()));
     for d in duplicates {
+        record_merged(survivor, d);
         survivor.add_tags(&d.tags);
         if d.importance > survivor.importance {
             survivor.importance = d.importance;
@@ -149,105 +172,182 @@ impl Task for DeduplicationTask {
         ctx: &TaskContext,
         args: DeduplicationArgs,
     ) -> Result<DeduplicationResult, TaskError> {
-        let threshold = check_threshold("similarity_threshold", args.similarity_threshold)?;
+        let embedder = self.services.embedder().clone();
+        let threshold = check_threshold(
+            "similarity_threshold",
+            args.similarity_threshold,
+            embedder.thresholds().dedup,
+        )?;
         let store = self.services.store.as_ref();
         require_user(store, &args.user_id).await?;
-        let mut memories = load_user(store, &args.user_id).await.map_err(store_error)?;
-        let embedder = self.services.embedder().clone();
-        let refreshed = ensure_embeddings(&mut memories, embedder.as_ref()).await?;
-
-        let dim = embedder.dimension();
-        let threads = self.services.threads;
-        let rows: Vec<Vec<f32>> = memories
-            .iter()
-            .map(|m| m.embedding.clone().unwrap_or_default())
-            .collect();
-        let groups = cpu(ctx, move |stop| {
-            let m = Matrix::from_rows(dim, rows.iter().map(Vec::as_slice))?;
-            similar_groups(&m, &Search::above(threshold).threads(threads).stop_on(stop))
-        })
-        .await?
-        .map_err(similarity_error)?;
-
-        let mut report = Vec::with_capacity(groups.len());
-        let mut writes: Vec<ChangeSet> = Vec::new();
-        let mut current = ChangeSet::default();
-        let mut in_group = vec![false; memories.len()];
-        let mut survivors = Vec::with_capacity(groups.len());
-        let mut found = 0u64;
-        let mut bytes = 0usize;
-        for members in &groups {
-            let mut order = members.clone();
-            order.sort_by(|&a, &b| survivor_order(&memories[a], &memories[b]));
-            let (s, rest) = (order[0], &order[1..]);
-            let mut survivor = memories[s].clone();
-            let dups: Vec<&Memory> = rest.iter().map(|&i| &memories[i]).collect();
-            let similarities = rest
-                .iter()
-                .map(|&i| {
-                    dot(
-                        memories[s].embedding.as_deref().unwrap_or_default(),
-                        memories[i].embedding.as_deref().unwrap_or_default(),
-                    )
-                })
+        let user = args.user_id.clone();
+        with_user_lease(store, ctx, &user, LEASE, async {
+            let memories: Vec<Memory> = load_user(store, &args.user_id)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .filter(|m| !m.is_archived)
                 .collect();
-            merge_into(&mut survivor, &dups);
-            found += rest.len() as u64;
-            for &i in members {
-                in_group[i] = true;
-            }
-            survivors.push(s);
-            report.push(DuplicateGroup {
-                survivor_id: survivor.id.clone(),
-                duplicate_ids: dups.iter().map(|d| d.id.clone()).collect(),
-                similarities,
-            });
-            bytes += dups.iter().map(|d| d.stored_size()).sum::<usize>();
-            current.delete.extend(dups.iter().map(|d| d.id.clone()));
-            current.put.push(survivor);
-            if current.put.len() >= WRITE_CHUNK {
-                writes.push(std::mem::take(&mut current));
-            }
+            let plan = plan(ctx, &self.services, memories, threshold).await?;
+            apply_plan(store, args, plan).await
+        })
+        .await
+    }
+}
+
+/// How long the user's lease is held at most: the task's hard time limit.
+const LEASE: Duration = Duration::from_secs(600);
+
+/// What a run would change.
+struct Plan {
+    /// The current model's id.
+    model: String,
+    memories: Vec<Memory>,
+    /// The vectors of the current model, by position.
+    vectors: Vec<Vec<f32>>,
+    stars: Vec<Star>,
+    /// Positions of memories that had no vector.
+    unvectored: Vec<usize>,
+    guarded: u64,
+}
+
+async fn plan(
+    ctx: &TaskContext,
+    services: &MemoryServices,
+    memories: Vec<Memory>,
+    threshold: f32,
+) -> Result<Plan, TaskError> {
+    let embedder = services.embedder().clone();
+    let vectors = current_vectors(&memories, embedder.as_ref()).await?;
+    let unvectored: Vec<usize> = (0..memories.len())
+        .filter(|&i| memories[i].embedding.is_none())
+        .collect();
+    let threads = services.threads;
+    let pairs = pairs_of(ctx, embedder.dimension(), vectors.clone(), move |stop| {
+        Search::above(threshold).threads(threads).stop_on(stop)
+    })
+    .await?;
+    // Survivors: the memory with the most duplicates first (the centre of its
+    // neighbourhood, so a star covers it whole), then by survivorship.
+    let mut degree = vec![0usize; memories.len()];
+    for p in &pairs {
+        degree[p.i as usize] += 1;
+        degree[p.j as usize] += 1;
+    }
+    let mut order: Vec<usize> = (0..memories.len()).collect();
+    order.sort_by(|&a, &b| {
+        degree[b]
+            .cmp(&degree[a])
+            .then_with(|| survivor_order(&memories[a], &memories[b]))
+    });
+    let guarded = std::cell::RefCell::new(std::collections::HashSet::new());
+    let stars = star_groups(memories.len(), &pairs, &order, |c, j| {
+        let apart = difference(&memories[c].text, &memories[j].text).is_some();
+        if apart {
+            guarded.borrow_mut().insert((c.min(j), c.max(j)));
         }
-        // Vectors computed now for memories outside any group are saved too.
-        let mut saved_vectors = 0u64;
-        for &i in &refreshed {
-            if !in_group[i] {
-                current.put.push(memories[i].clone());
-                saved_vectors += 1;
-                if current.put.len() >= WRITE_CHUNK {
-                    writes.push(std::mem::take(&mut current));
+        !apart
+    });
+    let guarded = guarded.into_inner().len() as u64;
+    Ok(Plan {
+        model: embedder.model().to_string(),
+        memories,
+        vectors,
+        stars,
+        unvectored,
+        guarded,
+    })
+}
+
+async fn apply_plan(
+    store: &dyn MemoryStore,
+    args: DeduplicationArgs,
+    plan: Plan,
+) -> Result<DeduplicationResult, TaskError> {
+    let Plan {
+        model,
+        memories,
+        vectors,
+        stars,
+        unvectored,
+        guarded,
+    } = plan;
+    let with_vector = |i: usize| {
+        let mut m = memories[i].clone();
+        if m.embedding.is_none() {
+            m.embedding = Some(vectors[i].clone());
+            m.embed_model = Some(model.clone());
+        }
+        m
+    };
+    let mut out = DeduplicationResult {
+        user_id: args.user_id.clone(),
+        memories_scanned: memories.len() as u64,
+        duplicates_found: 0,
+        duplicates_merged: 0,
+        space_saved_mb: 0.0,
+        embeddings_updated: 0,
+        pairs_guarded: guarded,
+        conflicts_skipped: 0,
+        dry_run: args.dry_run,
+        groups: Vec::with_capacity(stars.len()),
+    };
+    let mut in_group = vec![false; memories.len()];
+    let mut saved_bytes: i64 = 0;
+    for star in &stars {
+        let s = star.center;
+        let dups: Vec<&Memory> = star.members.iter().map(|&(i, _)| &memories[i]).collect();
+        let mut survivor = with_vector(s);
+        merge_into(&mut survivor, &dups);
+        // What the group takes now (the survivor with the vector it is given either
+        // way), against the survivor with the duplicates in its history.
+        let before: usize =
+            with_vector(s).stored_size() + dups.iter().map(|d| d.stored_size()).sum::<usize>();
+        let mut changes = ChangeSet::new().replace(survivor.clone());
+        for d in &dups {
+            changes = changes.remove(d);
+        }
+        in_group[s] = true;
+        for &(i, _) in &star.members {
+            in_group[i] = true;
+        }
+        out.duplicates_found += dups.len() as u64;
+        out.groups.push(DuplicateGroup {
+            survivor_id: survivor.id.clone(),
+            duplicate_ids: dups.iter().map(|d| d.id.clone()).collect(),
+            similarities: star.members.iter().map(|m| m.1).collect(),
+        });
+        if args.dry_run || apply_unless_changed(store, &args.user_id, changes).await? {
+            out.duplicates_merged += dups.len() as u64;
+            saved_bytes += before as i64 - survivor.stored_size() as i64;
+            if memories[s].embedding.is_none() {
+                out.embeddings_updated += 1;
+            }
+        } else {
+            out.conflicts_skipped += 1;
+        }
+    }
+    // Memories outside any group that had no vector are saved with it.
+    let fresh: Vec<usize> = unvectored.into_iter().filter(|&i| !in_group[i]).collect();
+    for chunk in fresh.chunks(WRITE_CHUNK) {
+        let mut changes = ChangeSet::new();
+        for &i in chunk {
+            changes = changes.replace(with_vector(i));
+        }
+        if args.dry_run || apply_unless_changed(store, &args.user_id, changes).await? {
+            out.embeddings_updated += chunk.len() as u64;
+        } else {
+            // one of them changed: save the others one by one
+            for &i in chunk {
+                let one = ChangeSet::new().replace(with_vector(i));
+                if apply_unless_changed(store, &args.user_id, one).await? {
+                    out.embeddings_updated += 1;
+                } else {
+                    out.conflicts_skipped += 1;
                 }
             }
         }
-        if !current.put.is_empty() || !current.delete.is_empty() {
-            writes.push(current);
-        }
-
-        let mut merged = 0u64;
-        if !args.dry_run {
-            for w in writes {
-                merged += store.apply(&args.user_id, w).await.map_err(store_error)?;
-            }
-        }
-        let updated = if args.dry_run {
-            0
-        } else {
-            let mut is_refreshed = vec![false; memories.len()];
-            for &i in &refreshed {
-                is_refreshed[i] = true;
-            }
-            saved_vectors + survivors.iter().filter(|&&s| is_refreshed[s]).count() as u64
-        };
-        Ok(DeduplicationResult {
-            user_id: args.user_id,
-            memories_scanned: memories.len() as u64,
-            duplicates_found: found,
-            duplicates_merged: merged,
-            space_saved_mb: if args.dry_run { 0.0 } else { mib(bytes) },
-            embeddings_updated: updated,
-            dry_run: args.dry_run,
-            groups: report,
-        })
     }
+    out.space_saved_mb = mib(saved_bytes);
+    Ok(out)
 }

@@ -7,8 +7,9 @@ use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{MemoryServices, options, require_user, store_error};
-use crate::store::{DEFAULT_PAGE, PageRequest};
+use super::{MemoryServices, apply_unless_changed, options, require_user, store_error};
+use crate::model::Memory;
+use crate::store::{ChangeSet, DEFAULT_PAGE, MemoryStore, PageRequest};
 
 /// Arguments of `expire_memories_task`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,8 +36,9 @@ pub struct ExpirationResult {
 ///
 /// Reads the expiry index page by page (never the whole store), re-reads each memory
 /// to confirm it is expired (`now > expires_at`, strictly), and deletes it everywhere
-/// the store keeps it: record, vector and both indexes. Index entries of memories
-/// already gone are removed too.
+/// the store keeps it: record, vector and both indexes, only if it did not change
+/// since that read (an expiry extended or cleared meanwhile wins). Index entries of
+/// memories already gone are removed too.
 pub struct ExpireMemoriesTask {
     services: MemoryServices,
 }
@@ -85,14 +87,20 @@ impl Task for ExpireMemoriesTask {
                 by_user.entry(e.user_id).or_default().push(e.memory_id);
             }
             for (user, ids) in by_user {
-                let mut delete = Vec::with_capacity(ids.len());
+                let mut expiring = Vec::with_capacity(ids.len());
+                let mut gone = Vec::new();
                 for id in ids {
                     match store.get(&user, &id).await.map_err(store_error)? {
                         Some(m) if !m.is_expired(now) => {}
-                        _ => delete.push(id),
+                        Some(m) => expiring.push(m),
+                        None => gone.push(id),
                     }
                 }
-                let n = store.delete(&user, &delete).await.map_err(store_error)?;
+                // A stale index entry: nothing to check.
+                if !gone.is_empty() {
+                    store.delete(&user, &gone).await.map_err(store_error)?;
+                }
+                let n = delete_unless_changed(store, &user, &expiring).await?;
                 if n > 0 {
                     expired += n;
                     users.insert(user);
@@ -110,4 +118,27 @@ impl Task for ExpireMemoriesTask {
             index_entries_scanned: scanned,
         })
     }
+}
+
+/// Deletes expired memories as read: all at once, or one by one when one of them
+/// changed meanwhile (its expiry may have been extended or cleared: it is kept).
+async fn delete_unless_changed(
+    store: &dyn MemoryStore,
+    user: &str,
+    expiring: &[Memory],
+) -> Result<u64, TaskError> {
+    if expiring.is_empty() {
+        return Ok(0);
+    }
+    let all = expiring.iter().fold(ChangeSet::new(), |c, m| c.remove(m));
+    if apply_unless_changed(store, user, all).await? {
+        return Ok(expiring.len() as u64);
+    }
+    let mut n = 0;
+    for m in expiring {
+        if apply_unless_changed(store, user, ChangeSet::new().remove(m)).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }

@@ -7,9 +7,8 @@ use hippo_queue_core::{SendOptions, Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CONSOLIDATION_THRESHOLD, ConsolidationArgs, ConsolidationTask, DEDUP_THRESHOLD,
-    DeduplicationArgs, DeduplicationTask, ExpirationArgs, ExpireMemoriesTask, MemoryServices,
-    check_threshold, options, store_error,
+    ConsolidationArgs, ConsolidationTask, DeduplicationArgs, DeduplicationTask, ExpirationArgs,
+    ExpireMemoriesTask, MemoryServices, check_threshold, options, store_error,
 };
 use crate::store::{DEFAULT_PAGE, PageRequest};
 
@@ -19,13 +18,15 @@ use crate::store::{DEFAULT_PAGE, PageRequest};
 pub enum FanOutTarget {
     /// `deduplication_task` for every user.
     Deduplication {
-        /// The threshold passed on.
-        similarity_threshold: f64,
+        /// The threshold passed on (the model's default when `None`).
+        #[serde(default)]
+        similarity_threshold: Option<f64>,
     },
     /// `consolidation_task` for every user.
     Consolidation {
-        /// The threshold passed on.
-        similarity_threshold: f64,
+        /// The threshold passed on (the model's default when `None`).
+        #[serde(default)]
+        similarity_threshold: Option<f64>,
     },
     /// `expire_memories_task` for every user that has an expired memory.
     Expiration,
@@ -35,14 +36,14 @@ impl FanOutTarget {
     /// Deduplication with the default threshold.
     pub fn deduplication() -> Self {
         FanOutTarget::Deduplication {
-            similarity_threshold: DEDUP_THRESHOLD,
+            similarity_threshold: None,
         }
     }
 
     /// Consolidation with the default threshold.
     pub fn consolidation() -> Self {
         FanOutTarget::Consolidation {
-            similarity_threshold: CONSOLIDATION_THRESHOLD,
+            similarity_threshold: None,
         }
     }
 
@@ -105,7 +106,7 @@ impl Task for FanOutTask {
             | FanOutTarget::Consolidation {
                 similarity_threshold: t,
             } => {
-                check_threshold("similarity_threshold", *t)?;
+                check_threshold("similarity_threshold", *t, 0.5)?;
             }
             FanOutTarget::Expiration => {}
         }

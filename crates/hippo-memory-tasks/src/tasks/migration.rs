@@ -5,7 +5,9 @@ use chrono::Utc;
 use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{MemoryServices, invalid, options, store_error};
+use std::sync::Arc;
+
+use super::{MemoryServices, apply_unless_changed, invalid, options, store_error};
 use crate::embed::{EmbedError, Embedder};
 use crate::model::{Memory, Migration, MigrationCheckpoint, MigrationStatus};
 use crate::similarity::normalize;
@@ -169,18 +171,99 @@ async fn migrate_batch(
             }
         }
     }
-    out.migrated += put.len() as u64;
-    store
-        .apply(
-            user,
-            ChangeSet {
-                put,
-                delete: Vec::new(),
-            },
-        )
-        .await
-        .map_err(store_error)?;
+    // Written only if unchanged since read; a memory that changed is left for the
+    // closing sweep.
+    let all = put
+        .iter()
+        .cloned()
+        .fold(ChangeSet::new(), ChangeSet::replace);
+    if apply_unless_changed(store, user, all).await? {
+        out.migrated += put.len() as u64;
+    } else {
+        for m in put {
+            if apply_unless_changed(store, user, ChangeSet::new().replace(m)).await? {
+                out.migrated += 1;
+            }
+        }
+    }
     Ok(out)
+}
+
+/// Re-embeds the memories not on the migration's model yet, of every user (those
+/// added or changed while the pass ran); returns what it did.
+async fn sweep(
+    store: &dyn MemoryStore,
+    embedder: &dyn Embedder,
+) -> Result<BatchOutcome, TaskError> {
+    let (model, dim) = (embedder.model().to_string(), embedder.dimension());
+    let mut out = BatchOutcome {
+        migrated: 0,
+        failed: 0,
+        error: None,
+    };
+    let mut users = PageRequest::first(DEFAULT_PAGE);
+    loop {
+        let p = store.list_users(&users).await.map_err(store_error)?;
+        for user in &p.items {
+            let stale: Vec<Memory> = crate::store::load_user(store, user)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .filter(|m| !on_model(m, &model, dim))
+                .collect();
+            for batch in stale.chunks(MIGRATION_BATCH) {
+                let o = migrate_batch(store, embedder, user, batch.to_vec()).await?;
+                out.migrated += o.migrated;
+                out.failed += o.failed;
+                out.error = o.error.or(out.error);
+            }
+        }
+        match p.next {
+            Some(c) => users = users.after(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Most closing sweeps: each picks up what was added during the one before.
+const SWEEPS: usize = 3;
+
+/// Records a run stopped while it works (a revoke with `terminate`, or its worker
+/// stopping it): dropped before [`TerminationRecord::disarm`], it saves the last
+/// record as `interrupted`, with the reason in `error` (a process that dies outright
+/// leaves `in_progress`; both are resumed by sending the task again).
+struct TerminationRecord {
+    store: Arc<dyn MemoryStore>,
+    latest: Option<Migration>,
+}
+
+impl TerminationRecord {
+    fn disarm(mut self) {
+        self.latest = None;
+    }
+}
+
+impl Drop for TerminationRecord {
+    fn drop(&mut self) {
+        let Some(mut m) = self.latest.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        m.status = MigrationStatus::Interrupted;
+        m.error = Some(format!(
+            "stopped while running after {} of {} memories; send the task again to resume",
+            m.migrated_count + m.failed_count,
+            m.total_memories
+        ));
+        let store = self.store.clone();
+        runtime.spawn(async move {
+            if let Err(e) = store.save_migration(&m).await {
+                tracing::warn!(migration = %m.id, error = %e, "could not record the termination");
+            }
+        });
+    }
 }
 
 impl Task for MigrateEmbeddingsTask {
@@ -250,8 +333,36 @@ impl Task for MigrateEmbeddingsTask {
             return Err(invalid(mig.error.unwrap_or_default()));
         }
 
-        let resumed = mig.status == MigrationStatus::InProgress;
-        if !resumed {
+        let mut record = TerminationRecord {
+            store: self.services.store.clone(),
+            latest: None,
+        };
+        let out = self.migrate(ctx, mig, embedder.as_ref(), &mut record).await;
+        record.disarm();
+        out
+    }
+}
+
+impl MigrateEmbeddingsTask {
+    async fn migrate(
+        &self,
+        ctx: &TaskContext,
+        mut mig: Migration,
+        embedder: &dyn Embedder,
+        record: &mut TerminationRecord,
+    ) -> Result<MigrationResult, TaskError> {
+        let store = self.services.store.as_ref();
+        let save = |m: &Migration| {
+            let m = m.clone();
+            async move { store.save_migration(&m).await.map_err(store_error) }
+        };
+        let resumed = matches!(
+            mig.status,
+            MigrationStatus::InProgress | MigrationStatus::Interrupted
+        );
+        if resumed {
+            mig.status = MigrationStatus::InProgress;
+        } else {
             mig.status = MigrationStatus::InProgress;
             mig.started_at = Some(Utc::now());
             if mig.old_model.is_none() {
@@ -260,6 +371,7 @@ impl Task for MigrateEmbeddingsTask {
             mig.total_memories = count_all(store).await.map_err(store_error)?;
             save(&mig).await?;
         }
+        record.latest = Some(mig.clone());
 
         // The user being worked on and the memory cursor within it, then the users
         // after it.
@@ -323,7 +435,7 @@ impl Task for MigrateEmbeddingsTask {
             }
 
             let last_id = p.items.last().map(|m| m.id.clone()).unwrap_or_default();
-            let outcome = migrate_batch(store, embedder.as_ref(), &user, p.items).await?;
+            let outcome = migrate_batch(store, embedder, &user, p.items).await?;
             batches += 1;
             mig.migrated_count += outcome.migrated;
             mig.failed_count += outcome.failed;
@@ -335,10 +447,22 @@ impl Task for MigrateEmbeddingsTask {
                 memory_id: last_id.clone(),
             });
             save(&mig).await?;
+            record.latest = Some(mig.clone());
             if p.next.is_some() {
                 current = Some((user, Some(last_id)));
             }
         }
+        for _ in 0..SWEEPS {
+            // Failures were counted when first met: a sweep counts what it moves.
+            let o = sweep(store, embedder).await?;
+            mig.migrated_count += o.migrated;
+            mig.error = o.error.or(mig.error);
+            if o.migrated == 0 {
+                break;
+            }
+            batches += 1;
+        }
+        mig.total_memories = count_all(store).await.map_err(store_error)?;
         mig.status = MigrationStatus::Completed;
         mig.completed_at = Some(Utc::now());
         save(&mig).await?;

@@ -15,9 +15,17 @@
 //!
 //! Every task acknowledges late and is requeued when its worker dies (each is safe to
 //! run again), retries up to 3 times with exponential backoff (2 s, at most 300 s) on
-//! `StoreUnavailable` and `EmbedderUnavailable` errors, and rejects arguments a retry
-//! cannot fix (unknown user, threshold outside 0..=1, missing migration) with a
-//! `TaskError` of kind `InvalidArgument`.
+//! `StoreUnavailable`, `EmbedderUnavailable` and `UserBusy` errors, and rejects
+//! arguments a retry cannot fix (unknown user, threshold outside 0..=1, missing
+//! migration) with a `TaskError` of kind `InvalidArgument`.
+//!
+//! ## Nothing a user said is destroyed
+//! - Every write a task makes is conditional on the versions of the memories it read
+//!   ([`ChangeSet::expect`]): a memory the user edited or deleted meanwhile keeps the
+//!   user's version, and the task's change to it is skipped.
+//! - Deduplication, consolidation, summarisation and compression hold the user's
+//!   maintenance lease, so two never work on one user at once.
+//! - What a task folds away stays recoverable: see [`history`](crate::history).
 //!
 //! Build the app with [`router`](crate::router) (the guide's queues) and register the
 //! tasks with [`register_all`].
@@ -28,6 +36,7 @@ mod dedup;
 mod expiration;
 mod fanout;
 mod health;
+mod lease;
 mod migration;
 mod procedural;
 mod summarization;
@@ -36,13 +45,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use hippo_queue_core::{App, TaskContext, TaskError, TaskOptions};
 
 use crate::embed::{EmbedError, Embedder, EmbedderRegistry, HashEmbedder};
 use crate::llm::Llm;
 use crate::model::Memory;
-use crate::similarity::{SimilarityError, normalize};
-use crate::store::{MemoryStore, StoreError};
+use crate::similarity::{Matrix, Pair, Search, SimilarityError, normalize, similar_pairs};
+use crate::store::{ChangeSet, MemoryStore, StoreError};
+
+pub(crate) use lease::with_user_lease;
 
 pub use compression::{CompressionArgs, CompressionResult, CompressionTask, compression_ratio};
 pub use consolidation::{ConsolidationArgs, ConsolidationResult, ConsolidationTask};
@@ -72,10 +84,15 @@ pub const STORE_ERROR: &str = "StoreError";
 pub const EMBEDDER_UNAVAILABLE: &str = "EmbedderUnavailable";
 /// Error kind of an embedding model that refused its input.
 pub const EMBEDDER_ERROR: &str = "EmbedderError";
+/// Error kind of a user whose maintenance lease another task holds (retried).
+pub const USER_BUSY: &str = "UserBusy";
+/// Error kind of a write refused because a memory changed since it was read.
+pub const CONFLICT: &str = "Conflict";
 
-/// Default duplicate threshold (a pair is a duplicate strictly above it).
+/// The lexical model's duplicate threshold (a pair is a duplicate strictly above
+/// it); other models have their own, see [`Thresholds`](crate::embed::Thresholds).
 pub const DEDUP_THRESHOLD: f64 = 0.88;
-/// Default consolidation threshold (inclusive).
+/// The lexical model's consolidation threshold (inclusive).
 pub const CONSOLIDATION_THRESHOLD: f64 = 0.85;
 /// Memories re-embedded per call to the embedder.
 const EMBED_BATCH: usize = 256;
@@ -179,6 +196,7 @@ pub(crate) fn options(queue: &str, key: &str, soft: u64, hard: u64) -> TaskOptio
         .retry_backoff_max(Duration::from_secs(300))
         .autoretry_for_kind(STORE_UNAVAILABLE)
         .autoretry_for_kind(EMBEDDER_UNAVAILABLE)
+        .autoretry_for_kind(USER_BUSY)
         .acks_late(true)
         .reject_on_worker_lost(true)
 }
@@ -191,8 +209,50 @@ pub(crate) fn invalid(message: impl Into<String>) -> TaskError {
 pub(crate) fn store_error(e: StoreError) -> TaskError {
     match e {
         StoreError::Unavailable(_) => TaskError::new(STORE_UNAVAILABLE, e.to_string()),
+        StoreError::Conflict { .. } => TaskError::new(CONFLICT, e.to_string()),
         other => TaskError::new(STORE_ERROR, other.to_string()),
     }
+}
+
+/// Applies a task's change set; `Ok(false)` when a memory it read changed meanwhile
+/// (the user's write wins and this change is skipped; the next run sees the new
+/// state).
+pub(crate) async fn apply_unless_changed(
+    store: &dyn MemoryStore,
+    user_id: &str,
+    changes: ChangeSet,
+) -> Result<bool, TaskError> {
+    match store.apply(user_id, changes).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { id }) => {
+            tracing::info!(user = user_id, memory = %id, "memory changed while the task ran; change skipped");
+            Ok(false)
+        }
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// The expiry a memory made from `sources` inherits: the earliest among them, so
+/// that nothing set to expire lives on inside it.
+pub(crate) fn earliest_expiry<'a>(
+    sources: impl IntoIterator<Item = &'a Memory>,
+) -> Option<DateTime<Utc>> {
+    sources.into_iter().filter_map(|m| m.expires_at).min()
+}
+
+/// The expiry of a survivor that stands for `members`: none if any of them is
+/// permanent, else the latest, so that a merge never shortens a memory's life.
+pub(crate) fn latest_expiry<'a>(
+    members: impl IntoIterator<Item = &'a Memory>,
+) -> Option<DateTime<Utc>> {
+    let mut latest = None;
+    for m in members {
+        match m.expires_at {
+            None => return None,
+            Some(e) => latest = latest.max(Some(e)),
+        }
+    }
+    latest
 }
 
 pub(crate) fn embed_error(e: EmbedError) -> TaskError {
@@ -209,8 +269,10 @@ pub(crate) fn similarity_error(e: SimilarityError) -> TaskError {
     }
 }
 
-/// Checks a similarity threshold: a number within 0..=1.
-pub(crate) fn check_threshold(name: &str, t: f64) -> Result<f32, TaskError> {
+/// Checks a similarity threshold: a number within 0..=1, the model's default when
+/// not given.
+pub(crate) fn check_threshold(name: &str, t: Option<f64>, default: f64) -> Result<f32, TaskError> {
+    let t = t.unwrap_or(default);
     if t.is_finite() && (0.0..=1.0).contains(&t) {
         Ok(t as f32)
     } else {
@@ -283,6 +345,40 @@ pub(crate) async fn ensure_embeddings(
     Ok(stale)
 }
 
+/// The vectors of the current model for `memories`, by position: the stored one
+/// where it is the current model's, else computed now (on copies: a task saves a
+/// vector only for a memory that had none, never over another model's).
+pub(crate) async fn current_vectors(
+    memories: &[Memory],
+    embedder: &dyn Embedder,
+) -> Result<Vec<Vec<f32>>, TaskError> {
+    let mut work = memories.to_vec();
+    ensure_embeddings(&mut work, embedder).await?;
+    Ok(work
+        .into_iter()
+        .map(|m| m.embedding.unwrap_or_default())
+        .collect())
+}
+
+/// Most similar pairs a dedup or consolidation run accepts.
+const MAX_PAIRS: usize = 5_000_000;
+
+/// Every pair of rows the search accepts, on the blocking pool (stopped at the soft
+/// time limit).
+pub(crate) async fn pairs_of(
+    ctx: &TaskContext,
+    dim: usize,
+    rows: Vec<Vec<f32>>,
+    search: impl FnOnce(&AtomicBool) -> Search<'_> + Send + 'static,
+) -> Result<Vec<Pair>, TaskError> {
+    cpu(ctx, move |stop| {
+        let m = Matrix::from_rows(dim, rows.iter().map(Vec::as_slice))?;
+        similar_pairs(&m, &search(stop), MAX_PAIRS)
+    })
+    .await?
+    .map_err(similarity_error)
+}
+
 /// Embeds texts with the current model (normalised).
 pub(crate) async fn embed_texts(
     embedder: &dyn Embedder,
@@ -348,8 +444,8 @@ pub(crate) fn union_tags<'a>(memories: impl IntoIterator<Item = &'a Memory>) -> 
     out
 }
 
-/// Bytes to megabytes (MiB).
-pub(crate) fn mib(bytes: usize) -> f64 {
+/// Bytes to megabytes (MiB), negative when storage grew.
+pub(crate) fn mib(bytes: i64) -> f64 {
     bytes as f64 / 1_048_576.0
 }
 

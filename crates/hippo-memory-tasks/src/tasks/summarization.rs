@@ -6,7 +6,10 @@ use hippo_queue_core::{Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{MemoryServices, embed_texts, invalid, options, require_user, store_error, union_tags};
+use super::{
+    MemoryServices, apply_unless_changed, earliest_expiry, embed_texts, invalid, options,
+    require_user, store_error, union_tags, with_user_lease,
+};
 use crate::model::{Memory, MemoryType};
 use crate::store::{ChangeSet, load_user};
 use crate::text::join_first_sentences;
@@ -111,6 +114,9 @@ pub struct SummarizationResult {
     pub summary_ids: Vec<String>,
     /// Summaries whose text came from the heuristic (no model, or the call failed).
     pub heuristic_summaries: u64,
+    /// Batches skipped because a member changed while the task ran.
+    #[serde(default)]
+    pub conflicts_skipped: u64,
 }
 
 /// Summarises a user's old memories (queue `background`, routing key
@@ -121,8 +127,11 @@ pub struct SummarizationResult {
 /// and 3: unarchived summaries of the level below, in full batches of 5. Each summary
 /// is a `summary` memory whose text comes from the language model or, without one,
 /// from the first sentence of each member; it records `summary_level` and
-/// `summarized_from`. Summarised members are kept, archived (`is_archived`), with
-/// `summarized_into` set. Everything is written in one atomic change per user.
+/// `summarized_from`, and inherits the earliest `expires_at` of its members.
+/// Summarised members are kept, archived (`is_archived`), with `summarized_into` set:
+/// they are the source of truth behind a lossy summary. Each summary is written with
+/// its archived members in one atomic change, made only if no member changed since
+/// it was read.
 pub struct AutoSummarizationTask {
     services: MemoryServices,
 }
@@ -152,7 +161,7 @@ impl Task for AutoSummarizationTask {
 
     async fn run(
         &self,
-        _ctx: &TaskContext,
+        ctx: &TaskContext,
         args: SummarizationArgs,
     ) -> Result<SummarizationResult, TaskError> {
         if args.min_age_days > 36_500 {
@@ -163,6 +172,32 @@ impl Task for AutoSummarizationTask {
         }
         let store = self.services.store.as_ref();
         require_user(store, &args.user_id).await?;
+        let user = args.user_id.clone();
+        with_user_lease(store, ctx, &user, LEASE, self.summarize(args)).await
+    }
+}
+
+/// How long the user's lease is held at most: the task's hard time limit.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl AutoSummarizationTask {
+    /// The summary text of a batch, and whether it came from the heuristic.
+    async fn summary_text(&self, user: &str, texts: &[String]) -> (String, bool) {
+        match &self.services.llm {
+            Some(llm) => match llm.summarize(texts).await {
+                Ok(t) => (t, false),
+                Err(e) => {
+                    tracing::warn!(user, error = %e, "summarization: language model failed, using the heuristic");
+                    (join_first_sentences(texts), true)
+                }
+            },
+            None => (join_first_sentences(texts), true),
+        }
+    }
+
+    async fn summarize(&self, args: SummarizationArgs) -> Result<SummarizationResult, TaskError> {
+        let store = self.services.store.as_ref();
+        let embedder = self.services.embedder();
         let now = Utc::now();
         let mut memories = load_user(store, &args.user_id).await.map_err(store_error)?;
         memories.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
@@ -176,11 +211,11 @@ impl Task for AutoSummarizationTask {
         }
 
         let min_age = f64::from(args.min_age_days);
-        let mut changed: Vec<Memory> = Vec::new();
-        let mut summaries: Vec<Memory> = Vec::new();
         let mut by_level = vec![0u64; SUMMARY_LEVELS as usize];
-        let mut heuristic = 0u64;
-        let mut summarized = 0u64;
+        let (mut heuristic, mut summarized, mut conflicts) = (0u64, 0u64, 0u64);
+        let mut ids = Vec::new();
+        // Summaries written by this run and not yet archived, as stored.
+        let mut fresh: Vec<Memory> = Vec::new();
 
         // Level 1 candidates.
         let mut pool: Vec<Memory> = memories
@@ -205,12 +240,7 @@ impl Task for AutoSummarizationTask {
                     })
                     .cloned()
                     .collect();
-                below.extend(
-                    summaries
-                        .iter()
-                        .filter(|m| level_of(m) == level - 1)
-                        .cloned(),
-                );
+                below.extend(fresh.iter().filter(|m| level_of(m) == level - 1).cloned());
                 pool = below;
             }
             let full = pool.len() / SUMMARY_BATCH * SUMMARY_BATCH;
@@ -219,32 +249,25 @@ impl Task for AutoSummarizationTask {
             } else {
                 full
             };
-            let mut new_level = Vec::new();
+            // One write per summary: it and its archived members, atomically, only if
+            // no member changed since it was read.
             for batch in pool[..take].chunks(SUMMARY_BATCH) {
                 let texts: Vec<String> = batch.iter().map(|m| m.text.clone()).collect();
-                let text = match &self.services.llm {
-                    Some(llm) => match llm.summarize(&texts).await {
-                        Ok(t) => t,
-                        Err(e) => {
-                            tracing::warn!(user = %args.user_id, error = %e, "summarization: language model failed, using the heuristic");
-                            heuristic += 1;
-                            join_first_sentences(&texts)
-                        }
-                    },
-                    None => {
-                        heuristic += 1;
-                        join_first_sentences(&texts)
-                    }
-                };
+                let (text, by_heuristic) = self.summary_text(&args.user_id, &texts).await;
                 let mut s = Memory::new(args.user_id.clone(), text, MemoryType::Summary);
                 s.importance = batch.iter().map(|m| m.importance).fold(f64::MIN, f64::max);
                 s.confidence = batch.iter().map(|m| m.confidence).fold(f64::MAX, f64::min);
                 s.tags = union_tags(batch.iter());
+                s.expires_at = earliest_expiry(batch.iter());
                 s.metadata.insert("summary_level".into(), json!(level));
                 s.metadata.insert(
                     "summarized_from".into(),
                     json!(batch.iter().map(|m| m.id.clone()).collect::<Vec<_>>()),
                 );
+                let mut v = embed_texts(embedder.as_ref(), vec![s.text.clone()]).await?;
+                s.embedding = v.pop();
+                s.embed_model = Some(embedder.model().to_string());
+                let mut changes = ChangeSet::new();
                 for m in batch {
                     let mut archived = m.clone();
                     archived.is_archived = true;
@@ -252,53 +275,31 @@ impl Task for AutoSummarizationTask {
                         .metadata
                         .insert("summarized_into".into(), json!(s.id.clone()));
                     archived.updated_at = now;
-                    summarized += 1;
-                    // a summary created in this run is written once, archived
-                    if let Some(pos) = summaries.iter().position(|x| x.id == archived.id) {
-                        summaries[pos] = archived;
-                    } else {
-                        changed.push(archived);
-                    }
+                    changes = changes.replace(archived);
                 }
+                if !apply_unless_changed(store, &args.user_id, changes.create(s.clone())).await? {
+                    conflicts += 1;
+                    continue;
+                }
+                fresh.retain(|f| !batch.iter().any(|m| m.id == f.id));
+                s.version = 1;
+                summarized += batch.len() as u64;
+                heuristic += u64::from(by_heuristic);
                 by_level[(level - 1) as usize] += 1;
-                new_level.push(s);
+                ids.push(s.id.clone());
+                fresh.push(s);
             }
-            summaries.extend(new_level);
         }
 
-        let embedder = self.services.embedder();
-        let vectors = embed_texts(
-            embedder.as_ref(),
-            summaries.iter().map(|m| m.text.clone()).collect(),
-        )
-        .await?;
-        for (s, v) in summaries.iter_mut().zip(vectors) {
-            s.embedding = Some(v);
-            s.embed_model = Some(embedder.model().to_string());
-        }
-        let ids: Vec<String> = summaries.iter().map(|s| s.id.clone()).collect();
-        let created = summaries.len() as u64;
-        changed.extend(summaries);
-        if !changed.is_empty() {
-            store
-                .apply(
-                    &args.user_id,
-                    ChangeSet {
-                        put: changed,
-                        delete: Vec::new(),
-                    },
-                )
-                .await
-                .map_err(store_error)?;
-        }
         Ok(SummarizationResult {
             user_id: args.user_id,
             memories_summarized: summarized,
-            summaries_created: created,
+            summaries_created: ids.len() as u64,
             tiers,
             summaries_by_level: by_level,
             summary_ids: ids,
             heuristic_summaries: heuristic,
+            conflicts_skipped: conflicts,
         })
     }
 }

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: both stores, eager runs, fixtures.
 #![allow(dead_code)]
 
+pub mod hooked;
+pub mod model;
+
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -104,11 +107,11 @@ impl Lcg {
     }
 }
 
-const NAMES: &[&str] = &[
+pub const NAMES: &[&str] = &[
     "Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Gustav", "Hana", "Ivan", "Jonas", "Keiko",
     "Liam", "Maya", "Nora", "Omar", "Priya",
 ];
-const VERBS: &[&str] = &[
+pub const VERBS: &[&str] = &[
     "prefers",
     "booked",
     "forgot",
@@ -122,7 +125,7 @@ const VERBS: &[&str] = &[
     "planned",
     "reviewed",
 ];
-const THINGS: &[&str] = &[
+pub const THINGS: &[&str] = &[
     "the blue bicycle",
     "a table at the harbour restaurant",
     "the quarterly tax report",
@@ -138,7 +141,7 @@ const THINGS: &[&str] = &[
     "the dentist appointment",
     "a hiking map of Madeira",
 ];
-const WHEN: &[&str] = &[
+pub const WHEN: &[&str] = &[
     "on Monday morning",
     "last weekend",
     "before the holidays",
