@@ -382,6 +382,7 @@ impl From<ClientError> for ApiError {
             ClientError::NoMigration(id) => ApiError::not_found(format!("no migration {id:?}")),
             ClientError::Queue(e) => ApiError::unavailable(format!("the queue failed: {e}")),
             ClientError::Store(e) => e.into(),
+            other => ApiError::unavailable(other.to_string()),
         }
     }
 }

@@ -48,6 +48,7 @@ use crate::tasks::{
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// An argument is out of range or missing.
     #[error("invalid argument: {0}")]

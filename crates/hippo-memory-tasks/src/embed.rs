@@ -40,6 +40,7 @@ pub const DIMENSION: usize = 384;
 
 /// Why texts could not be embedded.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmbedError {
     /// The model cannot be reached now (worth retrying).
     #[error("embedding model unavailable: {0}")]

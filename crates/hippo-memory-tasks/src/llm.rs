@@ -28,6 +28,7 @@ use async_trait::async_trait;
 
 /// Why a model call failed (the task then falls back to its heuristic).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum LlmError {
     /// The model could not be reached or timed out.
     #[error("language model unavailable: {0}")]

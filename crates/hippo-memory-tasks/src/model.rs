@@ -29,6 +29,7 @@ pub type Metadata = BTreeMap<String, Value>;
 /// The nine kinds of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MemoryType {
     /// What the user likes or wants.
     Preference,
@@ -255,6 +256,7 @@ pub fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 /// The state of an embedding migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MigrationStatus {
     /// Created, not started.
     Pending,

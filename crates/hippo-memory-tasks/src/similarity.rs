@@ -39,6 +39,7 @@ const PANELS_PER_BLOCK: usize = 16;
 
 /// Why a search did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimilarityError {
     /// A vector has the wrong number of components.
     #[error("vector {index} has {got} components, expected {expected}")]

@@ -47,6 +47,7 @@ pub const DEFAULT_PAGE: usize = 500;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The store cannot be reached (worth retrying).
     #[error("memory store unavailable: {0}")]

@@ -44,6 +44,7 @@ pub struct HealthCheckArgs {
 /// The band of an overall score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HealthStatus {
     /// 90 and above.
     Excellent,
