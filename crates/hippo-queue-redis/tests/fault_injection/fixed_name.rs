@@ -127,6 +127,50 @@ async fn a_second_live_worker_with_the_same_name_is_refused() {
     }
 }
 
+/// Two processes that will use one fixed name, on one server: the first ("old")
+/// reaches Redis through a proxy that the scenario can stop, the second ("new")
+/// directly; each app logs its runs apart. `app` and `backend` send and read.
+struct Twins {
+    server: RedisServer,
+    proxy: Proxy,
+    counters: Counters,
+    log_old: Log,
+    cfg: WorkerCfg,
+    app_old: hippo_queue_core::App,
+    app_new: hippo_queue_core::App,
+    app: hippo_queue_core::App,
+    backend: hippo_queue_redis::RedisBackend,
+}
+
+impl Twins {
+    async fn start(name: &str) -> Twins {
+        let server = RedisServer::start();
+        let url = server.url(0);
+        let counter_url = server.url(COUNTER_DB);
+        let proxy = Proxy::start(server.port).await;
+        let counters = Counters::connect(&counter_url).await;
+        let log_old: Log = Default::default();
+        let log_new: Log = Default::default();
+        let cfg = WorkerCfg::new(2, 1)
+            .lost_after(Duration::from_secs(1))
+            .named(name);
+        let (app_old, _) = app_on(&proxy.url(0), &counter_url, Some(log_old.clone())).await;
+        let (app_new, _) = app_on(&url, &counter_url, Some(log_new)).await;
+        let (app, backend) = app_on(&url, &counter_url, None).await;
+        Twins {
+            server,
+            proxy,
+            counters,
+            log_old,
+            cfg,
+            app_old,
+            app_new,
+            app,
+            backend,
+        }
+    }
+}
+
 /// A worker cut off from Redis long enough to be judged dead, whose fixed name a new
 /// process takes meanwhile: when the network returns, the old process's beats are
 /// refused (another incarnation holds the name), it starts nothing, and its shutdown
@@ -135,18 +179,19 @@ async fn a_second_live_worker_with_the_same_name_is_refused() {
 async fn name_taken_while_cut_off() {
     let _machine = light().await;
     let scenario = "fixed name taken while its holder was cut off";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
-    let proxy = Proxy::start(server.port).await;
-    let counters = Counters::connect(&counter_url).await;
-    let (log_old, log_new): (Log, Log) = Default::default();
-    let cfg = WorkerCfg::new(2, 1)
-        .lost_after(Duration::from_secs(1))
-        .named("w-fixed");
-    let (app_old, _) = app_on(&proxy.url(0), &counter_url, Some(log_old.clone())).await;
-    let (app_new, _) = app_on(&url, &counter_url, Some(log_new.clone())).await;
-    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let t = Twins::start("w-fixed").await;
+    let Twins {
+        server: _server,
+        proxy,
+        counters,
+        log_old,
+        cfg,
+        app_old,
+        app_new,
+        app,
+        backend,
+        ..
+    } = t;
     let old = cfg.builder(&app_old).start().await.expect("old worker");
     let first = send_one(&app, 2000, late()).await;
     assert!(
@@ -219,18 +264,18 @@ async fn name_taken_while_cut_off() {
 async fn name_taken_back_after_the_new_holder_dies() {
     let _machine = light().await;
     let scenario = "fixed name taken back after its new holder died";
-    let server = RedisServer::start();
-    let url = server.url(0);
-    let counter_url = server.url(COUNTER_DB);
-    let proxy = Proxy::start(server.port).await;
-    let counters = Counters::connect(&counter_url).await;
-    let (log_old, log_new): (Log, Log) = Default::default();
-    let cfg = WorkerCfg::new(2, 1)
-        .lost_after(Duration::from_secs(1))
-        .named("w-back");
-    let (app_old, _) = app_on(&proxy.url(0), &counter_url, Some(log_old.clone())).await;
-    let (app_new, _) = app_on(&url, &counter_url, Some(log_new.clone())).await;
-    let (app, backend) = app_on(&url, &counter_url, None).await;
+    let t = Twins::start("w-back").await;
+    let Twins {
+        server: _server,
+        proxy,
+        counters,
+        cfg,
+        app_old,
+        app_new,
+        app,
+        backend,
+        ..
+    } = t;
     let old = cfg.builder(&app_old).start().await.expect("old worker");
     proxy.pause();
     let new = cfg.builder(&app_new).start().await.expect("new worker");
