@@ -11,7 +11,7 @@ use hippo_queue_core::backend::prelude::*;
 
 use crate::harness::{
     COUNTER_DB, Child, ChildSpec, Counters, Log, Row, Sampler, Scene, What, WorkerCfg, app_on,
-    events, late, light, note, send_one, send_work, wait_final,
+    events, failure_kind, late, light, note, send_one, send_work, wait_final,
 };
 use crate::proxy::Proxy;
 
@@ -289,10 +289,7 @@ async fn name_taken_back_after_the_new_holder_dies() {
     let limit = Duration::from_secs(20);
     let finals = wait_final(&backend, std::slice::from_ref(&id), limit, limit).await;
     old.shutdown().await;
-    let kind = finals
-        .get(&id)
-        .and_then(|m| m.error.as_ref())
-        .map(|e| e.kind.clone());
+    let kind = failure_kind(&finals, &id);
     println!("| {scenario} | final record: {kind:?} |");
     assert_eq!(
         kind.as_deref(),

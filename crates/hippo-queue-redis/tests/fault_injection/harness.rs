@@ -670,6 +670,14 @@ async fn sample(c: &mut MultiplexedConnection) -> redis::RedisResult<(u64, u64)>
 
 /// Waits until every id has a final record, or no new one appeared for `stall`, or
 /// `cap` passed. Returns the records found (final ones only).
+/// The error kind of a task's final record, if it ended with one.
+pub fn failure_kind(finals: &HashMap<String, TaskMeta>, id: &str) -> Option<String> {
+    finals
+        .get(id)
+        .and_then(|m| m.error.as_ref())
+        .map(|e| e.kind.clone())
+}
+
 pub async fn wait_final(
     backend: &RedisBackend,
     ids: &[String],

@@ -13,8 +13,8 @@ use hippo_queue_redis::test_server::{RedisServer, Reply};
 
 use crate::harness::{
     COUNTER_DB, Counters, Log, PastBadRecord, Row, Sampler, Scene, What, Work, WorkerCfg, app_on,
-    app_with, events, fetch_past_bad_record, good_outgoing, int, late, light, note, send_one,
-    send_work, wait_final, wait_for,
+    app_with, events, failure_kind, fetch_past_bad_record, good_outgoing, int, late, light, note,
+    send_one, send_work, wait_final, wait_for,
 };
 
 /// Q1: `P:wq:W` deleted while W lives (a false recovery) is never re-asserted, so
@@ -702,10 +702,7 @@ async fn q14_recoverer_dies_before_writing_the_failure_record() {
     let limit = timeout + 4 * cfg.lost_after;
     let finals = wait_final(&backend_x, std::slice::from_ref(&id), limit, limit).await;
     x.kill();
-    let kind = finals
-        .get(&id)
-        .and_then(|m| m.error.as_ref())
-        .map(|e| e.kind.clone());
+    let kind = failure_kind(&finals, &id);
     println!("| {scenario} | final record after the recoverer died: {kind:?} |");
     assert_eq!(
         kind.as_deref(),
