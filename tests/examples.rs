@@ -318,7 +318,7 @@ fn client_help_and_usage_errors() {
         assert!(help.contains(cmd), "{help}");
     }
     let mut bad = example("client");
-    bad.args(["--api-url", "https://example.invalid", "status", "x"]);
+    bad.args(["--api-url", "ftp://example.invalid", "status", "x"]);
     let out = run_within(bad, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("only http://"));
@@ -399,7 +399,7 @@ fn embedded_api_answers_the_guide_curl_examples() {
     assert_eq!(status["result"]["duplicates_merged"], 2, "{status}");
     let (code, doc) = curl(&[&format!("{url}/openapi.json")]);
     assert_eq!(code, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/api/v1/tasks/deduplication",
         "/api/v1/tasks/consolidation",

@@ -66,6 +66,7 @@ pub enum ClientError {
 
 /// The guide's task status: `GET /api/v1/tasks/{task_id}/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct TaskStatus {
     /// The task.
     pub task_id: String,

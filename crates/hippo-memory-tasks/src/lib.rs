@@ -45,10 +45,13 @@
 //! - [`text`]: the heuristics used without a language model;
 //! - [`tasks`]: the eight tasks and the fan-out task;
 //! - [`schedule`]: the beat entries from the guide's variables;
-//! - [`client`]: the typed client for host applications.
+//! - [`client`]: the typed client for host applications;
+//! - [`api`]: the guide's HTTP API as an axum router (feature `api`) and its typed
+//!   HTTP client (feature `api-client`).
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod client;
 pub mod embed;
 pub mod eval;

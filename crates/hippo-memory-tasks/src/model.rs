@@ -27,6 +27,7 @@ use serde_json::Value;
 pub type Metadata = BTreeMap<String, Value>;
 
 /// The nine kinds of memory.
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -111,6 +112,7 @@ fn default_confidence() -> f64 {
 }
 
 /// One memory of one user.
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
     /// UUID string.
@@ -146,6 +148,7 @@ pub struct Memory {
     pub access_count: u64,
     /// Free-form metadata (`consolidated_from`, `merged_from`, `summary_level`, ...).
     #[serde(default)]
+    #[cfg_attr(feature = "api", schema(value_type = Object))]
     pub metadata: Metadata,
     /// The agent that wrote it.
     #[serde(default)]
@@ -254,6 +257,7 @@ pub fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 }
 
 /// The state of an embedding migration.
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -285,6 +289,7 @@ impl MigrationStatus {
 
 /// Where a migration has got to: every memory up to and including (`user_id`,
 /// `memory_id`), in the order users and their memories are listed, is done.
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationCheckpoint {
     /// The user of the last finished memory.
@@ -294,6 +299,7 @@ pub struct MigrationCheckpoint {
 }
 
 /// A persisted embedding migration: re-embed every memory with `new_model`.
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Migration {
     /// Its id (`mig_<uuid>`).
@@ -357,6 +363,7 @@ pub const RULE_DEFAULT_CONFIDENCE: f64 = 0.7;
 pub const RULE_DEFAULT_SUCCESS_RATE: f64 = 0.5;
 
 /// A learned rule of how to act for a user.
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProceduralRule {
     /// Its id.
@@ -380,6 +387,7 @@ pub struct ProceduralRule {
     pub active: bool,
     /// Free-form metadata.
     #[serde(default)]
+    #[cfg_attr(feature = "api", schema(value_type = Object))]
     pub metadata: Metadata,
 }
 
