@@ -20,6 +20,30 @@ use crate::tasks::{
     ExpireMemoriesTask, HealthCheckTask,
 };
 
+/// The answers to a task submission, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: it describes what `submitted` and `ApiError` answer
+enum SubmitAnswers {
+    /// The task is queued.
+    #[response(status = 202, description = "submitted")]
+    Queued(Submitted),
+    /// The finished task.
+    #[response(status = 200, description = "with \"async\": false, the finished task")]
+    Finished(TaskStatus),
+    /// The body is not JSON.
+    #[response(status = 400, description = "not JSON")]
+    NotJson(ErrorBody),
+    /// No memories are stored for the user.
+    #[response(status = 404, description = "unknown user")]
+    UnknownUser(ErrorBody),
+    /// A field is missing or invalid.
+    #[response(status = 422, description = "a field is missing or invalid")]
+    Invalid(ErrorBody),
+    /// Redis or the store cannot be reached.
+    #[response(status = 503, description = "the queue or the store is unreachable")]
+    Unavailable(ErrorBody),
+}
+
 /// Records a submitted task and answers: 202 [`Submitted`], or, with `"async": false`,
 /// 200 and the task's status once it has finished.
 pub(super) async fn submitted<T: Task>(
@@ -59,13 +83,7 @@ async fn optional_user(s: &ApiState, user: Option<String>) -> Result<Option<Stri
 /// Find and merge duplicate memories (`deduplication_task`, queue `memory_ops`).
 #[utoipa::path(post, path = "/api/v1/tasks/deduplication", tag = "tasks",
     request_body = DeduplicationRequest,
-    responses(
-        (status = 202, description = "submitted", body = Submitted),
-        (status = 200, description = "with \"async\": false, the finished task", body = TaskStatus),
-        (status = 400, description = "not JSON", body = ErrorBody),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 422, description = "a field is missing or invalid", body = ErrorBody),
-        (status = 503, description = "the queue or the store is unreachable", body = ErrorBody)))]
+    responses(SubmitAnswers))]
 pub(super) async fn submit_deduplication(State(s): State<ApiState>, body: Bytes) -> ApiResult {
     let r: DeduplicationRequest = json_body(&body)?;
     let user = user_id(r.user_id, "in the body")?;
@@ -82,13 +100,7 @@ pub(super) async fn submit_deduplication(State(s): State<ApiState>, body: Bytes)
 /// Consolidate related memories (`consolidation_task`, queue `memory_ops`).
 #[utoipa::path(post, path = "/api/v1/tasks/consolidation", tag = "tasks",
     request_body = ConsolidationRequest,
-    responses(
-        (status = 202, description = "submitted", body = Submitted),
-        (status = 200, description = "with \"async\": false, the finished task", body = TaskStatus),
-        (status = 400, description = "not JSON", body = ErrorBody),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 422, description = "a field is missing or invalid", body = ErrorBody),
-        (status = 503, description = "the queue or the store is unreachable", body = ErrorBody)))]
+    responses(SubmitAnswers))]
 pub(super) async fn submit_consolidation(State(s): State<ApiState>, body: Bytes) -> ApiResult {
     let r: ConsolidationRequest = json_body(&body)?;
     let user = user_id(r.user_id, "in the body")?;
@@ -102,13 +114,7 @@ pub(super) async fn submit_consolidation(State(s): State<ApiState>, body: Bytes)
 /// `user_id`.
 #[utoipa::path(post, path = "/api/v1/tasks/health-check", tag = "tasks",
     request_body = OptionalUserRequest,
-    responses(
-        (status = 202, description = "submitted", body = Submitted),
-        (status = 200, description = "with \"async\": false, the finished task", body = TaskStatus),
-        (status = 400, description = "not JSON", body = ErrorBody),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 422, description = "a field is invalid", body = ErrorBody),
-        (status = 503, description = "the queue or the store is unreachable", body = ErrorBody)))]
+    responses(SubmitAnswers))]
 pub(super) async fn submit_health_check(State(s): State<ApiState>, body: Bytes) -> ApiResult {
     let r: OptionalUserRequest = json_body(&body)?;
     let user = optional_user(&s, r.user_id).await?;
@@ -124,13 +130,7 @@ pub(super) async fn submit_health_check(State(s): State<ApiState>, body: Bytes) 
 /// without `user_id`.
 #[utoipa::path(post, path = "/api/v1/tasks/expiration", tag = "tasks",
     request_body = OptionalUserRequest,
-    responses(
-        (status = 202, description = "submitted", body = Submitted),
-        (status = 200, description = "with \"async\": false, the finished task", body = TaskStatus),
-        (status = 400, description = "not JSON", body = ErrorBody),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 422, description = "a field is invalid", body = ErrorBody),
-        (status = 503, description = "the queue or the store is unreachable", body = ErrorBody)))]
+    responses(SubmitAnswers))]
 pub(super) async fn submit_expiration(State(s): State<ApiState>, body: Bytes) -> ApiResult {
     let r: OptionalUserRequest = json_body(&body)?;
     let user = optional_user(&s, r.user_id).await?;
@@ -145,13 +145,7 @@ pub(super) async fn submit_expiration(State(s): State<ApiState>, body: Bytes) ->
 /// Summarise old memories (`auto_summarization_task`, queue `background`).
 #[utoipa::path(post, path = "/api/v1/tasks/summarization", tag = "tasks",
     request_body = SummarizationRequest,
-    responses(
-        (status = 202, description = "submitted", body = Submitted),
-        (status = 200, description = "with \"async\": false, the finished task", body = TaskStatus),
-        (status = 400, description = "not JSON", body = ErrorBody),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 422, description = "a field is missing or invalid", body = ErrorBody),
-        (status = 503, description = "the queue or the store is unreachable", body = ErrorBody)))]
+    responses(SubmitAnswers))]
 pub(super) async fn submit_summarization(State(s): State<ApiState>, body: Bytes) -> ApiResult {
     let r: SummarizationRequest = json_body(&body)?;
     let user = user_id(r.user_id, "in the body")?;
@@ -168,13 +162,7 @@ pub(super) async fn submit_summarization(State(s): State<ApiState>, body: Bytes)
 /// `background`).
 #[utoipa::path(post, path = "/api/v1/tasks/compression", tag = "tasks",
     request_body = UserRequest,
-    responses(
-        (status = 202, description = "submitted", body = Submitted),
-        (status = 200, description = "with \"async\": false, the finished task", body = TaskStatus),
-        (status = 400, description = "not JSON", body = ErrorBody),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 422, description = "a field is missing or invalid", body = ErrorBody),
-        (status = 503, description = "the queue or the store is unreachable", body = ErrorBody)))]
+    responses(SubmitAnswers))]
 pub(super) async fn submit_compression(State(s): State<ApiState>, body: Bytes) -> ApiResult {
     let r: UserRequest = json_body(&body)?;
     let user = user_id(r.user_id, "in the body")?;
