@@ -243,10 +243,12 @@ async fn every_route_through_the_typed_client_on_redis() {
     let e = client.migration("mig_none").await.unwrap_err();
     assert_eq!(api_status(&e), Some(StatusCode::NOT_FOUND));
 
-    // deletion
-    let gone = client.delete_memory("dana", &one.id).await.unwrap();
+    // deletion (of a memory no task has merged or archived)
+    let kayak = MemoryRequest::new("dana", "Dana owns a red kayak");
+    let kayak = client.add_memory(&kayak).await.unwrap();
+    let gone = client.delete_memory("dana", &kayak.id).await.unwrap();
     assert!(gone.deleted);
-    let e = client.delete_memory("dana", &one.id).await.unwrap_err();
+    let e = client.delete_memory("dana", &kayak.id).await.unwrap_err();
     assert_eq!(api_status(&e), Some(StatusCode::NOT_FOUND));
 
     // another API process (a restart) knows the ids this one recorded, before they

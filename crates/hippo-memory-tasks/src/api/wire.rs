@@ -24,6 +24,7 @@ fn is_true(b: &bool) -> bool {
 pub struct DeduplicationRequest {
     /// The user whose memories are deduplicated (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub user_id: Option<String>,
     /// 0..1; default: the embedding model's (0.88 lexical, 0.81 all-MiniLM-L6-v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +62,7 @@ impl DeduplicationRequest {
 pub struct ConsolidationRequest {
     /// The user (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub user_id: Option<String>,
     /// 0..1; default: the embedding model's (0.85 lexical, 0.75 all-MiniLM-L6-v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +96,7 @@ impl ConsolidationRequest {
 pub struct SummarizationRequest {
     /// The user (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub user_id: Option<String>,
     /// Summarise memories older than this (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +129,7 @@ impl SummarizationRequest {
 pub struct UserRequest {
     /// The user (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub user_id: Option<String>,
     /// `false`: wait for the task.
     #[serde(
@@ -210,6 +214,7 @@ pub struct Revoked {
 pub struct MigrateRequest {
     /// The model to move to (required; one of the models the API knows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub new_model: Option<String>,
     /// Its vector size (default: the known model's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,9 +256,11 @@ pub struct MigrationStartedBody {
 pub struct RuleRequest {
     /// The owner (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub user_id: Option<String>,
     /// The rule (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub rule_text: Option<String>,
     /// 0..1, default 0.7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,9 +305,11 @@ pub struct RulePage {
 pub struct MemoryRequest {
     /// The text (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub text: Option<String>,
     /// The owner (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "api", schema(required = true))]
     pub user_id: Option<String>,
     /// One of the nine memory types (default `fact`).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
