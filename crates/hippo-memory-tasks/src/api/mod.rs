@@ -2,11 +2,11 @@
 //! embedding migrations, consolidate procedural rules, and add, list and delete
 //! memories.
 //!
-//! With the `api` feature, [`router`] is an axum [`Router`](axum::Router) a host
-//! application serves or mounts, over an [`ApiState`] (the queue, the memory store,
-//! where submitted ids are recorded); [`openapi`] is its OpenAPI document, derived from
-//! the handlers and the [`wire`] types. With the `api-client` feature,
-//! [`client::ApiClient`] is its typed HTTP client.
+//! With the `api` feature, `router` is an axum `Router` a host application serves or
+//! mounts, over an `ApiState` (the queue, the memory store, where submitted ids are
+//! recorded); `openapi` is its OpenAPI document, derived from the handlers and the
+//! [`wire`] types. With the `api-client` feature, `client::ApiClient` is its typed HTTP
+//! client.
 //!
 //! | method and path | what |
 //! | --- | --- |
