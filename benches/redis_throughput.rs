@@ -7,6 +7,9 @@
 //!
 //! Environment: `HQ_BENCH_SCALE` multiplies the task counts (default 1.0),
 //! `HQ_BENCH_CONCURRENCY` sets the draining worker's concurrency (default 64).
+//!
+//! Besides its table, it prints one `BENCH {json}` line per measurement, which
+//! `benches/compare/table.py` puts beside BullMQ's and Celery's.
 
 use std::time::{Duration, Instant};
 
@@ -50,12 +53,57 @@ impl Latencies {
 
     fn summary(&mut self) -> String {
         format!(
-            "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+            "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
             self.pct(50.0),
             self.pct(90.0),
-            self.pct(99.0)
+            self.pct(99.0),
+            self.pct(99.9)
         )
     }
+
+    /// The percentiles as JSON fields.
+    fn fields(&mut self) -> serde_json::Value {
+        serde_json::json!({
+            "p50_ms": self.pct(50.0),
+            "p90_ms": self.pct(90.0),
+            "p99_ms": self.pct(99.0),
+            "p999_ms": self.pct(99.9),
+        })
+    }
+}
+
+/// Prints a measurement for `benches/compare/table.py`.
+fn bench_line(metric: &str, mut fields: serde_json::Value) {
+    fields["system"] = "hippo-queue".into();
+    fields["metric"] = metric.into();
+    println!("BENCH {fields}");
+}
+
+/// A rate and, when given, the latency percentiles.
+fn rate_fields(n: usize, took: Duration, lat: Option<&mut Latencies>) -> serde_json::Value {
+    let mut v = lat.map_or_else(|| serde_json::json!({}), |l| l.fields());
+    v["n"] = n.into();
+    v["rate"] = (n as f64 / took.as_secs_f64()).into();
+    v
+}
+
+/// This process's resident memory in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The Redis server's CPU time so far, in seconds (user + system).
+fn redis_cpu(server: &RedisServer) -> f64 {
+    ["used_cpu_user", "used_cpu_sys"]
+        .iter()
+        .filter_map(|f| server.info_field("cpu", f)?.parse::<f64>().ok())
+        .sum()
 }
 
 fn row(name: &str, n: usize, took: Duration, extra: &str) {
@@ -164,12 +212,9 @@ async fn run() -> Result<(), BoxError> {
         app.delay::<Noop>(i as u64).await?;
         lat.0.push(t0.elapsed());
     }
-    row(
-        "enqueue one by one, sequential",
-        n,
-        t.elapsed(),
-        &lat.summary(),
-    );
+    let took = t.elapsed();
+    row("enqueue one by one, sequential", n, took, &lat.summary());
+    bench_line("enqueue_sequential", rate_fields(n, took, Some(&mut lat)));
     app.broker().purge("default").await?;
 
     // 1b. one-by-one enqueue from one producer process with 32 concurrent callers
@@ -193,36 +238,58 @@ async fn run() -> Result<(), BoxError> {
     for t in tasks {
         lat.0.extend(t.await??);
     }
-    row(
-        "enqueue one by one, 32 callers",
-        n,
-        t.elapsed(),
-        &lat.summary(),
-    );
+    let took = t.elapsed();
+    row("enqueue one by one, 32 callers", n, took, &lat.summary());
+    bench_line("enqueue_32_callers", rate_fields(n, took, Some(&mut lat)));
     app.broker().purge("default").await?;
 
     // 2. bulk enqueue
     let n = scaled(200_000);
     let t = Instant::now();
     send_bulk(&app, n).await?;
-    row("enqueue in bulk (batches of 1000)", n, t.elapsed(), "");
+    let took = t.elapsed();
+    row("enqueue in bulk (batches of 1000)", n, took, "");
+    bench_line("enqueue_bulk", rate_fields(n, took, None));
     app.broker().purge("default").await?;
 
     // 3. drain of a backlog by one worker, then 4. round trips one at a time
     let n = scaled(100_000);
+    let cpu = redis_cpu(&server);
     let (took, worker) = drain(&app, n, concurrency).await?;
+    let cpu_us = (redis_cpu(&server) - cpu) * 1e6 / n as f64;
+    let rss = rss_mib();
     row(
         "drain backlog (1 worker process)",
         n,
         took,
-        "results stored",
+        &format!("results stored and acked; Redis CPU {cpu_us:.1} us/task; RSS {rss:.0} MiB"),
     );
+    let mut fields = rate_fields(n, took, None);
+    fields["concurrency"] = concurrency.into();
+    fields["redis_cpu_us_per_task"] = cpu_us.into();
+    bench_line("drain", fields);
+    bench_line("rss_after_drain", serde_json::json!({"mib": rss}));
     let n = scaled(5_000);
     let (took, mut lat) = round_trips(&app, n, false).await?;
     row("round trip, delay + get", n, took, &lat.summary());
+    bench_line("round_trip", rate_fields(n, took, Some(&mut lat)));
     let (took, mut lat) = round_trips(&app, n, true).await?;
     row("round trip, call", n, took, &lat.summary());
+    bench_line("round_trip_call", rate_fields(n, took, Some(&mut lat)));
     worker.shutdown().await;
+
+    // 5. start-up: a task waits; a new worker starts; until its result is stored
+    let waiting = app.delay::<Noop>(7).await?;
+    let t = Instant::now();
+    let worker = app.worker().concurrency(concurrency).start().await?;
+    waiting.get(Duration::from_secs(10)).await?;
+    let took = t.elapsed();
+    worker.shutdown().await;
+    row("start-up to the first result", 1, took, "");
+    bench_line(
+        "startup_to_first_result",
+        serde_json::json!({"ms": took.as_secs_f64() * 1000.0}),
+    );
 
     // reference: the same on the in-memory backend (the worker's own overhead)
     let mem = App::in_memory();
