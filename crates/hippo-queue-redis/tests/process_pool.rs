@@ -447,3 +447,26 @@ async fn read_pid(file: &Path) -> u32 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscale_grows_the_process_pool_under_a_backlog() {
+    let k = kit().await;
+    let worker = pool(&k.app, 1)
+        .autoscale(3, 1)
+        .start()
+        .await
+        .expect("worker");
+    let dir = tempdir();
+    let mut held = Vec::new();
+    for i in 0..6 {
+        let file = dir.join(format!("h{i}"));
+        held.push(k.app.delay::<Hold>((file, 1_000)).await.expect("send"));
+    }
+    let mut pids = HashSet::new();
+    for r in &held {
+        pids.insert(r.get(WAIT).await.expect("held"));
+    }
+    assert!(worker.concurrency() > 1, "autoscale never grew the pool");
+    assert!(pids.len() > 1, "more slots, more children: {pids:?}");
+    worker.shutdown().await;
+}

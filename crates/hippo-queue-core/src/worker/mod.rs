@@ -127,6 +127,7 @@ pub(crate) struct Settings {
     pub max_memory_per_child_kib: Option<u64>,
     pub child_command: Option<ChildCommand>,
     pub child_kill_grace: Duration,
+    pub autoscale: Option<(usize, usize)>,
 }
 
 /// Builds and starts a worker.
@@ -156,6 +157,7 @@ impl WorkerBuilder {
             max_memory_per_child_kib: None,
             child_command: None,
             child_kill_grace: defaults::CHILD_KILL_GRACE,
+            autoscale: None,
         };
         WorkerBuilder {
             app,
@@ -309,6 +311,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// Concurrency follows the backlog between `max` and `min` slots (Celery's
+    /// `--autoscale=MAX,MIN`; the `autoscale` control command changes it later).
+    ///
+    /// # Default
+    /// Off: concurrency stays where it is set.
+    pub fn autoscale(mut self, max: usize, min: usize) -> Self {
+        self.settings.autoscale = Some((max, min));
+        self
+    }
+
     /// Threads of [`Pool::Blocking`] that may still run tasks given up at their hard
     /// limit before the pool refuses tasks (FAILURE `PoolExhausted`, naming the
     /// cause), so that they cannot starve the runtime's blocking threads.
@@ -343,6 +355,11 @@ impl WorkerBuilder {
         });
         for q in &queues {
             crate::routing::validate_queue_name(q)?;
+        }
+        if let Some((max, min)) = s.autoscale {
+            crate::control::Command::Autoscale { max, min }
+                .validate()
+                .map_err(|e| Error::InvalidOptions(e.to_string()))?;
         }
         let id = self.name.unwrap_or_else(|| {
             format!(
@@ -413,7 +430,7 @@ impl WorkerBuilder {
             concurrency: AtomicUsize::new(concurrency),
             queued: AtomicUsize::new(0),
             reserved: Mutex::new(HashMap::new()),
-            autoscale: Mutex::new(None),
+            autoscale: Mutex::new(s.autoscale),
             time_limits: Mutex::new(HashMap::new()),
             rate_limits: Mutex::new(rate_limits.into_iter().collect()),
             by_task: Mutex::new(HashMap::new()),

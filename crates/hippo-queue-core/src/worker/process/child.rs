@@ -74,6 +74,12 @@ pub async fn serve_if_child(app: &App) {
 
 /// Runs the parent's tasks until it closes the socket.
 async fn serve(app: &App, socket: PathBuf, token: String) -> Result<(), WireFault> {
+    // A child must not outlive its worker (a task spinning in an orphan would run
+    // forever): the kernel kills it when the parent dies.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        tracing::warn!(error = %e, "pool child: could not ask to die with its parent");
+    }
     let stream = UnixStream::connect(&socket).await?;
     let (rd, mut wr) = stream.into_split();
     let pid = std::process::id();

@@ -265,8 +265,16 @@ impl ProcessPool {
     async fn checkout(&self) -> Result<Child, ChildError> {
         let generation = self.generation.load(Ordering::Acquire);
         loop {
-            let next = self.lock_idle().pop();
+            let mut next = self.lock_idle().pop();
+            // A child that died while idle (the OOM killer, an operator) is reaped
+            // here, before a task could be lost with it.
+            let dead = next
+                .as_mut()
+                .is_some_and(|c| !matches!(c.process.try_wait(), Ok(None)));
             match next {
+                Some(c) if dead => {
+                    tracing::warn!(pid = c.pid, "an idle pool child had died; replaced");
+                }
                 Some(c) if c.generation == generation => return Ok(c),
                 Some(c) => self.retire(c, Retire::Restarted),
                 None => return self.spawn().await,
