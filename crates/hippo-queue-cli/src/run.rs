@@ -152,15 +152,17 @@ pub async fn run(cli: Cli) -> Res {
             print!("{}", render::queues(&stats, json)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Purge { queue } => {
-            let n = app.broker().purge(&queue).await?;
+        Cmd::Purge(args) => crate::purge::purge(&app, &args, json).await,
+        Cmd::Call(args) => {
+            let id = crate::call::call(&app, &args).await?;
             if json {
-                println!("{}", serde_json::json!({"queue": queue, "purged": n}));
+                println!("{}", serde_json::json!({"id": id, "task": args.task}));
             } else {
-                println!("purged {n} message(s) from {queue}");
+                println!("{id}");
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Status { timeout } => crate::status::status(&app, timeout, json).await,
         Cmd::Result { task_id, wait } => {
             let meta = match wait {
                 Some(d) => app.backend().wait(&task_id, d).await?,
