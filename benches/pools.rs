@@ -93,7 +93,10 @@ async fn round_trip(app: &App, n: usize) -> Result<f64, BoxError> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
-        app.delay::<Noop>(i as u64).await?.get(Duration::from_secs(30)).await?;
+        app.delay::<Noop>(i as u64)
+            .await?
+            .get(Duration::from_secs(30))
+            .await?;
         times.push(t.elapsed());
     }
     times.sort();

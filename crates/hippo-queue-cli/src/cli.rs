@@ -148,13 +148,18 @@ pub enum Cmd {
     /// backlogs without consumers, routes, the beat leader, result expiry. One line
     /// per finding; exit code 0 all fine, 1 warnings, 2 errors.
     Doctor,
-    /// Dead-lettered messages of a queue.
+    /// Dead-lettered messages of a queue; `dead-letters requeue QUEUE --id ID|--all`
+    /// sends them back.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     DeadLetters {
         /// The queue.
-        queue: String,
+        #[arg(required = true)]
+        queue: Option<String>,
         /// How many.
         #[arg(short = 'n', long, default_value = "20")]
         limit: usize,
+        #[command(subcommand)]
+        action: Option<crate::dead_letters::DeadLetterAction>,
     },
 }
 

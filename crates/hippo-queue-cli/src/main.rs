@@ -19,6 +19,7 @@
 
 mod call;
 mod cli;
+mod dead_letters;
 mod doctor;
 mod purge;
 mod render;

@@ -214,7 +214,12 @@ pub async fn run(cli: Cli) -> Res {
             })
         }
         Cmd::Doctor => doctor(&cli.conn, json).await,
-        Cmd::DeadLetters { queue, limit } => {
+        Cmd::DeadLetters {
+            action: Some(crate::dead_letters::DeadLetterAction::Requeue(args)),
+            ..
+        } => crate::dead_letters::requeue(&app, &args, json).await,
+        Cmd::DeadLetters { queue, limit, .. } => {
+            let queue = queue.unwrap_or_default();
             let dead = app.broker().dead_letters(&queue, limit).await?;
             print!("{}", render::dead_letters(app.codec(), &dead, json)?);
             Ok(ExitCode::SUCCESS)

@@ -49,6 +49,21 @@ impl Task for Pair {
     }
 }
 
+/// Rejects its first run (a dead letter), succeeds afterwards.
+struct RejectOnce;
+static REJECTED_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+impl Task for RejectOnce {
+    const NAME: &'static str = "guide.reject_once";
+    type Args = ();
+    type Output = String;
+    async fn run(&self, _: &TaskContext, _: ()) -> Result<String, TaskError> {
+        if !REJECTED_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(TaskError::new("Unprocessable", "first run").reject());
+        }
+        Ok("second run".into())
+    }
+}
+
 async fn hq(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hippo-queue"));
     cmd.arg("--broker").arg(url).args(args);
@@ -94,7 +109,10 @@ async fn the_guides_worker_commands_run_as_documented() {
         .backend(redis)
         .router(Router::guide_preset())
         .build();
-    app.register(Sleep).register(Add).register(Pair);
+    app.register(Sleep)
+        .register(Add)
+        .register(Pair)
+        .register(RejectOnce);
     let worker = app
         .worker()
         .name("celery@worker1")
@@ -223,6 +241,28 @@ async fn the_guides_worker_commands_run_as_documented() {
     assert!(text.contains("purged 3 message(s) from"), "{text}");
     let text = ok(&hq(&url, &["purge", "--force"], None).await);
     assert!(text.contains("purged 0 message(s) from"), "{text}");
+
+    // dead letters sent back
+    let r = app.delay::<RejectOnce>(()).await.expect("send");
+    let _ = r.get(Duration::from_secs(10)).await;
+    assert_eq!(r.state().await.expect("state"), TaskState::Rejected);
+    let text = ok(&hq(&url, &["dead-letters", "default"], None).await);
+    assert!(text.contains(r.id()), "{text}");
+    let o = hq(&url, &["dead-letters", "requeue", "default"], None).await;
+    assert_eq!(o.status.code(), Some(2), "--id or --all is required");
+    let text = ok(&hq(
+        &url,
+        &["dead-letters", "requeue", "default", "--id", r.id()],
+        None,
+    )
+    .await);
+    assert!(text.contains("requeued 1 message(s) to default"), "{text}");
+    assert_eq!(
+        r.get(Duration::from_secs(10)).await.expect("ran again"),
+        "second run"
+    );
+    let o = hq(&url, &["dead-letters", "requeue", "default", "--all"], None).await;
+    assert_eq!(o.status.code(), Some(3), "nothing left: {}", out(&o));
 
     // Graceful shutdown (wait for tasks to finish)
     let text = ok(&hq(&url, &["control", "shutdown"], None).await);
