@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -84,7 +83,7 @@ async fn serve(app: &App, socket: PathBuf, token: String) -> Result<(), WireFaul
     let (rd, mut wr) = stream.into_split();
     let pid = std::process::id();
     wire::write(&mut wr, &FromChild::Hello { token, pid }).await?;
-    let mut frames = reader(rd);
+    let mut frames = wire::reader(rd);
     loop {
         let task = match frames.recv().await {
             Some(Ok(ToChild::Run(task))) => task,
@@ -98,22 +97,6 @@ async fn serve(app: &App, socket: PathBuf, token: String) -> Result<(), WireFaul
         let rss = crate::control::memory_rss();
         wire::write(&mut wr, &FromChild::Done { end, rss }).await?;
     }
-}
-
-/// Reads frames in a task of its own, so that waiting for one never cuts another in
-/// half.
-fn reader(mut rd: OwnedReadHalf) -> mpsc::Receiver<Result<ToChild, WireFault>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        loop {
-            let frame = wire::read::<_, ToChild>(&mut rd).await;
-            let last = frame.is_err();
-            if tx.send(frame).await.is_err() || last {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 /// Runs one task, passing a soft limit on to its context. The parent closing the

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::UnixListener;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -241,7 +241,7 @@ impl ProcessPool {
             }
         };
         let (rd, tx) = stream.into_split();
-        let mut rx = reader(rd);
+        let mut rx = wire::reader(rd);
         let hello = tokio::select! {
             h = rx.recv() => h,
             _ = &mut deadline => None,
@@ -441,19 +441,4 @@ impl ProcessPool {
             }
         }
     }
-}
-
-/// Reads a child's frames in a task of its own (see `child::reader`).
-fn reader(mut rd: OwnedReadHalf) -> mpsc::Receiver<Result<FromChild, WireFault>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        loop {
-            let frame = wire::read::<_, FromChild>(&mut rd).await;
-            let last = frame.is_err();
-            if tx.send(frame).await.is_err() || last {
-                return;
-            }
-        }
-    });
-    rx
 }

@@ -157,6 +157,27 @@ where
     Ok(rmp_serde::from_slice(&body)?)
 }
 
+/// Reads frames in a task of its own, so that waiting for one (in a `select!`)
+/// never cuts another in half; the channel closes after the first error.
+pub(super) fn reader<T>(
+    mut rd: tokio::net::unix::OwnedReadHalf,
+) -> tokio::sync::mpsc::Receiver<Result<T, WireFault>>
+where
+    T: for<'de> Deserialize<'de> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let frame = read::<_, T>(&mut rd).await;
+            let last = frame.is_err();
+            if tx.send(frame).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
