@@ -137,7 +137,7 @@ struct Kit {
 
 async fn kit() -> Kit {
     let redis = support::RedisServer::start();
-    let backend = RedisBackend::connect(RedisConfig::new(&redis.url(0)))
+    let backend = RedisBackend::connect(RedisConfig::new(redis.url(0)))
         .await
         .expect("connect");
     let app = App::builder()

@@ -211,7 +211,7 @@ pub async fn dead_letters_requeued(b: Backends) {
         .requeue_dead_letters("default", std::slice::from_ref(&first))
         .await
         .expect("requeue");
-    assert_eq!(back, [first.clone()]);
+    assert_eq!(back, std::slice::from_ref(&first));
     let dead = broker.dead_letters("default", 10).await.expect("dead");
     assert_eq!(
         dead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
