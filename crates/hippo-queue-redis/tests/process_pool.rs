@@ -86,6 +86,19 @@ impl Task for Hold {
     }
 }
 
+/// Writes its pid to a file, then spins forever.
+struct HoldAndSpin;
+impl Task for HoldAndSpin {
+    const NAME: &'static str = "pool.hold_and_spin";
+    type Args = PathBuf;
+    type Output = ();
+    #[allow(clippy::empty_loop)]
+    async fn run(&self, _: &TaskContext, file: PathBuf) -> Result<(), TaskError> {
+        std::fs::write(&file, std::process::id().to_string())?;
+        loop {}
+    }
+}
+
 /// Waits for its soft limit and says so.
 struct Patient;
 impl Task for Patient {
@@ -111,6 +124,7 @@ fn register(app: &App) {
     app.register(Abort);
     app.register(Hold);
     app.register(Patient);
+    app.register(HoldAndSpin);
 }
 
 /// What each child runs. Runs only when a pool starts it.
@@ -120,6 +134,27 @@ async fn pool_child() {
     let app = App::in_memory();
     register(&app);
     serve_if_child(&app).await;
+}
+
+/// A worker in a process of its own (for the test that kills it). Runs only when that
+/// test starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a worker process, started by the tests"]
+async fn worker_process() {
+    let Ok(url) = std::env::var("HQ_POOL_WORKER_URL") else {
+        return;
+    };
+    let backend = RedisBackend::connect(RedisConfig::new(url))
+        .await
+        .expect("connect");
+    let app = App::builder()
+        .broker(backend.clone())
+        .backend(backend)
+        .build();
+    register(&app);
+    let _worker = pool(&app, 1).start().await.expect("worker");
+    // Until killed (and never longer than a minute).
+    tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
 fn child_command() -> ChildCommand {
@@ -469,4 +504,36 @@ async fn autoscale_grows_the_process_pool_under_a_backlog() {
     assert!(worker.concurrency() > 1, "autoscale never grew the pool");
     assert!(pids.len() > 1, "more slots, more children: {pids:?}");
     worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_dies_with_its_worker() {
+    let k = kit().await;
+    let url = k._redis.url(0);
+    let mut worker = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "worker_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "-q",
+        ])
+        .env("HQ_POOL_WORKER_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("worker process");
+    let dir = tempdir();
+    let file = dir.join("spinner");
+    k.app
+        .delay::<HoldAndSpin>(file.clone())
+        .await
+        .expect("send");
+    let child = read_pid(&file).await;
+    assert!(alive(child));
+    worker.kill().expect("kill -9 the worker");
+    let _ = worker.wait();
+    assert!(
+        gone(child).await,
+        "the spinning child {child} outlived its worker"
+    );
 }
