@@ -537,3 +537,46 @@ async fn a_child_dies_with_its_worker() {
         "the spinning child {child} outlived its worker"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_kills_the_child_and_records_revoked() {
+    let k = kit().await;
+    let worker = pool(&k.app, 1).start().await.expect("worker");
+    let dir = tempdir();
+    let file = dir.join("spinner");
+    let r = k
+        .app
+        .delay::<HoldAndSpin>(file.clone())
+        .await
+        .expect("send");
+    let child = read_pid(&file).await;
+    r.revoke(true).await.expect("revoke");
+    let meta = final_meta(&r).await;
+    assert_eq!(meta.state, TaskState::Revoked, "{meta:?}");
+    assert!(gone(child).await, "the terminated child {child} lives on");
+    assert_ne!(pid(&k.app).await, child);
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_a_spinning_child_when_the_grace_runs_out() {
+    let k = kit().await;
+    let worker = pool(&k.app, 1).start().await.expect("worker");
+    let dir = tempdir();
+    let file = dir.join("spinner");
+    let r = k
+        .app
+        .delay::<HoldAndSpin>(file.clone())
+        .await
+        .expect("send");
+    let child = read_pid(&file).await;
+    let report = worker.shutdown_within(Duration::from_millis(300)).await;
+    assert_eq!(report.aborted, 1);
+    assert!(
+        gone(child).await,
+        "the spinning child {child} outlived the shutdown"
+    );
+    let meta = r.meta().await.expect("read").expect("record");
+    assert_eq!(meta.state, TaskState::Failure, "{meta:?}");
+    assert_eq!(meta.error.expect("failure").kind, kinds::WORKER_SHUTDOWN);
+}
