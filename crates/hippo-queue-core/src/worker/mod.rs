@@ -386,7 +386,16 @@ impl WorkerBuilder {
                     .prestart(1)
                     .await
                     .map_err(|e| Error::InvalidOptions(e.to_string()))?;
-                Some(Arc::new(children))
+                let children = Arc::new(children);
+                // The other slots' children start in the background.
+                let more = children.clone();
+                let rest = s.concurrency.saturating_sub(1);
+                tokio::spawn(async move {
+                    if let Err(e) = more.prestart(rest).await {
+                        tracing::warn!(error = %e, "pool children not started ahead; each slot starts its own");
+                    }
+                });
+                Some(children)
             }
             _ => None,
         };

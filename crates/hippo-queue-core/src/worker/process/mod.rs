@@ -165,6 +165,10 @@ impl ProcessPool {
     pub(crate) async fn prestart(&self, n: usize) -> Result<(), ChildError> {
         for _ in 0..n {
             let child = self.spawn().await?;
+            if self.closed.load(Ordering::Acquire) {
+                self.retire(child, Retire::Surplus);
+                return Ok(());
+            }
             self.lock_idle().push(child);
         }
         Ok(())
@@ -307,7 +311,7 @@ impl ProcessPool {
         tracing::info!(
             pid = child.pid,
             tasks = child.tasks_run,
-            "pool child replaced: {why}"
+            "pool child retired: {why}"
         );
         let Child {
             pid,
