@@ -7,7 +7,14 @@
 //! cargo run --example worker -- --loglevel=info --concurrency=4
 //! cargo run --example worker -- --queues=memory_ops,default --loglevel=info
 //! cargo run --example worker -- --beat --loglevel=info   # worker + beat (development)
+//! cargo run --example worker -- --pool=prefork --concurrency=4 --max-tasks-per-child=1000
+//! cargo run --example worker -- --autoscale=10,3
 //! ```
+//!
+//! With `--pool=prefork` (or `processes`) tasks run in child processes of this
+//! program: `serve_if_child` below is where each child, having registered the same
+//! tasks, serves the worker instead of going on with `main`. `--pool=gevent` is
+//! accepted and selects the async pool (tokio tasks are what gevent emulates).
 //!
 //! It reads the guide's variables (`CELERY_BROKER_URL`, `CELERY_RESULT_BACKEND`,
 //! `CELERY_WORKER_CONCURRENCY`, `CELERY_WORKER_PREFETCH_MULTIPLIER`, `CELERY_TASK_*`,
@@ -42,9 +49,13 @@ struct Args {
     /// Tasks run at once (default: CELERY_WORKER_CONCURRENCY, else the CPU count).
     #[arg(short = 'c', long)]
     concurrency: Option<usize>,
-    /// Execution pool: async (tokio tasks), blocking (threads) or solo (one at a time).
+    /// Execution pool: async (tokio tasks; also gevent), prefork (child processes;
+    /// also processes), blocking (threads) or solo (one at a time).
     #[arg(short = 'P', long, default_value = "async")]
     pool: Pool,
+    /// Concurrency follows the backlog between MAX and MIN slots ("10,3").
+    #[arg(long, value_name = "MAX,MIN", value_parser = autoscale)]
+    autoscale: Option<(usize, usize)>,
     /// Messages reserved per slot (default: CELERY_WORKER_PREFETCH_MULTIPLIER, else 4).
     #[arg(long)]
     prefetch_multiplier: Option<usize>,
@@ -61,11 +72,13 @@ struct Args {
     /// Seconds running tasks get to finish when the worker stops.
     #[arg(long, default_value_t = 30.0)]
     shutdown_grace: f64,
-    /// Tasks a pool child runs before it is replaced (CELERY_WORKER_MAX_TASKS_PER_CHILD):
-    /// accepted for the guide's command lines; it applies to a process pool, and the
-    /// async, blocking and solo pools have no children to replace.
+    /// Tasks a prefork child runs before it is replaced
+    /// (CELERY_WORKER_MAX_TASKS_PER_CHILD); other pools have no children.
     #[arg(long)]
     max_tasks_per_child: Option<u32>,
+    /// Resident memory, in KiB, above which a prefork child is replaced after its task.
+    #[arg(long)]
+    max_memory_per_child: Option<u64>,
     /// Publish task events (Celery's -E), for `hippo-queue events`.
     #[arg(short = 'E', long)]
     task_events: bool,
@@ -107,13 +120,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
     )?;
     let services = MemoryServices::new(store).embedders(embedders);
     register_all(&app, &services);
+    // A prefork child serves the worker from here and never returns.
+    hippo_queue::worker::serve_if_child(&app).await;
 
-    if let Some(n) = args
+    let per_child = args
         .max_tasks_per_child
-        .or(ep.config.worker_max_tasks_per_child)
-    {
+        .or(ep.config.worker_max_tasks_per_child);
+    if per_child.is_some() && args.pool != Pool::Process {
         tracing::info!(
-            max_tasks_per_child = n,
             "max tasks per child has no effect on the {:?} pool (no child processes)",
             args.pool
         );
@@ -130,6 +144,15 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if let Some(n) = args.concurrency {
         builder = builder.concurrency(n);
+    }
+    if let Some(n) = per_child {
+        builder = builder.max_tasks_per_child(u64::from(n));
+    }
+    if let Some(kib) = args.max_memory_per_child {
+        builder = builder.max_memory_per_child(kib);
+    }
+    if let Some((max, min)) = args.autoscale {
+        builder = builder.autoscale(max, min);
     }
     if let Some(n) = args.prefetch_multiplier {
         builder = builder.prefetch_multiplier(n);
@@ -178,4 +201,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
         "worker stopped"
     );
     Ok(())
+}
+
+/// `--autoscale=MAX,MIN`, as Celery writes it.
+fn autoscale(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not MAX,MIN (two slot counts, MAX at least MIN: 10,3)");
+    let (max, min) = s.split_once(',').ok_or_else(bad)?;
+    let max: usize = max.trim().parse().map_err(|_| bad())?;
+    let min: usize = min.trim().parse().map_err(|_| bad())?;
+    if min == 0 || max < min {
+        return Err(bad());
+    }
+    Ok((max, min))
 }

@@ -498,10 +498,12 @@ fn worker_beat_and_api_on_redis_follow_the_guide() {
     };
 
     // The worker: named, so that it can be shut down remotely; every embedding call
-    // takes 400 ms, so that a migration runs long enough to be cancelled.
+    // takes 400 ms, so that a migration runs long enough to be cancelled. The guide's
+    // production pool: every task runs in a child process of the worker program.
     let mut cmd = env(example("worker"));
     cmd.args([
         "--loglevel=info",
+        "--pool=prefork",
         "--concurrency=4",
         "--hostname=w1@test",
         "--queues=memory_ops,default,background,scheduled",
@@ -519,6 +521,7 @@ fn worker_beat_and_api_on_redis_follow_the_guide() {
     cmd.args(["--load-samples"]);
     let (mut api, url) = start_api(cmd, dir.join("api.log"));
     worker.wait_for_log("worker ready", Duration::from_secs(20));
+    assert!(worker.log().contains("pool=Process"), "{}", worker.log());
     beat.wait_for_log("became the leader", Duration::from_secs(20));
     let guide = |cmd: &str| sh_json(&cmd.replace("http://localhost:8000", &url));
     let wait = |id: &Value| wait_task(&url, id.as_str().expect("task_id"), Duration::from_secs(30));

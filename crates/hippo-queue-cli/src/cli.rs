@@ -50,7 +50,7 @@ pub struct Target {
 /// The longest wait the command line accepts, in seconds (one day).
 const MAX_WAIT_SECS: f64 = 86_400.0;
 
-fn seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_WAIT_SECS => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!(
@@ -101,10 +101,16 @@ pub enum Cmd {
         /// Queues to show (default: the guide's four queues).
         names: Vec<String>,
     },
-    /// Remove every waiting and delayed message of a queue.
-    Purge {
-        /// The queue.
-        queue: String,
+    /// Remove every waiting and delayed message of a queue, or of every queue (asks
+    /// for confirmation unless --force).
+    Purge(crate::purge::PurgeArgs),
+    /// Send a task by name (Celery's `call`): prints its id.
+    Call(crate::call::CallArgs),
+    /// The workers online, one line each (Celery's `status`).
+    Status {
+        /// How long to wait for replies, in seconds.
+        #[arg(short, long, default_value = "1.0", value_parser = seconds)]
+        timeout: Duration,
     },
     /// A task's state, result and traceback.
     Result {
@@ -142,13 +148,18 @@ pub enum Cmd {
     /// backlogs without consumers, routes, the beat leader, result expiry. One line
     /// per finding; exit code 0 all fine, 1 warnings, 2 errors.
     Doctor,
-    /// Dead-lettered messages of a queue.
+    /// Dead-lettered messages of a queue; `dead-letters requeue QUEUE --id ID|--all`
+    /// sends them back.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     DeadLetters {
         /// The queue.
-        queue: String,
+        #[arg(required = true)]
+        queue: Option<String>,
         /// How many.
         #[arg(short = 'n', long, default_value = "20")]
         limit: usize,
+        #[command(subcommand)]
+        action: Option<crate::dead_letters::DeadLetterAction>,
     },
 }
 
@@ -177,8 +188,10 @@ pub enum Inspect {
     /// Counters, pool, concurrency, prefetch, uptime, memory.
     Stats,
     /// Queues consumed.
+    #[command(alias = "active_queues")]
     ActiveQueues,
     /// What workers know of these task ids.
+    #[command(alias = "query_task")]
     QueryTask {
         /// Task ids.
         #[arg(required = true)]
@@ -192,14 +205,17 @@ pub enum Control {
     /// Graceful shutdown.
     Shutdown,
     /// Let running tasks finish before new ones start.
+    #[command(alias = "pool_restart")]
     PoolRestart,
     /// Add concurrency slots.
+    #[command(alias = "pool_grow")]
     PoolGrow {
         /// How many.
         #[arg(default_value = "1", value_parser = slots)]
         n: usize,
     },
     /// Remove concurrency slots.
+    #[command(alias = "pool_shrink")]
     PoolShrink {
         /// How many.
         #[arg(default_value = "1")]
@@ -215,16 +231,19 @@ pub enum Control {
         min: usize,
     },
     /// Start consuming a queue.
+    #[command(alias = "add_consumer")]
     AddConsumer {
         /// The queue.
         queue: String,
     },
     /// Stop consuming a queue.
+    #[command(alias = "cancel_consumer")]
     CancelConsumer {
         /// The queue.
         queue: String,
     },
     /// Set a task's rate limit across all workers (`10/s`, `100/m`, `1000/h`; `0` removes it).
+    #[command(alias = "rate_limit")]
     RateLimit {
         /// Task name.
         task: String,
@@ -232,6 +251,7 @@ pub enum Control {
         rate: String,
     },
     /// Set a task's soft and hard time limits, in seconds (0 removes one).
+    #[command(alias = "time_limit")]
     TimeLimit {
         /// Task name.
         task: String,

@@ -3,6 +3,10 @@
 //! ```text
 //! hippo-queue inspect active
 //! hippo-queue control autoscale 10 3
+//! hippo-queue control pool_restart
+//! hippo-queue call memory.dedup --kwargs '{"user_id": "alice"}'
+//! hippo-queue status
+//! hippo-queue purge --force
 //! hippo-queue queues
 //! hippo-queue result 4f1c…
 //! hippo-queue events --follow
@@ -13,10 +17,14 @@
 //! REVOKED or REJECTED (`result`). `doctor` has its own: 0 all fine, 1 warnings,
 //! 2 errors (Redis unreachable included).
 
+mod call;
 mod cli;
+mod dead_letters;
 mod doctor;
+mod purge;
 mod render;
 mod run;
+mod status;
 
 use std::process::ExitCode;
 

@@ -152,15 +152,17 @@ pub async fn run(cli: Cli) -> Res {
             print!("{}", render::queues(&stats, json)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Purge { queue } => {
-            let n = app.broker().purge(&queue).await?;
+        Cmd::Purge(args) => crate::purge::purge(&app, &args, json).await,
+        Cmd::Call(args) => {
+            let id = crate::call::call(&app, &args).await?;
             if json {
-                println!("{}", serde_json::json!({"queue": queue, "purged": n}));
+                println!("{}", serde_json::json!({"id": id, "task": args.task}));
             } else {
-                println!("purged {n} message(s) from {queue}");
+                println!("{id}");
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Status { timeout } => crate::status::status(&app, timeout, json).await,
         Cmd::Result { task_id, wait } => {
             let meta = match wait {
                 Some(d) => app.backend().wait(&task_id, d).await?,
@@ -212,7 +214,12 @@ pub async fn run(cli: Cli) -> Res {
             })
         }
         Cmd::Doctor => doctor(&cli.conn, json).await,
-        Cmd::DeadLetters { queue, limit } => {
+        Cmd::DeadLetters {
+            action: Some(crate::dead_letters::DeadLetterAction::Requeue(args)),
+            ..
+        } => crate::dead_letters::requeue(&app, &args, json).await,
+        Cmd::DeadLetters { queue, limit, .. } => {
+            let queue = queue.unwrap_or_default();
             let dead = app.broker().dead_letters(&queue, limit).await?;
             print!("{}", render::dead_letters(app.codec(), &dead, json)?);
             Ok(ExitCode::SUCCESS)

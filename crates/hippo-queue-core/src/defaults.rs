@@ -49,3 +49,14 @@ pub const FETCH_WAIT: Duration = Duration::from_secs(1);
 /// Every this many fetches, a worker starts at another queue (fairness between
 /// queues of different priority).
 pub const FAIRNESS_INTERVAL: u64 = 8;
+
+/// Blocking-pool threads that may still run tasks given up at their hard limit
+/// before the blocking pool refuses tasks (tokio's blocking pool has 512 threads, and
+/// DNS lookups and file I/O need some of them).
+pub const MAX_ABANDONED_THREADS: usize = 64;
+
+/// How long a process-pool child has between SIGTERM and SIGKILL.
+pub const CHILD_KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a new process-pool child has to start and connect.
+pub const CHILD_START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -88,6 +88,11 @@ pub mod kinds {
     pub const RESULT_TOO_LARGE: &str = "ResultTooLarge";
     /// The result could not be stored for a reason a retry cannot fix.
     pub const RESULT_NOT_STORED: &str = "ResultEncodeError";
+    /// The process pool could not start a child to run the task.
+    pub const POOL_ERROR: &str = "PoolError";
+    /// The blocking pool refused the task: too many of its threads still run tasks
+    /// given up at their hard time limit.
+    pub const POOL_EXHAUSTED: &str = "PoolExhausted";
     /// Generic error kind.
     pub const ERROR: &str = "Error";
 }

@@ -1376,6 +1376,41 @@ impl Inspection for RedisBackend {
         Ok(out)
     }
 
+    async fn requeue_dead_letters(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, BackendError> {
+        /// Dead letters one call looks at (the list holds up to `dead_letter_cap`).
+        const PAGE: i64 = 1000;
+        let mut out = Vec::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let k = self.keys(queue);
+        let mut next = 0i64;
+        while next >= 0 {
+            let mut inv = k.requeue_dead(self.server().scripts);
+            inv.arg(next).arg(PAGE);
+            for id in ids {
+                inv.arg(id.as_str());
+            }
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(&inv);
+            let (reply,): (Vec<redis::Value>,) = self.server().query(&pipe).await?;
+            let mut items = reply.into_iter();
+            next = items
+                .next()
+                .map(|v| int(&v))
+                .transpose()?
+                .ok_or_else(|| BackendError::protocol("requeue_dead: empty reply"))?;
+            for item in items {
+                out.push(string(item)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn purge(&self, queue: &str) -> Result<u64, BackendError> {
         let k = self.keys(queue);
         let inv = k.purge(self.server().scripts);

@@ -86,6 +86,12 @@ impl QueueKeys {
         keys
     }
 
+    fn requeue_dead_keys(&self) -> Vec<String> {
+        let mut keys = waiting(self);
+        keys.extend([self.dead.clone(), self.notify.clone()]);
+        keys
+    }
+
     fn unrecorded_keys(&self) -> Vec<String> {
         vec![self.unrecorded.clone()]
     }
@@ -123,6 +129,11 @@ impl QueueKeys {
     /// `purge.lua`.
     pub(crate) fn purge(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
         call(&s.purge, self.purge_keys())
+    }
+
+    /// `requeue_dead.lua`.
+    pub(crate) fn requeue_dead(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
+        call(&s.requeue_dead, self.requeue_dead_keys())
     }
 
     /// `unrecorded.lua`.
@@ -202,7 +213,7 @@ mod tests {
         let q = QueueKeys::new("hq", "default");
         let g = GlobalKeys::new("hq", 64);
         let w = "w1";
-        let cases: [(&str, Vec<String>); 13] = [
+        let cases: [(&str, Vec<String>); 14] = [
             (include_str!("lua/publish.lua"), q.publish_keys()),
             (include_str!("lua/fetch.lua"), q.fetch_keys(w)),
             (include_str!("lua/start.lua"), q.start_keys(w)),
@@ -210,6 +221,7 @@ mod tests {
             (include_str!("lua/release.lua"), q.release_keys(w)),
             (include_str!("lua/recover.lua"), q.recover_keys(w)),
             (include_str!("lua/purge.lua"), q.purge_keys()),
+            (include_str!("lua/requeue_dead.lua"), q.requeue_dead_keys()),
             (include_str!("lua/unrecorded.lua"), q.unrecorded_keys()),
             (include_str!("lua/heartbeat.lua"), g.heartbeat_keys()),
             (include_str!("lua/lost_workers.lua"), g.lost_workers_keys()),

@@ -15,6 +15,7 @@ pub(crate) struct Scripts {
     pub release: Script,
     pub recover: Script,
     pub purge: Script,
+    pub requeue_dead: Script,
     pub store_results: Script,
     pub rate: Script,
     pub heartbeat: Script,
@@ -46,6 +47,7 @@ impl Scripts {
             release: script!("release"),
             recover: script!("recover"),
             purge: script!("purge"),
+            requeue_dead: script!("requeue_dead"),
             store_results: script!("store_results"),
             rate: script!("rate"),
             heartbeat: script!("heartbeat"),
@@ -56,7 +58,7 @@ impl Scripts {
         })
     }
 
-    fn all(&self) -> [&Script; 14] {
+    fn all(&self) -> [&Script; 15] {
         [
             &self.publish,
             &self.fetch,
@@ -65,6 +67,7 @@ impl Scripts {
             &self.release,
             &self.recover,
             &self.purge,
+            &self.requeue_dead,
             &self.store_results,
             &self.rate,
             &self.heartbeat,

@@ -57,6 +57,16 @@ pub trait Inspection: Send + Sync + 'static {
     /// Removes every waiting and delayed message of a queue; returns how many.
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;
 
+    /// Sends the dead letters of a queue whose task ids are in `ids` back to its
+    /// waiting list, their delivery count reset; returns the ids requeued (a message
+    /// that cannot be read stays). Their old records are left as they are: a final
+    /// record is never replaced, so forget it first for the new run's to be stored.
+    async fn requeue_dead_letters(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, BackendError>;
+
     /// Up to `limit` delayed messages of a queue, soonest first, with their due time.
     async fn scheduled(
         &self,

@@ -96,7 +96,8 @@ struct State {
 #[derive(Default)]
 struct QueueState {
     levels: [VecDeque<Msg>; 10],
-    dead: VecDeque<DeadLetter>,
+    /// Dead letters, with the message they came from (to requeue it).
+    dead: VecDeque<(DeadLetter, Msg)>,
 }
 
 #[derive(Clone)]
@@ -157,9 +158,9 @@ impl State {
             id: msg.id.clone(),
             queue: msg.queue.clone(),
             reason: reason.to_string(),
-            payload: msg.payload,
+            payload: msg.payload.clone(),
         };
-        self.queue(&msg.queue).dead.push_back(dl);
+        self.queue(&msg.queue.clone()).dead.push_back((dl, msg));
     }
 
     /// Moves up to `DUE_BATCH` due delayed messages to their queues.
@@ -652,8 +653,33 @@ impl Inspection for MemoryBackend {
             .lock()
             .queues
             .get(queue)
-            .map(|qs| qs.dead.iter().take(limit).cloned().collect())
+            .map(|qs| qs.dead.iter().take(limit).map(|(d, _)| d.clone()).collect())
             .unwrap_or_default())
+    }
+
+    async fn requeue_dead_letters(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, BackendError> {
+        let mut st = self.lock();
+        let Some(qs) = st.queues.get_mut(queue) else {
+            return Ok(Vec::new());
+        };
+        let (chosen, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut qs.dead)
+            .into_iter()
+            .partition(|(d, _)| ids.contains(&d.id));
+        qs.dead = kept;
+        let mut out = Vec::with_capacity(chosen.len());
+        for (d, mut msg) in chosen {
+            msg.deliveries = 0;
+            out.push(d.id);
+            st.enqueue_back(msg);
+        }
+        if !out.is_empty() {
+            self.shared.arrivals.notify_waiters();
+        }
+        Ok(out)
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, BackendError> {

@@ -100,7 +100,7 @@ macro_rules! conformance_suite {
             events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun,
             control_inspect, control_commands, rate_limit_across_workers, autoscale,
             control_input_validated, revocations_read_incrementally, worker_names_and_leases,
-            one_name_started_twice_at_once, lost_fetch_reply_reconciled
+            one_name_started_twice_at_once, lost_fetch_reply_reconciled, dead_letters_requeued
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

@@ -137,12 +137,12 @@ pub async fn autoretry_only_chosen_kinds(b: Backends) {
     w.shutdown().await;
 }
 
-/// A message whose workers keep dying is dead-lettered after `max_deliveries`.
-pub async fn too_many_deliveries(b: Backends) {
-    let k = kit(&b, Router::default());
-    let broker = k.app.broker().clone();
+/// Sends an `acks_late` + `reject_on_worker_lost` message and loses its worker three
+/// times: the third recovery dead-letters it. Returns its id.
+async fn lose_until_dead(app: &App) -> String {
+    let broker = app.broker().clone();
     let id = raw_send(
-        &k.app,
+        app,
         TaskOptions::new()
             .acks_late(true)
             .reject_on_worker_lost(true),
@@ -182,7 +182,47 @@ pub async fn too_many_deliveries(b: Backends) {
             "round {round}"
         );
     }
+    id
+}
+
+/// A message whose workers keep dying is dead-lettered after `max_deliveries`.
+pub async fn too_many_deliveries(b: Backends) {
+    let k = kit(&b, Router::default());
+    let id = lose_until_dead(&k.app).await;
+    let broker = k.app.broker().clone();
     let dead = broker.dead_letters("default", 10).await.expect("dead");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, id);
+}
+
+/// Dead letters chosen by id go back to their queue with their delivery count reset;
+/// the others stay.
+pub async fn dead_letters_requeued(b: Backends) {
+    let k = kit(&b, Router::default());
+    let first = lose_until_dead(&k.app).await;
+    let second = lose_until_dead(&k.app).await;
+    let broker = k.app.broker().clone();
+    let none = broker
+        .requeue_dead_letters("default", &["no-such-id".to_string()])
+        .await
+        .expect("requeue nothing");
+    assert!(none.is_empty());
+    let back = broker
+        .requeue_dead_letters("default", std::slice::from_ref(&first))
+        .await
+        .expect("requeue");
+    assert_eq!(back, std::slice::from_ref(&first));
+    let dead = broker.dead_letters("default", 10).await.expect("dead");
+    assert_eq!(
+        dead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [second.as_str()]
+    );
+    let q = vec!["default".to_string()];
+    let d = broker
+        .fetch("rescuer", &q, 10, Duration::from_secs(1))
+        .await
+        .expect("fetch");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, first);
+    assert_eq!(d[0].deliveries, 1, "the delivery count starts again");
 }

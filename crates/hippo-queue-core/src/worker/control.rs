@@ -212,6 +212,9 @@ async fn handle(shared: &Arc<Shared>, command: Command) -> ReplyBody {
             let n = shared.concurrency.load(Ordering::Acquire) as u32;
             match shared.permits.clone().acquire_many_owned(n).await {
                 Ok(all) => {
+                    if let Some(children) = &shared.process {
+                        children.restart();
+                    }
                     drop(all);
                     ReplyBody::Ok(format!("pool restarted ({n} slots)"))
                 }

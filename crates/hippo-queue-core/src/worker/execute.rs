@@ -14,6 +14,7 @@ use super::bookkeeper::{Op, StartReply};
 use super::dispatch::Leased;
 use super::outcome::{Decision, Facts, Next, decide};
 use super::pool::{Limits, RunEnd, StopReason, StopSwitch, supervise};
+use super::process::RunTask;
 use super::window::Hold;
 use super::{Running, Shared};
 use crate::backend::{Delivery, ResultWrite, Settle, Settlement};
@@ -98,6 +99,9 @@ async fn run_delivery(
         retries: job.env.retries,
         retry: &job.env.retry,
         max_output: shared.app.codec().max_size,
+        requeue_when_lost: job.d.flags.requeue_when_lost(),
+        deliveries: job.d.deliveries,
+        max_deliveries: shared.settings.max_deliveries,
     };
     let decision = decide(end, &facts);
     job.conclude(decision, started.elapsed(), hold).await;
@@ -301,13 +305,34 @@ impl Job<'_> {
             soft_limit: soft_signal.clone(),
             app: Some(shared.app.clone()),
         };
-        let end = match handler.call(ctx, &env.args) {
-            Ok(fut) => {
-                let limits = limits_for(shared, env);
-                let kill = shared.kill.clone();
-                supervise(shared.settings.pool, fut, limits, soft_signal, stop, kill).await
+        let limits = limits_for(shared, env);
+        let kill = shared.kill.clone();
+        let end = if let Some(children) = &shared.process {
+            // The child decodes the arguments and builds its own context.
+            let task = RunTask {
+                id: env.id.clone(),
+                name: env.name.clone(),
+                retries: env.retries,
+                max_retries: env.retry.max_retries,
+                queue: self.d.queue.clone(),
+                root_id: env.root_id.clone(),
+                parent_id: env.parent_id.clone(),
+                worker: shared.id.clone(),
+                args: env.args.clone(),
+            };
+            let slots = shared.concurrency.load(Ordering::Relaxed);
+            children
+                .run(task, limits, soft_signal, stop, kill, slots)
+                .await
+        } else {
+            match handler.call(ctx, &env.args) {
+                Ok(fut) => {
+                    let pool = shared.settings.pool;
+                    let max_abandoned = shared.settings.max_abandoned_threads;
+                    supervise(pool, max_abandoned, fut, limits, soft_signal, stop, kill).await
+                }
+                Err(e) => RunEnd::Finished(Err(e)),
             }
-            Err(e) => RunEnd::Finished(Err(e)),
         };
         shared.lock_running().remove(&self.d.to_ref());
         end

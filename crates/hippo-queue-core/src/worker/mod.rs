@@ -80,6 +80,7 @@ mod fetch;
 mod heartbeat;
 mod outcome;
 mod pool;
+mod process;
 mod state;
 mod window;
 
@@ -92,7 +93,8 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use pool::Pool;
+pub use pool::{Pool, abandoned_threads};
+pub use process::{ChildCommand, ChildError, is_pool_child, serve_if_child};
 
 /// How long a shutdown may spend writing: handing reserved messages back (before the
 /// grace period), then, once the tasks have stopped, flushing results and
@@ -120,6 +122,12 @@ pub(crate) struct Settings {
     pub fetch_wait: Duration,
     pub fairness_interval: u64,
     pub task_events: bool,
+    pub max_abandoned_threads: usize,
+    pub max_tasks_per_child: Option<u64>,
+    pub max_memory_per_child_kib: Option<u64>,
+    pub child_command: Option<ChildCommand>,
+    pub child_kill_grace: Duration,
+    pub autoscale: Option<(usize, usize)>,
 }
 
 /// Builds and starts a worker.
@@ -144,6 +152,12 @@ impl WorkerBuilder {
             fetch_wait: defaults::FETCH_WAIT,
             fairness_interval: defaults::FAIRNESS_INTERVAL,
             task_events: false,
+            max_abandoned_threads: defaults::MAX_ABANDONED_THREADS,
+            max_tasks_per_child: cfg.worker_max_tasks_per_child.map(|n| n as u64),
+            max_memory_per_child_kib: None,
+            child_command: None,
+            child_kill_grace: defaults::CHILD_KILL_GRACE,
+            autoscale: None,
         };
         WorkerBuilder {
             app,
@@ -256,8 +270,74 @@ impl WorkerBuilder {
         self
     }
 
+    /// Tasks a [`Pool::Process`] child runs before it is replaced (Celery's
+    /// `max_tasks_per_child`; 0 removes the limit). Other pools have no children.
+    ///
+    /// # Default
+    /// The configuration's `worker_max_tasks_per_child` (no limit when unset).
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.settings.max_tasks_per_child = (n > 0).then_some(n);
+        self
+    }
+
+    /// Resident memory, in KiB as Celery's `max_memory_per_child`, above which a
+    /// [`Pool::Process`] child is replaced after its task (0 removes the limit; read
+    /// from `/proc`, so Linux only).
+    ///
+    /// # Default
+    /// No limit.
+    pub fn max_memory_per_child(mut self, kib: u64) -> Self {
+        self.settings.max_memory_per_child_kib = (kib > 0).then_some(kib);
+        self
+    }
+
+    /// The program a [`Pool::Process`] runs as its children; it must register the
+    /// same tasks and call [`serve_if_child`].
+    ///
+    /// # Default
+    /// This program, with the arguments it was started with.
+    pub fn child_command(mut self, command: ChildCommand) -> Self {
+        self.settings.child_command = Some(command);
+        self
+    }
+
+    /// How long a [`Pool::Process`] child stopped at its hard limit (or terminated)
+    /// has between SIGTERM and SIGKILL.
+    ///
+    /// # Default
+    /// [`defaults::CHILD_KILL_GRACE`] (2 s).
+    pub fn child_kill_grace(mut self, d: Duration) -> Self {
+        self.settings.child_kill_grace = d;
+        self
+    }
+
+    /// Concurrency follows the backlog between `max` and `min` slots (Celery's
+    /// `--autoscale=MAX,MIN`; the `autoscale` control command changes it later).
+    ///
+    /// # Default
+    /// Off: concurrency stays where it is set.
+    pub fn autoscale(mut self, max: usize, min: usize) -> Self {
+        self.settings.autoscale = Some((max, min));
+        self
+    }
+
+    /// Threads of [`Pool::Blocking`] that may still run tasks given up at their hard
+    /// limit before the pool refuses tasks (FAILURE `PoolExhausted`, naming the
+    /// cause), so that they cannot starve the runtime's blocking threads.
+    ///
+    /// # Default
+    /// [`defaults::MAX_ABANDONED_THREADS`] (64).
+    pub fn max_abandoned_threads(mut self, n: usize) -> Self {
+        self.settings.max_abandoned_threads = n;
+        self
+    }
+
     /// Starts the worker on the current tokio runtime.
+    ///
+    /// In a child of a process pool (see [`serve_if_child`]) this serves the parent
+    /// and exits the process instead.
     pub async fn start(self) -> Result<WorkerHandle, Error> {
+        serve_if_child(&self.app).await;
         let s = &self.settings;
         if s.worker_lost_after <= s.heartbeat_interval {
             return Err(Error::InvalidOptions(format!(
@@ -276,6 +356,11 @@ impl WorkerBuilder {
         for q in &queues {
             crate::routing::validate_queue_name(q)?;
         }
+        if let Some((max, min)) = s.autoscale {
+            crate::control::Command::Autoscale { max, min }
+                .validate()
+                .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+        }
         let id = self.name.unwrap_or_else(|| {
             format!(
                 "worker-{}@{}",
@@ -283,6 +368,37 @@ impl WorkerBuilder {
                 crate::message::hostname()
             )
         });
+        let process = match s.pool {
+            Pool::Process => {
+                let children = process::ProcessPool::new(process::ProcessSettings {
+                    command: s.child_command.clone(),
+                    rules: process::recycle::Rules {
+                        max_tasks: s.max_tasks_per_child,
+                        max_memory_kib: s.max_memory_per_child_kib,
+                    },
+                    kill_grace: s.child_kill_grace,
+                    start_timeout: defaults::CHILD_START_TIMEOUT,
+                })
+                .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+                // One child at once, so that a program that cannot serve is named
+                // before the worker takes a message; the rest as slots need them.
+                children
+                    .prestart(1)
+                    .await
+                    .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+                let children = Arc::new(children);
+                // The other slots' children start in the background.
+                let more = children.clone();
+                let rest = s.concurrency.saturating_sub(1);
+                tokio::spawn(async move {
+                    if let Err(e) = more.prestart(rest).await {
+                        tracing::warn!(error = %e, "pool children not started ahead; each slot starts its own");
+                    }
+                });
+                Some(children)
+            }
+            _ => None,
+        };
         let broker = self.app.broker().clone();
         let incarnation = uuid::Uuid::new_v4().simple().to_string();
         heartbeat::claim_name(&self.app, &id, &incarnation, s).await?;
@@ -301,6 +417,7 @@ impl WorkerBuilder {
             _ => s.concurrency,
         };
         let shared = Arc::new(Shared {
+            process,
             app: self.app.clone(),
             id: id.clone(),
             incarnation,
@@ -322,7 +439,7 @@ impl WorkerBuilder {
             concurrency: AtomicUsize::new(concurrency),
             queued: AtomicUsize::new(0),
             reserved: Mutex::new(HashMap::new()),
-            autoscale: Mutex::new(None),
+            autoscale: Mutex::new(s.autoscale),
             time_limits: Mutex::new(HashMap::new()),
             rate_limits: Mutex::new(rate_limits.into_iter().collect()),
             by_task: Mutex::new(HashMap::new()),

@@ -21,6 +21,12 @@ pub(crate) struct Facts<'a> {
     pub retry: &'a RetrySpec,
     /// Largest output that can be stored (the codec's size limit).
     pub max_output: usize,
+    /// Requeued when its worker is lost (`acks_late` and `reject_on_worker_lost`).
+    pub requeue_when_lost: bool,
+    /// Deliveries so far, this one included.
+    pub deliveries: u32,
+    /// Deliveries after which a message that keeps losing its worker is dead-lettered.
+    pub max_deliveries: u32,
 }
 
 /// What to do after a run.
@@ -133,6 +139,29 @@ pub(crate) fn decide(end: RunEnd, facts: &Facts<'_>) -> Decision {
             TaskFailure::new(kinds::REVOKED, "terminated"),
             Next::Ack,
         ),
+        RunEnd::ChildLost(why)
+            if facts.requeue_when_lost && facts.deliveries >= facts.max_deliveries =>
+        {
+            fail(
+                TaskState::Failure,
+                TaskFailure::new(
+                    kinds::TOO_MANY_DELIVERIES,
+                    format!(
+                        "its worker was lost on each of its {} deliveries; the last time {why}",
+                        facts.deliveries
+                    ),
+                ),
+                Next::DeadLetter {
+                    reason: format!("worker lost {} times", facts.deliveries),
+                },
+            )
+        }
+        RunEnd::ChildLost(_) if facts.requeue_when_lost => Decision::Requeue,
+        RunEnd::ChildLost(why) => fail(
+            TaskState::Failure,
+            TaskFailure::new(kinds::WORKER_LOST, why),
+            Next::Ack,
+        ),
         RunEnd::Stopped(StopReason::Shutdown | StopReason::ConnectionLost) if facts.acks_late => {
             Decision::Requeue
         }
@@ -177,6 +206,9 @@ mod tests {
             retries: 0,
             retry,
             max_output: 100,
+            requeue_when_lost: false,
+            deliveries: 1,
+            max_deliveries: 5,
         }
     }
 
@@ -314,6 +346,38 @@ mod tests {
             let d = decide(RunEnd::Stopped(reason), &facts(&spec));
             assert_eq!(state(&d), Some(TaskState::Failure), "{reason:?}");
         }
+    }
+
+    #[test]
+    fn a_lost_child_fails_naming_how_or_requeues_until_max_deliveries() {
+        let spec = spec(3);
+        let lost = || RunEnd::ChildLost("killed by signal 6 (SIGABRT)".into());
+        let Decision::Finish {
+            state: TaskState::Failure,
+            failure: Some(f),
+            next: Next::Ack,
+            ..
+        } = decide(lost(), &facts(&spec))
+        else {
+            panic!("not a failure")
+        };
+        assert_eq!(f.kind, kinds::WORKER_LOST);
+        assert!(f.message.contains("SIGABRT"), "{}", f.message);
+        let requeue = Facts {
+            acks_late: true,
+            requeue_when_lost: true,
+            ..facts(&spec)
+        };
+        assert_eq!(decide(lost(), &requeue), Decision::Requeue);
+        let last = Facts {
+            deliveries: 5,
+            ..requeue
+        };
+        let d = decide(lost(), &last);
+        assert!(
+            matches!(&d, Decision::Finish { state: TaskState::Failure, next: Next::DeadLetter { .. }, failure: Some(f), .. } if f.kind == kinds::TOO_MANY_DELIVERIES),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::events::{Event, EventKind, WorkerInfo};
 pub(crate) struct Shared {
     /// The app whose tasks, broker and backend the worker uses.
     pub app: App,
+    /// The child processes of a [`Pool::Process`](super::Pool::Process) worker.
+    pub process: Option<Arc<super::process::ProcessPool>>,
     /// The worker's name.
     pub id: String,
     /// This process's claim on the name (another process started under the same name
@@ -175,6 +177,9 @@ impl Shared {
         })
         .await
         .is_ok();
+        if let Some(children) = &self.process {
+            children.close();
+        }
         let unwritten = handed.stranded + if written { 0 } else { self.window.len() };
         if !written {
             tracing::error!(worker = %self.id, unwritten, "results and acknowledgements not written within {WRITE_OUT:?}: their messages stay leased, and other workers recover them once this worker's heartbeat has expired");
@@ -241,6 +246,9 @@ impl Shared {
         // start a reserved one.
         self.stop_fetch.cancel();
         self.kill.cancel();
+        if let Some(children) = &self.process {
+            children.close();
+        }
         if let Some(h) = lock(&self.handles).take() {
             h.fetcher.abort();
             h.dispatcher.abort();
