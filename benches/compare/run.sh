@@ -6,7 +6,8 @@
 #   benches/compare/run.sh --quick    # hippo-queue and BullMQ at a tenth of the counts
 #
 # HQ_BENCH_SCALE multiplies the counts, HQ_BENCH_CONCURRENCY sets every worker's
-# concurrency (default 64). BullMQ is installed with npm into bullmq/node_modules,
+# concurrency (default 64); HQ_BENCH_BIN names an already built redis_throughput
+# binary (to compare two builds, or to skip the build). BullMQ is installed with npm into bullmq/node_modules,
 # Celery with pip into a temporary virtual environment.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,12 +36,15 @@ fresh_redis() {
 }
 
 echo "building and installing (not timed)..."
-(cd "$root" && cargo bench --bench redis_throughput --no-run >/dev/null 2>&1)
-bin=$(cd "$root" && cargo bench --bench redis_throughput --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
+bin="${HQ_BENCH_BIN:-}"
+if [ -z "$bin" ]; then
+    (cd "$root" && cargo bench --bench redis_throughput --no-run >/dev/null 2>&1)
+    bin=$(cd "$root" && cargo bench --bench redis_throughput --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="redis_throughput" and m.get("executable"): print(m["executable"])')
+fi
 (cd "$here/bullmq" && npm install --no-audit --no-fund --silent >/dev/null)
 if [ $quick -eq 0 ]; then
     venv="$out/celery-venv"
@@ -50,7 +54,12 @@ fi
 
 port=$(fresh_redis)
 echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), one client's ping:"
-redis-benchmark -p "$port" -n 20000 -c 1 -t ping -q 2>/dev/null | tail -n 1 | tee "$out/ping.txt"
+redis-benchmark -p "$port" -n 20000 -c 1 -t ping --csv 2>/dev/null |
+    python3 -c 'import csv,json,sys
+rows=[r for r in csv.DictReader(sys.stdin) if r["test"]=="PING_MBULK"]
+p50=float(rows[0]["p50_latency_ms"])
+print(f"redis-benchmark -c 1 ping: p50 {p50:.3f} ms")
+print("BENCH "+json.dumps({"system":"redis","metric":"ping","p50_ms":p50}))' | tee "$out/ping.txt"
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 
 echo; echo "==== hippo-queue ===="
@@ -60,7 +69,7 @@ echo; echo "==== BullMQ ===="
 port=$(fresh_redis); servers+=("$port")
 (cd "$here/bullmq" && REDIS_PORT="$port" node bench.mjs) | tee "$out/bullmq.txt"
 
-files=("$out/hippo.txt" "$out/bullmq.txt")
+files=("$out/ping.txt" "$out/hippo.txt" "$out/bullmq.txt")
 if [ $quick -eq 0 ]; then
     echo; echo "==== Celery ===="
     port=$(fresh_redis); servers+=("$port")

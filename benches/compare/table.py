@@ -17,7 +17,7 @@ ROWS = [
     ("round_trip", "p90_ms", "round trip p90 (ms)", False),
     ("round_trip", "p99_ms", "round trip p99 (ms)", False),
     ("round_trip", "p999_ms", "round trip p99.9 (ms)", False),
-    ("rss_after_drain", "mib", "worker RSS after the drain (MiB)", False),
+    ("rss_after_drain", "mib", "RSS after the drain, MiB (bench process; Celery: its worker processes summed)", False),
     ("startup_to_first_result", "ms", "start-up to the first result (ms)", False),
 ]
 SYSTEMS = ["hippo-queue", "BullMQ", "Celery"]
@@ -63,6 +63,10 @@ def main(paths):
         print("| " + " | ".join(cells) + " |")
     conc = figures.get((SYSTEMS[0], "drain"), {}).get("concurrency")
     print(f"\nConcurrency {conc}; × is how many times hippo-queue's figure is better.")
+    ping = figures.get(("redis", "ping"), {}).get("p50_ms")
+    rt = figures.get((SYSTEMS[0], "round_trip"), {}).get("p50_ms")
+    if ping and rt:
+        print(f"redis-benchmark -c 1 ping p50 {ping:.3f} ms; hippo-queue's round trip p50 is {rt / ping:.1f}× that.")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ acked, the submit-to-result round trip, the worker's RSS and its start-up to the
 result. Counts are smaller than the others' (Celery is slower; rates are per second)
 and scale with HQ_BENCH_SCALE."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def n(x):
 
 def pct(lat, p):
     s = sorted(lat)
-    return s[min(len(s) - 1, max(0, -(-len(s) * p // 100) - 1))] if s else 0.0
+    return s[min(len(s) - 1, max(0, math.ceil(len(s) * p / 100) - 1))] if s else 0.0
 
 
 def row(name, count, secs, lat=None, extra=""):
