@@ -142,6 +142,8 @@ pub enum Cmd {
     /// backlogs without consumers, routes, the beat leader, result expiry. One line
     /// per finding; exit code 0 all fine, 1 warnings, 2 errors.
     Doctor,
+    /// Serve the monitor: Flower's HTTP API on :5555 (see docs/monitor.md).
+    Monitor(crate::monitor::MonitorArgs),
     /// Dead-lettered messages of a queue.
     DeadLetters {
         /// The queue.

@@ -6,6 +6,7 @@
 //! hippo-queue queues
 //! hippo-queue result 4f1c…
 //! hippo-queue events --follow
+//! hippo-queue monitor --basic-auth admin:secret
 //! ```
 //!
 //! Exit codes: 0 success; 1 error (Redis unreachable, bad reply); 2 usage error;
@@ -15,6 +16,7 @@
 
 mod cli;
 mod doctor;
+mod monitor;
 mod render;
 mod run;
 

@@ -127,6 +127,22 @@ impl GlobalKeys {
         format!("{}:r:{{{}}}:{id}", self.prefix, self.shard(id))
     }
 
+    /// The history index of the result shard of a task id: zset id -> expiry
+    /// deadline ms.
+    pub(crate) fn history(&self, id: &str) -> String {
+        self.history_of_shard(self.shard(id))
+    }
+
+    /// The history index of a result shard.
+    pub(crate) fn history_of_shard(&self, shard: u32) -> String {
+        format!("{}:r:{{{shard}}}:history", self.prefix)
+    }
+
+    /// How many result shards there are.
+    pub(crate) fn shards(&self) -> u32 {
+        self.shards
+    }
+
     /// The key that tells the store script someone waits for a task.
     pub(crate) fn waiter(&self, id: &str) -> String {
         format!("{}:r:{{{}}}:wait:{id}", self.prefix, self.shard(id))

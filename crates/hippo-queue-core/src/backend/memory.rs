@@ -32,6 +32,8 @@ use crate::backend::Inspection;
 use crate::backend::Messages;
 use crate::backend::RateLimits;
 use crate::backend::Revocations;
+use crate::backend::TaskHistory;
+use crate::backend::task_history::{HistoryCursor, HistoryPage};
 use crate::backend::WorkerRegistry;
 use crate::events::{Event, WorkerInfo};
 use crate::result::{TaskMeta, accepts};
@@ -920,5 +922,46 @@ impl ResultBackend for MemoryBackend {
     async fn forget(&self, id: &str) -> Result<(), BackendError> {
         self.lock().results.remove(id);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TaskHistory for MemoryBackend {
+    /// Ordered by each record's `date_done`, newest first.
+    async fn task_history(
+        &self,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<HistoryPage, BackendError> {
+        let cursor = cursor.map(HistoryCursor::parse).transpose()?;
+        let now = Instant::now();
+        let mut tasks: Vec<TaskMeta> = self
+            .lock()
+            .results
+            .values()
+            .filter(|(m, exp)| {
+                *exp > now
+                    && cursor
+                        .as_ref()
+                        .is_none_or(|c| c.is_before(m.date_done, &m.task_id))
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        tasks.sort_by(|a, b| {
+            (b.date_done, &b.task_id).cmp(&(a.date_done, &a.task_id))
+        });
+        let more = tasks.len() > count;
+        tasks.truncate(count);
+        let next = match tasks.last() {
+            Some(last) if more => Some(
+                HistoryCursor {
+                    score: last.date_done,
+                    id: last.task_id.clone(),
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        Ok(HistoryPage::new(tasks, next))
     }
 }

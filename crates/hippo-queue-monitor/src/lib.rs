@@ -1,0 +1,120 @@
+//! # hippo-queue-monitor
+//!
+//! The monitor of hippo-queue: Flower's HTTP API (same paths, parameters and JSON
+//! shapes) over the broker and result backend, as an axum [`Router`] a host
+//! application can mount, or served on its own by `hippo-queue monitor`.
+//!
+//! - **Stateless.** Every answer is read from the backend: the worker registry (a
+//!   worker is live while its heartbeats renew its record), the stored task records
+//!   through their history index ([`TaskHistory`]), queue lengths. Restarting the
+//!   monitor, or running two, loses nothing; tasks finished before it started are
+//!   listed; memory stays bounded whatever the history's size.
+//! - **Secure by default.** There are no default credentials; without any, the
+//!   monitor listens on 127.0.0.1 only ([`MonitorConfig::bind_address`]). Credentials
+//!   (basic auth, bearer tokens) cover every route but `/healthcheck`. No response
+//!   carries `Access-Control-Allow-Origin`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hippo_queue_monitor::{Monitor, MonitorConfig};
+//! use hippo_queue_redis::{RedisBackend, RedisConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let redis = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379/1")).await?;
+//! let config = MonitorConfig::new().basic_auth("admin:change-me")?.url_prefix("flower")?;
+//! let router = Monitor::new(config, Arc::new(redis)).router();
+//! // mount `router` in an axum application, or serve it:
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5555").await?;
+//! axum::serve(listener, router).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The modules, one concept each: [`config`] (settings and their checks), [`auth`]
+//! (who is asking), [`query`] and [`search`] (`/api/tasks` parameters), [`task_view`]
+//! (a record as Flower shows it), [`serve`] (listening).
+//!
+//! [`TaskHistory`]: hippo_queue_core::backend::TaskHistory
+
+#![warn(missing_docs)]
+
+mod api;
+pub mod auth;
+pub mod config;
+mod error;
+pub mod query;
+pub mod search;
+pub mod serve;
+mod state;
+pub mod task_view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::routing::get;
+
+pub use config::{ConfigError, DEFAULT_PORT, MonitorConfig};
+pub use error::ApiError;
+pub use state::{INSPECT_TIMEOUT, Source};
+
+use crate::state::Shared;
+
+/// The monitor: settings and the backend it reads.
+#[derive(Clone)]
+pub struct Monitor {
+    shared: Shared,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    /// A monitor of `source` (such as a `RedisBackend`).
+    pub fn new(config: MonitorConfig, source: Arc<dyn Source>) -> Self {
+        Monitor {
+            shared: Shared::new(config, source),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MonitorConfig {
+        &self.shared.config
+    }
+
+    /// The routes, under the configured URL prefix.
+    pub fn router(&self) -> Router {
+        let s = self.shared.clone();
+        let guarded = Router::new()
+            .route("/api/workers", get(api::workers::list))
+            .route("/api/tasks", get(api::tasks::list))
+            .route("/api/task/types", get(api::tasks::types))
+            .route("/api/task/info/{id}", get(api::tasks::info))
+            .route("/api/task/result/{id}", get(api::tasks::result))
+            .route("/api/queues/length", get(api::queues::length))
+            .route_layer(middleware::from_fn_with_state(s.clone(), auth::require));
+        let open = Router::new().route("/healthcheck", get(api::healthcheck));
+        let routes = guarded
+            .merge(open)
+            .layer(middleware::map_response(no_sniff))
+            .with_state(s.clone());
+        match s.config.prefix() {
+            "" => routes,
+            prefix => Router::new().nest(prefix, routes),
+        }
+    }
+}
+
+/// Every response says its content type is to be believed.
+async fn no_sniff(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
