@@ -11,8 +11,10 @@
 //!   listed; memory stays bounded whatever the history's size.
 //! - **Secure by default.** There are no default credentials; without any, the
 //!   monitor listens on 127.0.0.1 only ([`MonitorConfig::bind_address`]). Credentials
-//!   (basic auth, bearer tokens) cover every route but `/healthcheck`. No response
-//!   carries `Access-Control-Allow-Origin`.
+//!   (basic auth, bearer tokens) cover every route but `/healthcheck`, `/metrics`
+//!   included. No response carries `Access-Control-Allow-Origin`.
+//! - **Flower's metrics.** `/metrics` has Flower's metric names and labels, counted
+//!   from the event stream, plus queue depths and dead letters.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -41,6 +43,7 @@ mod api;
 pub mod auth;
 pub mod config;
 mod error;
+mod metrics;
 pub mod query;
 pub mod search;
 pub mod serve;
@@ -97,6 +100,7 @@ impl Monitor {
             .route("/api/task/info/{id}", get(api::tasks::info))
             .route("/api/task/result/{id}", get(api::tasks::result))
             .route("/api/queues/length", get(api::queues::length))
+            .route("/metrics", get(api::metrics))
             .route_layer(middleware::from_fn_with_state(s.clone(), auth::require));
         let open = Router::new().route("/healthcheck", get(api::healthcheck));
         let routes = guarded

@@ -9,6 +9,7 @@ use hippo_queue_core::App;
 use hippo_queue_core::backend::{Broker, ResultBackend, TaskHistory};
 
 use crate::config::MonitorConfig;
+use crate::metrics::Metrics;
 
 /// What the monitor reads: a broker with every capability, a result backend, and the
 /// task history. `hippo_queue_redis::RedisBackend` is one.
@@ -27,6 +28,7 @@ pub(crate) struct Inner {
     pub config: MonitorConfig,
     pub source: Arc<dyn Source>,
     pub app: App,
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -39,6 +41,7 @@ impl Shared {
             config,
             source,
             app,
+            metrics: Metrics::new(),
         }))
     }
 }

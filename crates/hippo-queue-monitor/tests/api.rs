@@ -176,5 +176,39 @@ async fn read_routes_against_a_live_worker() {
     }
     let (_, v) = get(&c, &url("/api/tasks?taskname=test.sleep")).await;
     assert_eq!(v[sleeping.id()]["state"], "SUCCESS", "{v}");
+
+    // /metrics: Flower's names and labels, the queues', and promtool's approval
+    let res = c.get(url("/metrics")).send().await.expect("metrics");
+    assert_eq!(res.status().as_u16(), 200);
+    let text = res.text().await.expect("body");
+    for line in [
+        r#"flower_events_total{worker="w1@test",type="task-succeeded",task="test.add"} 8"#,
+        r#"flower_events_total{worker="w1@test",type="task-failed",task="test.fail"} 1"#,
+        r#"flower_task_runtime_seconds_count{worker="w1@test",task="test.sleep"} 1"#,
+        r#"flower_worker_online{worker="w1@test"} 1"#,
+        // from the registry record of the last heartbeat: 0 or, just after, 1
+        r#"flower_worker_number_of_currently_executing_tasks{worker="w1@test"} "#,
+        r#"hippo_queue_delayed_messages{queue="default"} 1"#,
+        r#"hippo_queue_waiting_messages{queue="default",priority="0"} 0"#,
+        r#"hippo_queue_dead_letters{queue="default"} 0"#,
+    ] {
+        assert!(text.contains(line), "no {line} in\n{text}");
+    }
+    for name in ["flower_task_prefetch_time_seconds", "flower_worker_prefetched_tasks"] {
+        assert!(text.contains(&format!("# TYPE {name} gauge")), "{name}");
+    }
+    let complaints = support::promtool_check(&text);
+    assert!(complaints.is_empty(), "promtool: {complaints}\n{text}");
+    let om = c
+        .get(url("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .expect("metrics");
+    assert!(om.headers()["content-type"].to_str().expect("type").starts_with("application/openmetrics-text"));
+    assert!(om.text().await.expect("body").ends_with("# EOF\n"));
+    // a second scrape counts nothing twice
+    let again = c.get(url("/metrics")).send().await.expect("metrics").text().await.expect("body");
+    assert!(again.contains(r#"flower_events_total{worker="w1@test",type="task-succeeded",task="test.add"} 8"#));
     d.stop().await;
 }

@@ -23,7 +23,13 @@ async fn credentials_and_url_prefix() {
     let c = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", m.base);
 
-    for path in ["/api/workers", "/api/tasks", "/api/queues/length", "/api/task/types"] {
+    for path in [
+        "/api/workers",
+        "/api/tasks",
+        "/api/queues/length",
+        "/api/task/types",
+        "/metrics",
+    ] {
         let res = c.get(url(path)).send().await.expect("request");
         assert_eq!(res.status().as_u16(), 401, "{path}");
         let challenge = res.headers()["www-authenticate"].to_str().expect("header");

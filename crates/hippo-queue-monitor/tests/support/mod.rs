@@ -76,6 +76,7 @@ impl Deployment {
             .queues(["default"])
             .concurrency(1)
             .prefetch_multiplier(1)
+            .task_events(true)
             .heartbeat_interval(Duration::from_millis(100))
             .fetch_wait(Duration::from_millis(100))
             .shutdown_grace(Duration::from_secs(5))
@@ -151,5 +152,35 @@ where
     while !f().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `promtool check metrics` on an exposition: its complaints, empty when it passes.
+/// `promtool` comes with Debian's `prometheus` package.
+pub fn promtool_check(exposition: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool (apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && text.trim().is_empty() {
+        String::new()
+    } else {
+        format!("exit {:?}: {text}", out.status.code())
     }
 }
