@@ -15,6 +15,12 @@ pub enum ApiError {
     /// No such task or worker (404).
     #[error("{0}")]
     NotFound(String),
+    /// Refused: read-only mode, or a worker refused the command (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The worker addressed did not answer in time (504).
+    #[error("{0}")]
+    NoReply(String),
     /// Redis could not be read or written (503).
     #[error("the backend failed: {0}")]
     Backend(#[from] BackendError),
@@ -26,6 +32,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NoReply(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

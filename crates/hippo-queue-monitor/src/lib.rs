@@ -12,7 +12,10 @@
 //! - **Secure by default.** There are no default credentials; without any, the
 //!   monitor listens on 127.0.0.1 only ([`MonitorConfig::bind_address`]). Credentials
 //!   (basic auth, bearer tokens) cover every route but `/healthcheck`, `/metrics`
-//!   included. No response carries `Access-Control-Allow-Origin`.
+//!   included. No response carries `Access-Control-Allow-Origin`. Mutating routes
+//!   refuse requests a browser sent from another site ([`csrf`]) and every route in
+//!   read-only mode; each action is written to the event stream with who and from
+//!   where.
 //! - **Flower's metrics.** `/metrics` has Flower's metric names and labels, counted
 //!   from the event stream, plus queue depths and dead letters.
 //!
@@ -40,8 +43,10 @@
 #![warn(missing_docs)]
 
 mod api;
+mod actor;
 pub mod auth;
 pub mod config;
+pub mod csrf;
 mod error;
 mod metrics;
 pub mod query;
@@ -55,7 +60,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use config::{ConfigError, DEFAULT_PORT, MonitorConfig};
 pub use error::ApiError;
@@ -102,8 +107,27 @@ impl Monitor {
             .route("/api/queues/length", get(api::queues::length))
             .route("/metrics", get(api::metrics))
             .route_layer(middleware::from_fn_with_state(s.clone(), auth::require));
+        let mutating = Router::new()
+            .route("/api/worker/shutdown/{worker}", post(api::control::shutdown))
+            .route("/api/worker/pool/restart/{worker}", post(api::control::pool_restart))
+            .route("/api/worker/pool/grow/{worker}", post(api::control::pool_grow))
+            .route("/api/worker/pool/shrink/{worker}", post(api::control::pool_shrink))
+            .route("/api/worker/pool/autoscale/{worker}", post(api::control::autoscale))
+            .route("/api/worker/queue/add-consumer/{worker}", post(api::control::add_consumer))
+            .route("/api/worker/queue/cancel-consumer/{worker}", post(api::control::cancel_consumer))
+            .route("/api/task/apply/{name}", post(api::apply::apply))
+            .route("/api/task/async-apply/{name}", post(api::apply::async_apply))
+            .route("/api/task/send-task/{name}", post(api::apply::send_task))
+            .route("/api/task/revoke/{id}", post(api::control::revoke))
+            .route("/api/task/timeout/{name}", post(api::control::timeout))
+            .route("/api/task/rate-limit/{name}", post(api::control::rate_limit))
+            // outermost last: credentials, then the origin, then read-only mode
+            .route_layer(middleware::from_fn_with_state(s.clone(), api::read_only))
+            .route_layer(middleware::from_fn(csrf::guard))
+            .route_layer(middleware::from_fn_with_state(s.clone(), auth::require));
         let open = Router::new().route("/healthcheck", get(api::healthcheck));
         let routes = guarded
+            .merge(mutating)
             .merge(open)
             .layer(middleware::map_response(no_sniff))
             .with_state(s.clone());

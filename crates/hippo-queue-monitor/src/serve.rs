@@ -61,7 +61,10 @@ pub async fn serve(
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-    axum::serve(listener, monitor.router())
+    let app = monitor
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServeError::Io { addr, source })

@@ -1,5 +1,7 @@
 //! Flower's HTTP API: the routes, one module per resource.
 
+pub(crate) mod apply;
+pub(crate) mod control;
 pub(crate) mod queues;
 pub(crate) mod tasks;
 pub(crate) mod workers;
@@ -47,4 +49,16 @@ pub(crate) async fn metrics(
         let text = crate::metrics::to_prometheus_text(&body);
         ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response()
     })
+}
+
+/// Refuses every mutating route in read-only mode.
+pub(crate) async fn read_only(
+    State(s): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if s.config.is_read_only() {
+        return ApiError::Forbidden("Read only mode is enabled".into()).into_response();
+    }
+    next.run(req).await
 }
