@@ -68,7 +68,9 @@ pub fn decide(config: &MonitorConfig, authorization: Option<&str>) -> Decision {
                 found = Some(i + 1);
             }
         }
-        return found.map_or(Decision::Challenge, |n| Decision::Allow(Principal::Token(n)));
+        return found.map_or(Decision::Challenge, |n| {
+            Decision::Allow(Principal::Token(n))
+        });
     }
     if scheme.eq_ignore_ascii_case("basic") {
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(rest) else {
@@ -94,7 +96,11 @@ pub fn decide(config: &MonitorConfig, authorization: Option<&str>) -> Decision {
 
 /// The middleware: 401 with `WWW-Authenticate` unless [`decide`] allows; the
 /// principal goes into the request's extensions for the handlers.
-pub(crate) async fn require(State(shared): State<Shared>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn require(
+    State(shared): State<Shared>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -156,7 +162,10 @@ mod tests {
             decide(&c, Some("Bearer 0123456789abcdef")),
             Decision::Allow(Principal::Token(1))
         );
-        assert_eq!(decide(&c, Some("bearer 0123456789abcdeX")), Decision::Challenge);
+        assert_eq!(
+            decide(&c, Some("bearer 0123456789abcdeX")),
+            Decision::Challenge
+        );
         assert_eq!(decide(&c, Some("Basic !!!")), Decision::Challenge);
         assert_eq!(decide(&c, Some("Digest x")), Decision::Challenge);
     }

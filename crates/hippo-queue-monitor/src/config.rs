@@ -206,7 +206,10 @@ impl MonitorConfig {
         user: Option<&str>,
         password: Option<&str>,
     ) -> Result<Self, ConfigError> {
-        match (user.filter(|u| !u.is_empty()), password.filter(|p| !p.is_empty())) {
+        match (
+            user.filter(|u| !u.is_empty()),
+            password.filter(|p| !p.is_empty()),
+        ) {
             (None, None) => Ok(self),
             (Some(user), Some(password)) => {
                 if user.contains(':') {
@@ -328,7 +331,9 @@ mod tests {
     #[test]
     fn user_and_password_go_together_and_tokens_must_be_long() {
         assert_eq!(
-            MonitorConfig::new().user_password(Some("u"), None).unwrap_err(),
+            MonitorConfig::new()
+                .user_password(Some("u"), None)
+                .unwrap_err(),
             ConfigError::HalfUserPassword
         );
         assert!(
@@ -337,9 +342,20 @@ mod tests {
                 .unwrap()
                 .has_auth()
         );
-        assert!(!MonitorConfig::new().user_password(None, Some("")).unwrap().has_auth());
+        assert!(
+            !MonitorConfig::new()
+                .user_password(None, Some(""))
+                .unwrap()
+                .has_auth()
+        );
         let e = MonitorConfig::new().bearer_tokens(["short"]).unwrap_err();
-        assert_eq!(e, ConfigError::ShortToken { position: 1, len: 5 });
+        assert_eq!(
+            e,
+            ConfigError::ShortToken {
+                position: 1,
+                len: 5
+            }
+        );
         assert!(
             MonitorConfig::new()
                 .bearer_tokens(["0123456789abcdef"])

@@ -91,8 +91,15 @@ mod tests {
     #[test]
     fn browsers_must_be_on_the_same_origin_and_scripts_pass() {
         let post = Method::POST;
-        assert_eq!(check(&post, &headers(&[])), Ok(()), "curl sends neither header");
-        assert_eq!(check(&post, &headers(&[("sec-fetch-site", "same-origin")])), Ok(()));
+        assert_eq!(
+            check(&post, &headers(&[])),
+            Ok(()),
+            "curl sends neither header"
+        );
+        assert_eq!(
+            check(&post, &headers(&[("sec-fetch-site", "same-origin")])),
+            Ok(())
+        );
         assert_eq!(
             check(&post, &headers(&[("sec-fetch-site", "cross-site")])),
             Err(Refusal::CrossSite)
@@ -101,9 +108,15 @@ mod tests {
             check(&post, &headers(&[("sec-fetch-site", "same-site")])),
             Err(Refusal::CrossSite)
         );
-        let same = headers(&[("origin", "http://mon.example:5555"), ("host", "mon.example:5555")]);
+        let same = headers(&[
+            ("origin", "http://mon.example:5555"),
+            ("host", "mon.example:5555"),
+        ]);
         assert_eq!(check(&post, &same), Ok(()));
-        let other = headers(&[("origin", "https://evil.example"), ("host", "mon.example:5555")]);
+        let other = headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "mon.example:5555"),
+        ]);
         assert_eq!(check(&post, &other), Err(Refusal::ForeignOrigin));
         let null = headers(&[("origin", "null"), ("host", "mon.example")]);
         assert_eq!(check(&post, &null), Err(Refusal::ForeignOrigin));

@@ -53,6 +53,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Backend(e) = &self {
             tracing::warn!(error = %e, "monitor request failed on the backend");
         }
-        (self.status(), Json(serde_json::json!({"error": self.to_string()}))).into_response()
+        (
+            self.status(),
+            Json(serde_json::json!({"error": self.to_string()})),
+        )
+            .into_response()
     }
 }

@@ -42,8 +42,8 @@
 
 #![warn(missing_docs)]
 
-mod api;
 mod actor;
+mod api;
 pub mod auth;
 pub mod config;
 pub mod csrf;
@@ -108,19 +108,46 @@ impl Monitor {
             .route("/metrics", get(api::metrics))
             .route_layer(middleware::from_fn_with_state(s.clone(), auth::require));
         let mutating = Router::new()
-            .route("/api/worker/shutdown/{worker}", post(api::control::shutdown))
-            .route("/api/worker/pool/restart/{worker}", post(api::control::pool_restart))
-            .route("/api/worker/pool/grow/{worker}", post(api::control::pool_grow))
-            .route("/api/worker/pool/shrink/{worker}", post(api::control::pool_shrink))
-            .route("/api/worker/pool/autoscale/{worker}", post(api::control::autoscale))
-            .route("/api/worker/queue/add-consumer/{worker}", post(api::control::add_consumer))
-            .route("/api/worker/queue/cancel-consumer/{worker}", post(api::control::cancel_consumer))
+            .route(
+                "/api/worker/shutdown/{worker}",
+                post(api::control::shutdown),
+            )
+            .route(
+                "/api/worker/pool/restart/{worker}",
+                post(api::control::pool_restart),
+            )
+            .route(
+                "/api/worker/pool/grow/{worker}",
+                post(api::control::pool_grow),
+            )
+            .route(
+                "/api/worker/pool/shrink/{worker}",
+                post(api::control::pool_shrink),
+            )
+            .route(
+                "/api/worker/pool/autoscale/{worker}",
+                post(api::control::autoscale),
+            )
+            .route(
+                "/api/worker/queue/add-consumer/{worker}",
+                post(api::control::add_consumer),
+            )
+            .route(
+                "/api/worker/queue/cancel-consumer/{worker}",
+                post(api::control::cancel_consumer),
+            )
             .route("/api/task/apply/{name}", post(api::apply::apply))
-            .route("/api/task/async-apply/{name}", post(api::apply::async_apply))
+            .route(
+                "/api/task/async-apply/{name}",
+                post(api::apply::async_apply),
+            )
             .route("/api/task/send-task/{name}", post(api::apply::send_task))
             .route("/api/task/revoke/{id}", post(api::control::revoke))
             .route("/api/task/timeout/{name}", post(api::control::timeout))
-            .route("/api/task/rate-limit/{name}", post(api::control::rate_limit))
+            .route(
+                "/api/task/rate-limit/{name}",
+                post(api::control::rate_limit),
+            )
             // outermost last: credentials, then the origin, then read-only mode
             .route_layer(middleware::from_fn_with_state(s.clone(), api::read_only))
             .route_layer(middleware::from_fn(csrf::guard))

@@ -158,7 +158,11 @@ impl Metrics {
         let reserved = Family::<QueueLabel, Gauge>::default();
         let dead = Family::<QueueLabel, Gauge>::default();
         registry.register("flower_events", "Number of events", events.clone());
-        registry.register("flower_task_runtime_seconds", "Task runtime", runtime.clone());
+        registry.register(
+            "flower_task_runtime_seconds",
+            "Task runtime",
+            runtime.clone(),
+        );
         registry.register(
             "flower_task_prefetch_time_seconds",
             "The time the task spent waiting at the worker to be executed.",
@@ -169,7 +173,11 @@ impl Metrics {
             "Number of tasks of given type prefetched at a worker",
             prefetched.clone(),
         );
-        registry.register("flower_worker_online", "Worker online status", online.clone());
+        registry.register(
+            "flower_worker_online",
+            "Worker online status",
+            online.clone(),
+        );
         registry.register(
             "flower_worker_number_of_currently_executing_tasks",
             "Number of tasks currently executing at a worker",
@@ -430,14 +438,34 @@ mod tests {
             text.contains(r#"flower_events_total{worker="w1",type="task-received",task="add"} 2"#),
             "{text}"
         );
-        assert!(text.contains(r#"flower_events_total{worker="w1",type="task-succeeded",task="add"} 1"#));
-        assert!(text.contains(r#"flower_worker_prefetched_tasks{worker="w1",task="add"} 1"#), "{text}");
-        assert!(text.contains(r#"flower_task_runtime_seconds_count{worker="w1",task="add"} 1"#), "{text}");
-        assert!(text.contains(r#"flower_task_runtime_seconds_bucket{le="0.05",worker="w1",task="add"} 1"#)
-            || text.contains(r#"flower_task_runtime_seconds_bucket{worker="w1",task="add",le="0.05"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"flower_events_total{worker="w1",type="task-succeeded",task="add"} 1"#)
+        );
+        assert!(
+            text.contains(r#"flower_worker_prefetched_tasks{worker="w1",task="add"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flower_task_runtime_seconds_count{worker="w1",task="add"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"flower_task_runtime_seconds_bucket{le="0.05",worker="w1",task="add"} 1"#
+            ) || text.contains(
+                r#"flower_task_runtime_seconds_bucket{worker="w1",task="add",le="0.05"} 1"#
+            ),
+            "{text}"
+        );
         // started 250 ms after it was received; back to 0 once finished
-        assert!(text.contains(r#"flower_task_prefetch_time_seconds{worker="w1",task="add"} 0"#), "{text}");
-        assert!(!text.contains("worker-online"), "worker events are not counted: {text}");
+        assert!(
+            text.contains(r#"flower_task_prefetch_time_seconds{worker="w1",task="add"} 0"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("worker-online"),
+            "worker events are not counted: {text}"
+        );
         assert!(tail.seen.contains("w1"));
     }
 
@@ -453,7 +481,9 @@ mod tests {
         assert_eq!(tail.series[0], MAX_SERIES);
         let text = m.encode().unwrap();
         assert!(
-            text.contains(r#"flower_events_total{worker="other",type="task-succeeded",task="other"} 10"#),
+            text.contains(
+                r#"flower_events_total{worker="other",type="task-succeeded",task="other"} 10"#
+            ),
             "the overflow is counted under other"
         );
     }
@@ -463,7 +493,10 @@ mod tests {
         let m = Metrics::new();
         let mut tail = Tail::default();
         for i in 0..(MAX_PENDING + 5) {
-            m.apply(&mut tail, &task(EventKind::TaskReceived, &format!("t{i}"), 1));
+            m.apply(
+                &mut tail,
+                &task(EventKind::TaskReceived, &format!("t{i}"), 1),
+            );
         }
         assert_eq!(tail.pending.len(), MAX_PENDING);
         assert!(!tail.pending.contains_key("t0"));

@@ -59,7 +59,9 @@ pub enum QueryError {
     #[error("sort_by: expected name, state, received or started, with an optional '-' (got {0:?})")]
     SortKey(String),
     /// Unknown state.
-    #[error("state: unknown state {0:?} (expected PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED or REJECTED)")]
+    #[error(
+        "state: unknown state {0:?} (expected PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED or REJECTED)"
+    )]
     State(String),
     /// A time not in [`TIME_FORMAT`].
     #[error("{name}: expected a UTC time as YYYY-MM-DD HH:MM (got {value:?})")]
@@ -111,7 +113,12 @@ pub struct TaskQuery {
     pub search: Option<Query>,
 }
 
-fn number(name: &'static str, v: Option<&str>, default: usize, max: usize) -> Result<usize, QueryError> {
+fn number(
+    name: &'static str,
+    v: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, QueryError> {
     match v.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(default),
         Some(s) => match s.parse::<usize>() {
@@ -127,8 +134,7 @@ fn number(name: &'static str, v: Option<&str>, default: usize, max: usize) -> Re
 
 /// Flower's "All" (or nothing) means no filter.
 fn filter(v: Option<&String>) -> Option<&str> {
-    v.map(|s| s.trim())
-        .filter(|s| !s.is_empty() && *s != "All")
+    v.map(|s| s.trim()).filter(|s| !s.is_empty() && *s != "All")
 }
 
 fn time(name: &'static str, v: Option<&String>) -> Result<Option<u64>, QueryError> {
@@ -184,7 +190,12 @@ impl TaskQuery {
             state,
             from_ms: time("received_start", p.received_start.as_ref())?,
             until_ms: time("received_end", p.received_end.as_ref())?,
-            search: p.search.as_deref().map(search::parse).transpose()?.flatten(),
+            search: p
+                .search
+                .as_deref()
+                .map(search::parse)
+                .transpose()?
+                .flatten(),
         })
     }
 
@@ -266,7 +277,8 @@ mod tests {
 
     #[test]
     fn defaults_and_all_mean_no_filter() {
-        let q = TaskQuery::from_params(&params(&[("state", "All"), ("workername", "All")])).unwrap();
+        let q =
+            TaskQuery::from_params(&params(&[("state", "All"), ("workername", "All")])).unwrap();
         assert_eq!((q.limit, q.offset), (MAX_LIMIT, 0));
         assert!(q.state.is_none() && q.worker.is_none() && q.sort.is_none());
     }
@@ -287,7 +299,10 @@ mod tests {
             assert!(e.to_string().contains(named), "{k}={v}: {e}");
         }
         let deep = params(&[("sort_by", "name"), ("offset", "9950"), ("limit", "100")]);
-        assert_eq!(TaskQuery::from_params(&deep).unwrap_err(), QueryError::SortTooDeep);
+        assert_eq!(
+            TaskQuery::from_params(&deep).unwrap_err(),
+            QueryError::SortTooDeep
+        );
     }
 
     #[test]

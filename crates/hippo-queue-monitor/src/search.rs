@@ -204,7 +204,9 @@ impl Parser {
             Some(Token::Or) | Some(Token::And) => {
                 Err(SearchError("OR and AND need a term on each side".into()))
             }
-            None => Err(SearchError("the query ends where a term is expected".into())),
+            None => Err(SearchError(
+                "the query ends where a term is expected".into(),
+            )),
         }
     }
 }
@@ -306,9 +308,15 @@ mod tests {
     fn bad_queries_are_named() {
         assert_eq!(parse("").unwrap(), None);
         assert_eq!(parse("   ").unwrap(), None);
-        for bad in ["ab", "(email", "email)", "OR email", "email OR", "\"open", "kwargs:x", "state:", "name:ab"] {
+        for bad in [
+            "ab", "(email", "email)", "OR email", "email OR", "\"open", "kwargs:x", "state:",
+            "name:ab",
+        ] {
             let e = parse(bad).unwrap_err();
-            assert!(e.to_string().starts_with("invalid search query"), "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("invalid search query"),
+                "{bad}: {e}"
+            );
         }
     }
 }

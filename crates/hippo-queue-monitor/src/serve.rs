@@ -55,12 +55,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ServeError::Io {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Io {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
     let app = monitor
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();

@@ -24,9 +24,9 @@ pub fn result_value(meta: &TaskMeta) -> Value {
 
 /// The error as Flower's `exception` field: `Kind('message')`.
 pub fn exception(meta: &TaskMeta) -> Value {
-    meta.error
-        .as_ref()
-        .map_or(Value::Null, |e| json!(format!("{}({:?})", e.kind, e.message)))
+    meta.error.as_ref().map_or(Value::Null, |e| {
+        json!(format!("{}({:?})", e.kind, e.message))
+    })
 }
 
 /// The record as Flower's task dictionary.

@@ -12,9 +12,30 @@ use support::{Add, Deployment, Fail, Sleep, eventually, get, serve};
 
 /// The fields of Flower's task dictionary.
 const TASK_FIELDS: [&str; 24] = [
-    "uuid", "name", "state", "args", "kwargs", "result", "received", "sent", "started",
-    "succeeded", "failed", "retried", "revoked", "runtime", "retries", "worker", "eta",
-    "expires", "exception", "traceback", "exchange", "routing_key", "client", "timestamp",
+    "uuid",
+    "name",
+    "state",
+    "args",
+    "kwargs",
+    "result",
+    "received",
+    "sent",
+    "started",
+    "succeeded",
+    "failed",
+    "retried",
+    "revoked",
+    "runtime",
+    "retries",
+    "worker",
+    "eta",
+    "expires",
+    "exception",
+    "traceback",
+    "exchange",
+    "routing_key",
+    "client",
+    "timestamp",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +57,11 @@ async fn read_routes_against_a_live_worker() {
     let url = |p: &str| format!("{}{p}", m.base);
 
     // healthcheck, with no CORS header and nosniff
-    let res = c.get(url("/healthcheck")).send().await.expect("healthcheck");
+    let res = c
+        .get(url("/healthcheck"))
+        .send()
+        .await
+        .expect("healthcheck");
     assert_eq!(res.status().as_u16(), 200);
     assert!(res.headers().get("access-control-allow-origin").is_none());
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
@@ -57,14 +82,26 @@ async fn read_routes_against_a_live_worker() {
         assert_eq!(t["routing_key"], "default");
     }
     let first_id = text.split('"').nth(1).expect("a key");
-    assert_eq!(first_id, fail.id(), "newest first: the failure finished last");
+    assert_eq!(
+        first_id,
+        fail.id(),
+        "newest first: the failure finished last"
+    );
     let failed = &tasks[fail.id()];
     assert_eq!(failed["state"], "FAILURE");
     assert_eq!(failed["exception"], "Boom(\"it broke\")");
-    assert!(failed["traceback"].as_str().expect("traceback").contains("the disk was full"));
+    assert!(
+        failed["traceback"]
+            .as_str()
+            .expect("traceback")
+            .contains("the disk was full")
+    );
     assert!(failed["failed"].is_f64());
     let one = &tasks[adds[2].id()];
-    assert_eq!((one["state"].clone(), one["result"].clone()), (json!("SUCCESS"), json!("3")));
+    assert_eq!(
+        (one["state"].clone(), one["result"].clone()),
+        (json!("SUCCESS"), json!("3"))
+    );
 
     // filters, paging, search, sorting
     let count = |v: &Value| v.as_object().map_or(usize::MAX, |o| o.len());
@@ -80,13 +117,21 @@ async fn read_routes_against_a_live_worker() {
     assert_eq!(count(&v), 0);
     let (_, v) = get(&c, &url("/api/tasks?search=name:test.add")).await;
     assert_eq!(count(&v), 5);
-    let (_, v) = get(&c, &url("/api/tasks?search=%22disk%20was%22%20OR%20state:RETRY")).await;
+    let (_, v) = get(
+        &c,
+        &url("/api/tasks?search=%22disk%20was%22%20OR%20state:RETRY"),
+    )
+    .await;
     assert_eq!(count(&v), 1);
     let (_, v) = get(&c, &url("/api/tasks?received_start=2000-01-01%2000:00")).await;
     assert_eq!(count(&v), 6);
     let (_, v) = get(&c, &url("/api/tasks?received_end=2000-01-01%2000:00")).await;
     assert_eq!(count(&v), 0);
-    let res = c.get(url("/api/tasks?sort_by=-name&limit=1")).send().await.expect("sorted");
+    let res = c
+        .get(url("/api/tasks?sort_by=-name&limit=1"))
+        .send()
+        .await
+        .expect("sorted");
     let text = res.text().await.expect("body");
     assert!(text.contains("test.fail"), "{text}");
     for (bad, named) in [
@@ -98,21 +143,35 @@ async fn read_routes_against_a_live_worker() {
     ] {
         let (status, v) = get(&c, &url(&format!("/api/tasks?{bad}"))).await;
         assert_eq!(status, 400, "{bad}");
-        assert!(v["error"].as_str().expect("error").contains(named), "{bad}: {v}");
+        assert!(
+            v["error"].as_str().expect("error").contains(named),
+            "{bad}: {v}"
+        );
     }
 
     // task info and result
     let (status, v) = get(&c, &url(&format!("/api/task/info/{}", adds[0].id()))).await;
     assert_eq!(status, 200);
-    assert_eq!((v["name"].clone(), v["result"].clone()), (json!("test.add"), json!("1")));
+    assert_eq!(
+        (v["name"].clone(), v["result"].clone()),
+        (json!("test.add"), json!("1"))
+    );
     let (status, v) = get(&c, &url("/api/task/info/no-such-task")).await;
     assert_eq!(status, 404);
     assert_eq!(v["error"], "Unknown task 'no-such-task'");
     let (_, v) = get(&c, &url(&format!("/api/task/result/{}", adds[4].id()))).await;
-    assert_eq!(v, json!({"task-id": adds[4].id(), "state": "SUCCESS", "result": 5}));
+    assert_eq!(
+        v,
+        json!({"task-id": adds[4].id(), "state": "SUCCESS", "result": 5})
+    );
     let (_, v) = get(&c, &url(&format!("/api/task/result/{}", fail.id()))).await;
     assert_eq!(v["state"], "FAILURE");
-    assert!(v["traceback"].as_str().expect("traceback").contains("it broke"));
+    assert!(
+        v["traceback"]
+            .as_str()
+            .expect("traceback")
+            .contains("it broke")
+    );
     let (_, v) = get(&c, &url("/api/task/result/nothing")).await;
     assert_eq!(v, json!({"task-id": "nothing", "state": "PENDING"}));
     let (status, v) = get(&c, &url("/api/task/result/nothing?timeout=soon")).await;
@@ -131,7 +190,10 @@ async fn read_routes_against_a_live_worker() {
     }
     let later = d
         .app
-        .apply_async::<Add>((0, 0), SendOptions::new().countdown(Duration::from_secs(600)))
+        .apply_async::<Add>(
+            (0, 0),
+            SendOptions::new().countdown(Duration::from_secs(600)),
+        )
         .await
         .expect("send");
     let (status, v) = get(&c, &url("/api/queues/length")).await;
@@ -141,7 +203,11 @@ async fn read_routes_against_a_live_worker() {
     assert_eq!(q["delayed"], 1, "{v}");
     let waiting = q["messages"].as_u64().expect("messages");
     let reserved = q["reserved"].as_u64().expect("reserved");
-    assert_eq!(waiting + reserved, 4, "three adds and the running sleep: {v}");
+    assert_eq!(
+        waiting + reserved,
+        4,
+        "three adds and the running sleep: {v}"
+    );
 
     let (status, v) = get(&c, &url("/api/workers")).await;
     assert_eq!(status, 200);
@@ -157,7 +223,10 @@ async fn read_routes_against_a_live_worker() {
     let scheduled = w["scheduled"].as_array().expect("scheduled");
     assert_eq!(scheduled.len(), 1, "{v}");
     assert_eq!(scheduled[0]["request"]["id"], later.id());
-    assert!(w["stats"]["total"]["test.add"].as_u64().expect("total") >= 5, "{v}");
+    assert!(
+        w["stats"]["total"]["test.add"].as_u64().expect("total") >= 5,
+        "{v}"
+    );
     let (_, v) = get(&c, &url("/api/workers?status=true")).await;
     assert_eq!(v, json!({"w1@test": true}));
     let (status, _) = get(&c, &url("/api/workers?workername=w9@test")).await;
@@ -170,7 +239,10 @@ async fn read_routes_against_a_live_worker() {
     }
 
     // a task finishing shows without anything kept by the monitor
-    sleeping.get(Duration::from_secs(10)).await.expect("sleep ran");
+    sleeping
+        .get(Duration::from_secs(10))
+        .await
+        .expect("sleep ran");
     for q in &queued {
         q.get(Duration::from_secs(10)).await.expect("add ran");
     }
@@ -194,7 +266,10 @@ async fn read_routes_against_a_live_worker() {
     ] {
         assert!(text.contains(line), "no {line} in\n{text}");
     }
-    for name in ["flower_task_prefetch_time_seconds", "flower_worker_prefetched_tasks"] {
+    for name in [
+        "flower_task_prefetch_time_seconds",
+        "flower_worker_prefetched_tasks",
+    ] {
         assert!(text.contains(&format!("# TYPE {name} gauge")), "{name}");
     }
     let complaints = support::promtool_check(&text);
@@ -205,10 +280,24 @@ async fn read_routes_against_a_live_worker() {
         .send()
         .await
         .expect("metrics");
-    assert!(om.headers()["content-type"].to_str().expect("type").starts_with("application/openmetrics-text"));
+    assert!(
+        om.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("application/openmetrics-text")
+    );
     assert!(om.text().await.expect("body").ends_with("# EOF\n"));
     // a second scrape counts nothing twice
-    let again = c.get(url("/metrics")).send().await.expect("metrics").text().await.expect("body");
-    assert!(again.contains(r#"flower_events_total{worker="w1@test",type="task-succeeded",task="test.add"} 8"#));
+    let again = c
+        .get(url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(again.contains(
+        r#"flower_events_total{worker="w1@test",type="task-succeeded",task="test.add"} 8"#
+    ));
     d.stop().await;
 }

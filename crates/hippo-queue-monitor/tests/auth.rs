@@ -50,7 +50,12 @@ async fn credentials_and_url_prefix() {
                 .expect("request");
             assert_eq!(res.status().as_u16(), 200, "{path} as {user}");
         }
-        let res = c.get(url(path)).bearer_auth(TOKEN).send().await.expect("request");
+        let res = c
+            .get(url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("request");
         assert_eq!(res.status().as_u16(), 200, "{path} with the token");
         let res = c
             .get(url(path))
@@ -84,7 +89,13 @@ async fn credentials_and_url_prefix() {
         .expect("request");
     assert_eq!(res.status().as_u16(), 503);
     let v: serde_json::Value = res.json().await.expect("json error");
-    assert!(v["error"].as_str().expect("error").starts_with("the backend failed"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("the backend failed"),
+        "{v}"
+    );
     d.server.restart();
     support::eventually("the healthcheck recovers", || async {
         get(&c, &url("/healthcheck")).await.0 == 200

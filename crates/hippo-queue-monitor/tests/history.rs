@@ -43,7 +43,11 @@ async fn pages_cover_every_record_once<B: ResultBackend + TaskHistory>(b: &B) {
         }
     }
     assert_eq!(seen.len(), 300, "every record once");
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 300, "no record twice");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        300,
+        "no record twice"
+    );
     // newest first: a later batch comes before an earlier one
     let batch_of = |id: &str| id.split('-').nth(1).and_then(|b| b.parse::<u32>().ok());
     let batches: Vec<u32> = seen.iter().filter_map(|id| batch_of(id)).collect();
@@ -64,11 +68,9 @@ async fn redis_history_pages_and_drops_expired_records() {
         .expect("connect");
     pages_cover_every_record_once(&redis).await;
 
-    let short = RedisBackend::connect(
-        RedisConfig::new(server.url(3)).result_shards(1),
-    )
-    .await
-    .expect("connect");
+    let short = RedisBackend::connect(RedisConfig::new(server.url(3)).result_shards(1))
+        .await
+        .expect("connect");
     short
         .store(&[write("brief", Duration::from_millis(30))])
         .await

@@ -37,7 +37,10 @@ impl RedisBackend {
     }
 
     /// Decodes a stored value, `<STATE>|<fence>|<encoded record>`.
-    pub(crate) fn decode_stored(&self, value: Option<Vec<u8>>) -> Result<Option<TaskMeta>, BackendError> {
+    pub(crate) fn decode_stored(
+        &self,
+        value: Option<Vec<u8>>,
+    ) -> Result<Option<TaskMeta>, BackendError> {
         let Some(v) = value else { return Ok(None) };
         let mut bars = v
             .iter()

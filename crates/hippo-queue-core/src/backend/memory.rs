@@ -33,8 +33,8 @@ use crate::backend::Messages;
 use crate::backend::RateLimits;
 use crate::backend::Revocations;
 use crate::backend::TaskHistory;
-use crate::backend::task_history::{HistoryCursor, HistoryPage};
 use crate::backend::WorkerRegistry;
+use crate::backend::task_history::{HistoryCursor, HistoryPage};
 use crate::events::{Event, WorkerInfo};
 use crate::result::{TaskMeta, accepts};
 use crate::time::now_ms;
@@ -947,9 +947,7 @@ impl TaskHistory for MemoryBackend {
             })
             .map(|(m, _)| m.clone())
             .collect();
-        tasks.sort_by(|a, b| {
-            (b.date_done, &b.task_id).cmp(&(a.date_done, &a.task_id))
-        });
+        tasks.sort_by(|a, b| (b.date_done, &b.task_id).cmp(&(a.date_done, &a.task_id)));
         let more = tasks.len() > count;
         tasks.truncate(count);
         let next = match tasks.last() {

@@ -55,7 +55,11 @@ fn seconds(name: &str, v: &Value) -> Result<Duration, ApiError> {
     };
     n.filter(|n| n.is_finite() && *n >= 0.0 && *n <= 366.0 * 86_400.0)
         .map(Duration::from_secs_f64)
-        .ok_or_else(|| ApiError::BadRequest(format!("{name}: expected seconds from 0 to a year (got {v})")))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{name}: expected seconds from 0 to a year (got {v})"
+            ))
+        })
 }
 
 /// Reads a request body (empty: no arguments, default options).
@@ -65,7 +69,11 @@ pub fn parse_body(body: &[u8]) -> Result<SendRequest, ApiError> {
     } else {
         match serde_json::from_slice(body) {
             Ok(Value::Object(o)) => o,
-            Ok(_) => return Err(ApiError::BadRequest("the body must be a JSON object".into())),
+            Ok(_) => {
+                return Err(ApiError::BadRequest(
+                    "the body must be a JSON object".into(),
+                ));
+            }
             Err(e) => return Err(ApiError::BadRequest(format!("the body is not JSON: {e}"))),
         }
     };
@@ -99,12 +107,18 @@ pub fn parse_body(body: &[u8]) -> Result<SendRequest, ApiError> {
         options = match (k.as_str(), &v) {
             ("countdown", v) => options.countdown(seconds("countdown", v)?),
             ("eta", Value::String(s)) => options.eta(date("eta", s)?),
-            ("expires", Value::String(s)) if s.contains('-') => options.expires_at(date("expires", s)?),
+            ("expires", Value::String(s)) if s.contains('-') => {
+                options.expires_at(date("expires", s)?)
+            }
             ("expires", v) => options.expires_in(seconds("expires", v)?),
             ("queue", Value::String(q)) if !q.trim().is_empty() => options.queue(q.trim()),
             ("priority", Value::Number(n)) => match n.as_u64() {
                 Some(p) if p <= 9 => options.priority(p as u8),
-                _ => return Err(ApiError::BadRequest(format!("priority: expected 0 to 9 (got {n})"))),
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "priority: expected 0 to 9 (got {n})"
+                    )));
+                }
             },
             (k, v) => {
                 return Err(ApiError::BadRequest(format!(
@@ -117,13 +131,25 @@ pub fn parse_body(body: &[u8]) -> Result<SendRequest, ApiError> {
     Ok(SendRequest { arguments, options })
 }
 
-async fn send(s: &Shared, actor: &Actor, action: &str, name: &str, body: &[u8]) -> Result<String, ApiError> {
+async fn send(
+    s: &Shared,
+    actor: &Actor,
+    action: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<String, ApiError> {
     let req = parse_body(body)?;
-    let args = to_msgpack(&req.arguments)
-        .map_err(|e| ApiError::BadRequest(format!("arguments: {e}")))?;
+    let args =
+        to_msgpack(&req.arguments).map_err(|e| ApiError::BadRequest(format!("arguments: {e}")))?;
     let id = s.app.send_by_name(name, args, req.options).await?;
     actor
-        .record(s, action, Some(&id), None, format!("{name}({})", req.arguments))
+        .record(
+            s,
+            action,
+            Some(&id),
+            None,
+            format!("{name}({})", req.arguments),
+        )
         .await;
     Ok(id)
 }
@@ -194,6 +220,9 @@ mod tests {
             let e = parse_body(body.as_bytes()).unwrap_err().to_string();
             assert!(e.contains(named), "{body}: {e}");
         }
-        assert!(parse_body(br#"{"eta": "2030-01-02 03:04:05.000001", "queue": "q", "expires": 60}"#).is_ok());
+        assert!(
+            parse_body(br#"{"eta": "2030-01-02 03:04:05.000001", "queue": "q", "expires": 60}"#)
+                .is_ok()
+        );
     }
 }

@@ -17,7 +17,11 @@ use crate::state::{INSPECT_TIMEOUT, Shared};
 pub(crate) type Params = Query<HashMap<String, String>>;
 
 /// A whole-number parameter of at least 1 (`default` when absent).
-pub fn count_param(p: &HashMap<String, String>, name: &str, default: Option<usize>) -> Result<usize, ApiError> {
+pub fn count_param(
+    p: &HashMap<String, String>,
+    name: &str,
+    default: Option<usize>,
+) -> Result<usize, ApiError> {
     match p.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => default.ok_or_else(|| ApiError::BadRequest(format!("{name}: required"))),
         Some(s) => match s.parse::<usize>() {
@@ -64,13 +68,25 @@ async fn to_worker(
     }
     let detail = format!("{command:?}");
     let target = [worker.to_string()];
-    let replies = s.app.control().call(Some(&target), command, INSPECT_TIMEOUT).await?;
+    let replies = s
+        .app
+        .control()
+        .call(Some(&target), command, INSPECT_TIMEOUT)
+        .await?;
     match replies.into_iter().next().map(|r| r.body) {
         Some(ReplyBody::Error(e)) => {
             actor
-                .record(s, &action, None, Some(worker), format!("{detail}: refused: {e}"))
+                .record(
+                    s,
+                    &action,
+                    None,
+                    Some(worker),
+                    format!("{detail}: refused: {e}"),
+                )
                 .await;
-            Err(ApiError::Forbidden(format!("'{worker}' refused {action}: {e}")))
+            Err(ApiError::Forbidden(format!(
+                "'{worker}' refused {action}: {e}"
+            )))
         }
         Some(_) => {
             actor.record(s, &action, None, Some(worker), detail).await;
@@ -78,7 +94,13 @@ async fn to_worker(
         }
         None => {
             actor
-                .record(s, &action, None, Some(worker), format!("{detail}: no answer"))
+                .record(
+                    s,
+                    &action,
+                    None,
+                    Some(worker),
+                    format!("{detail}: no answer"),
+                )
                 .await;
             Err(ApiError::NoReply(format!(
                 "'{worker}' did not answer {action} within {} s",
@@ -94,7 +116,14 @@ pub(crate) async fn shutdown(
     actor: Actor,
     Path(worker): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    to_worker(&s, &actor, &worker, Command::Shutdown, "Shutting down!".into()).await
+    to_worker(
+        &s,
+        &actor,
+        &worker,
+        Command::Shutdown,
+        "Shutting down!".into(),
+    )
+    .await
 }
 
 /// `POST /api/worker/pool/restart/{workername}`.
@@ -179,13 +208,22 @@ pub(crate) async fn timeout(
     let soft = seconds_param(&p, "soft")?;
     let hard = seconds_param(&p, "hard")?;
     let msg = format!("time limits set successfully for '{task}'");
-    to_worker(&s, &actor, &worker, Command::TimeLimit { task, soft, hard }, msg).await
+    to_worker(
+        &s,
+        &actor,
+        &worker,
+        Command::TimeLimit { task, soft, hard },
+        msg,
+    )
+    .await
 }
 
 /// Reads `ratelimit`: `N/s`, `N/m`, `N/h`; empty or `0` clears the limit.
 pub fn rate_param(p: &HashMap<String, String>) -> Result<Option<RateLimit>, ApiError> {
     match p.get("ratelimit").map(|s| s.trim()) {
-        None => Err(ApiError::BadRequest("ratelimit: required (N/s, N/m or N/h; 0 to clear)".into())),
+        None => Err(ApiError::BadRequest(
+            "ratelimit: required (N/s, N/m or N/h; 0 to clear)".into(),
+        )),
         Some("") | Some("0") => Ok(None),
         Some(r) => r
             .parse::<RateLimit>()
@@ -223,7 +261,13 @@ pub(crate) async fn revoke(
     let terminate = crate::api::workers::truthy(p.get("terminate").map(String::as_str));
     s.app.revoke(&id, terminate).await?;
     actor
-        .record(&s, "revoke", Some(&id), None, format!("terminate={terminate}"))
+        .record(
+            &s,
+            "revoke",
+            Some(&id),
+            None,
+            format!("terminate={terminate}"),
+        )
         .await;
     Ok(Json(json!({"message": format!("Revoked '{id}'")})))
 }
@@ -233,27 +277,49 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parameters_are_checked_and_named() {
         assert_eq!(count_param(&params(&[]), "n", Some(1)).unwrap(), 1);
-        assert_eq!(count_param(&params(&[("n", "3")]), "n", Some(1)).unwrap(), 3);
+        assert_eq!(
+            count_param(&params(&[("n", "3")]), "n", Some(1)).unwrap(),
+            3
+        );
         for bad in ["0", "-2", "x"] {
             let e = count_param(&params(&[("n", bad)]), "n", Some(1)).unwrap_err();
             assert!(e.to_string().starts_with("n:"), "{e}");
         }
-        assert!(count_param(&params(&[]), "min", None).unwrap_err().to_string().contains("min"));
+        assert!(
+            count_param(&params(&[]), "min", None)
+                .unwrap_err()
+                .to_string()
+                .contains("min")
+        );
         assert!(text_param(&params(&[("queue", " ")]), "queue").is_err());
-        assert_eq!(seconds_param(&params(&[("soft", "2.5")]), "soft").unwrap(), Some(2.5));
+        assert_eq!(
+            seconds_param(&params(&[("soft", "2.5")]), "soft").unwrap(),
+            Some(2.5)
+        );
         assert!(seconds_param(&params(&[("soft", "soon")]), "soft").is_err());
         assert_eq!(rate_param(&params(&[("ratelimit", "0")])).unwrap(), None);
         assert_eq!(
             rate_param(&params(&[("ratelimit", "10/m")])).unwrap(),
-            Some(RateLimit { count: 10, per_secs: 60 })
+            Some(RateLimit {
+                count: 10,
+                per_secs: 60
+            })
         );
-        assert!(rate_param(&params(&[("ratelimit", "fast")])).unwrap_err().to_string().contains("ratelimit"));
+        assert!(
+            rate_param(&params(&[("ratelimit", "fast")]))
+                .unwrap_err()
+                .to_string()
+                .contains("ratelimit")
+        );
         assert!(rate_param(&params(&[])).is_err());
     }
 }

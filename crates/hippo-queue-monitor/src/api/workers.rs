@@ -27,7 +27,12 @@ pub struct WorkerParams {
 
 /// Flower's boolean parameters: `true`, `1`, `yes`, `on` (any case).
 pub fn truthy(v: Option<&str>) -> bool {
-    v.is_some_and(|s| matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+    v.is_some_and(|s| {
+        matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on"
+        )
+    })
 }
 
 fn task_json(worker: &WorkerInfo, t: &TaskInfo, scheduled: bool) -> Value {
@@ -83,10 +88,11 @@ fn worker_json(info: &WorkerInfo, answers: &[(&str, &BTreeMap<String, ReplyBody>
         .iter()
         .map(|q| json!({"name": q, "routing_key": q}))
         .collect();
-    let mut lists: BTreeMap<&str, Value> = ["registered", "active", "reserved", "scheduled", "revoked"]
-        .into_iter()
-        .map(|k| (k, json!([])))
-        .collect();
+    let mut lists: BTreeMap<&str, Value> =
+        ["registered", "active", "reserved", "scheduled", "revoked"]
+            .into_iter()
+            .map(|k| (k, json!([])))
+            .collect();
     for (what, replies) in answers {
         match (replies.get(&info.id), *what) {
             (Some(ReplyBody::Stats(s)), _) => {
@@ -112,7 +118,10 @@ fn worker_json(info: &WorkerInfo, answers: &[(&str, &BTreeMap<String, ReplyBody>
             }
             (Some(ReplyBody::Tasks(tasks)), key) => {
                 let scheduled = key == "scheduled";
-                let items: Vec<Value> = tasks.iter().map(|t| task_json(info, t, scheduled)).collect();
+                let items: Vec<Value> = tasks
+                    .iter()
+                    .map(|t| task_json(info, t, scheduled))
+                    .collect();
                 lists.insert(key, json!(items));
             }
             _ => {}
@@ -143,7 +152,10 @@ pub(crate) async fn list(
         }
     }
     if truthy(p.status.as_deref()) {
-        let status: Map<String, Value> = workers.iter().map(|w| (w.id.clone(), json!(true))).collect();
+        let status: Map<String, Value> = workers
+            .iter()
+            .map(|w| (w.id.clone(), json!(true)))
+            .collect();
         return Ok(Json(Value::Object(status)));
     }
     if workers.is_empty() {
@@ -154,7 +166,12 @@ pub(crate) async fn list(
     let ask = |c: Command| {
         let control = control.clone();
         let ids = ids.clone();
-        async move { control.call(Some(&ids), c, INSPECT_TIMEOUT).await.map(by_worker) }
+        async move {
+            control
+                .call(Some(&ids), c, INSPECT_TIMEOUT)
+                .await
+                .map(by_worker)
+        }
     };
     let (stats, queues, registered, active, reserved, scheduled, revoked) = tokio::try_join!(
         ask(Command::Stats),

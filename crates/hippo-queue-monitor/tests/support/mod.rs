@@ -139,7 +139,10 @@ pub async fn get(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value
     let res = client.get(url).send().await.expect("request");
     let status = res.status().as_u16();
     let text = res.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// Polls `f` until it is true or 10 s pass.
