@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The worker addressed did not answer in time (504).
     #[error("{0}")]
     NoReply(String),
+    /// Too many of something at once (503).
+    #[error("{0}")]
+    Busy(String),
     /// Redis could not be read or written (503).
     #[error("the backend failed: {0}")]
     Backend(#[from] BackendError),
@@ -34,7 +37,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NoReply(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Backend(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -47,6 +47,7 @@ mod api;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod dashboard;
 mod error;
 mod metrics;
 pub mod query;
@@ -106,6 +107,10 @@ impl Monitor {
             .route("/api/task/result/{id}", get(api::tasks::result))
             .route("/api/queues/length", get(api::queues::length))
             .route("/metrics", get(api::metrics))
+            .route("/", get(dashboard::index))
+            .route("/static/app.js", get(dashboard::script))
+            .route("/static/app.css", get(dashboard::style))
+            .route("/api/live", get(dashboard::live))
             .route_layer(middleware::from_fn_with_state(s.clone(), auth::require));
         let mutating = Router::new()
             .route(
@@ -153,15 +158,20 @@ impl Monitor {
             .route_layer(middleware::from_fn(csrf::guard))
             .route_layer(middleware::from_fn_with_state(s.clone(), auth::require));
         let open = Router::new().route("/healthcheck", get(api::healthcheck));
-        let routes = guarded
-            .merge(mutating)
-            .merge(open)
-            .layer(middleware::map_response(no_sniff))
-            .with_state(s.clone());
-        match s.config.prefix() {
+        let routes = guarded.merge(mutating).merge(open).with_state(s.clone());
+        let routes = match s.config.prefix() {
             "" => routes,
-            prefix => Router::new().nest(prefix, routes),
-        }
+            // the page at `<prefix>/` too (the nested `/` is `<prefix>`, redirected)
+            prefix => Router::new()
+                .route(
+                    &format!("{prefix}/"),
+                    get(dashboard::index)
+                        .route_layer(middleware::from_fn_with_state(s.clone(), auth::require)),
+                )
+                .with_state(s.clone())
+                .nest(prefix, routes),
+        };
+        routes.layer(middleware::map_response(no_sniff))
     }
 }
 

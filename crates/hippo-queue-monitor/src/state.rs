@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     pub source: Arc<dyn Source>,
     pub app: App,
     pub metrics: Metrics,
+    /// Permits for open live feeds.
+    pub live: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -42,6 +44,7 @@ impl Shared {
             source,
             app,
             metrics: Metrics::new(),
+            live: Arc::new(tokio::sync::Semaphore::new(crate::dashboard::MAX_LIVE)),
         }))
     }
 }
