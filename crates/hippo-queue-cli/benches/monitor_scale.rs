@@ -79,7 +79,12 @@ async fn main() {
 
     let t = Instant::now();
     let info = WorkerInfo::named("bench@host");
-    let names = ["memory.store", "memory.search", "memory.consolidate", "memory.decay"];
+    let names = [
+        "memory.store",
+        "memory.search",
+        "memory.consolidate",
+        "memory.decay",
+    ];
     for chunk in 0..events.div_ceil(10_000) {
         let batch: Vec<Event> = (0..10_000.min(events - chunk * 10_000))
             .map(|i| {
@@ -87,17 +92,25 @@ async fn main() {
                 if n % 50 == 0 {
                     Event::worker(EventKind::WorkerHeartbeat, &info)
                 } else {
-                    let kind = [EventKind::TaskReceived, EventKind::TaskStarted, EventKind::TaskSucceeded][n % 3];
+                    let kind = [
+                        EventKind::TaskReceived,
+                        EventKind::TaskStarted,
+                        EventKind::TaskSucceeded,
+                    ][n % 3];
                     let mut e = Event::task(kind, &format!("t{}", n / 3), names[n % 4]);
                     e.worker = Some("bench@host".into());
-                    e.runtime = (kind == EventKind::TaskSucceeded).then_some(0.01 * (n % 100) as f64);
+                    e.runtime =
+                        (kind == EventKind::TaskSucceeded).then_some(0.01 * (n % 100) as f64);
                     e
                 }
             })
             .collect();
         redis.emit(&batch).await.expect("emit");
     }
-    println!("filled {events} events in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "filled {events} events in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let t = Instant::now();
     let day = Duration::from_secs(86_400);
@@ -106,22 +119,39 @@ async fn main() {
             .map(|i| {
                 let n = chunk * 1000 + i;
                 let failed = n % 100 == 0;
-                let state = if failed { TaskState::Failure } else { TaskState::Success };
+                let state = if failed {
+                    TaskState::Failure
+                } else {
+                    TaskState::Success
+                };
                 let mut meta = TaskMeta::new(format!("task-{n:07}"), names[n % 4], state);
                 meta.worker = Some(format!("worker-{}@host", n % 8));
                 meta.queue = Some("memory_ops".into());
                 if failed {
                     meta.error = Some(TaskFailure::new("StoreError", "the vector store timed out"));
                 } else {
-                    meta.result = Some(to_msgpack(&serde_json::json!({"memory_id": n, "score": 0.5})).expect("encode"));
+                    meta.result = Some(
+                        to_msgpack(&serde_json::json!({"memory_id": n, "score": 0.5}))
+                            .expect("encode"),
+                    );
                 }
-                ResultWrite { meta, ttl: day, compress: false, announce: false }
+                ResultWrite {
+                    meta,
+                    ttl: day,
+                    compress: false,
+                    announce: false,
+                }
             })
             .collect();
         redis.store(&writes).await.expect("store");
     }
-    println!("filled {records} task records in {:.1} s", t.elapsed().as_secs_f64());
-    let used = server.info_field("memory", "used_memory_human").unwrap_or_default();
+    println!(
+        "filled {records} task records in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let used = server
+        .info_field("memory", "used_memory_human")
+        .unwrap_or_default();
     println!("redis used_memory: {used}");
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -142,7 +172,12 @@ async fn main() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthcheck")).send().await.is_err() {
+    while client
+        .get(format!("{base}/healthcheck"))
+        .send()
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "the monitor did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -150,11 +185,31 @@ async fn main() {
 
     for (what, path, n) in [
         ("page of 100 tasks (newest)", "/api/tasks?limit=100", 200),
-        ("page of 100 tasks at offset 10,000", "/api/tasks?limit=100&offset=10000", 20),
-        ("page of 100 tasks of one name", "/api/tasks?limit=100&taskname=memory.search", 50),
-        ("failures (1 in 100), page of 100", "/api/tasks?limit=100&state=FAILURE", 10),
-        ("search 'timed out', page of 100", "/api/tasks?limit=100&search=%22timed%20out%22", 10),
-        ("sorted by name, page of 100", "/api/tasks?limit=100&sort_by=name", 3),
+        (
+            "page of 100 tasks at offset 10,000",
+            "/api/tasks?limit=100&offset=10000",
+            20,
+        ),
+        (
+            "page of 100 tasks of one name",
+            "/api/tasks?limit=100&taskname=memory.search",
+            50,
+        ),
+        (
+            "failures (1 in 100), page of 100",
+            "/api/tasks?limit=100&state=FAILURE",
+            10,
+        ),
+        (
+            "search 'timed out', page of 100",
+            "/api/tasks?limit=100&search=%22timed%20out%22",
+            10,
+        ),
+        (
+            "sorted by name, page of 100",
+            "/api/tasks?limit=100&sort_by=name",
+            3,
+        ),
         ("task info", "/api/task/info/task-0050000", 200),
         ("queue lengths", "/api/queues/length", 100),
     ] {
@@ -168,7 +223,14 @@ async fn main() {
     let t = Instant::now();
     let mut scrapes = 0;
     loop {
-        let text = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("body");
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
         scrapes += 1;
         let counted: f64 = text
             .lines()
@@ -184,7 +246,15 @@ async fn main() {
         }
     }
     let (p50, p99, _) = timed(&client, &format!("{base}/metrics"), 20).await;
-    println!("/metrics once caught up: p50 {:.1} ms, p99 {:.1} ms", p50.as_secs_f64() * 1000.0, p99.as_secs_f64() * 1000.0);
+    println!(
+        "/metrics once caught up: p50 {:.1} ms, p99 {:.1} ms",
+        p50.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0
+    );
     let (rss, peak) = rss_kib(pid);
-    println!("monitor RSS: {:.1} MiB now, {:.1} MiB peak", rss as f64 / 1024.0, peak as f64 / 1024.0);
+    println!(
+        "monitor RSS: {:.1} MiB now, {:.1} MiB peak",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
 }

@@ -24,7 +24,9 @@ fn monitor(url: &str, args: &[&str]) -> tokio::process::Command {
     ] {
         cmd.env_remove(v);
     }
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     cmd
 }
 
@@ -39,13 +41,19 @@ fn free_port() -> u16 {
 async fn refusals_name_the_setting_and_keep_secrets() {
     let server = RedisServer::start();
     let url = server.url(1);
-    let out = monitor(&url, &["--address", "0.0.0.0", "--port", &free_port().to_string()])
-        .output()
-        .await
-        .expect("run");
+    let out = monitor(
+        &url,
+        &["--address", "0.0.0.0", "--port", &free_port().to_string()],
+    )
+    .output()
+    .await
+    .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to serve 0.0.0.0 without authentication"), "{err}");
+    assert!(
+        err.contains("refusing to serve 0.0.0.0 without authentication"),
+        "{err}"
+    );
 
     let out = monitor(&url, &["--basic-auth", "ann:hunter2,bobsecretpass"])
         .output()
@@ -54,7 +62,10 @@ async fn refusals_name_the_setting_and_keep_secrets() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("basic auth entry 2"), "{err}");
-    assert!(!err.contains("hunter2") && !err.contains("secretpass"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !err.contains("secretpass"),
+        "{err}"
+    );
 
     let out = monitor(&url, &[])
         .env("FLOWER_USER", "ann")
@@ -71,7 +82,10 @@ async fn refusals_name_the_setting_and_keep_secrets() {
         .await
         .expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("--basic-auth") && !help.contains("hunter2"), "{help}");
+    assert!(
+        help.contains("--basic-auth") && !help.contains("hunter2"),
+        "{help}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +115,11 @@ async fn serves_flowers_settings_from_the_environment() {
     assert!(!banner.contains("s3cret"));
     let c = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/flower");
-    let res = c.get(format!("{base}/api/workers")).send().await.expect("get");
+    let res = c
+        .get(format!("{base}/api/workers"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status().as_u16(), 401);
     let res = c
         .get(format!("{base}/api/workers"))
