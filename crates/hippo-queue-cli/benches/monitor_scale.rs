@@ -154,6 +154,19 @@ async fn main() {
         .unwrap_or_default();
     println!("redis used_memory: {used}");
 
+    // one live worker consuming the queue, as the monitor finds it in the registry
+    let app = hippo_queue_core::App::builder()
+        .broker(redis.clone())
+        .backend(redis.clone())
+        .build();
+    let worker = app
+        .worker()
+        .name("bench-worker@host")
+        .queues(["memory_ops"])
+        .start()
+        .await
+        .expect("worker");
+
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -257,4 +270,5 @@ async fn main() {
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
+    worker.shutdown().await;
 }

@@ -301,3 +301,28 @@ async fn read_routes_against_a_live_worker() {
     ));
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_worker_and_no_task_is_not_an_error() {
+    let server = hippo_queue_redis::test_server::RedisServer::start();
+    let redis = hippo_queue_redis::RedisBackend::connect(hippo_queue_redis::RedisConfig::new(
+        server.url(1),
+    ))
+    .await
+    .expect("connect");
+    let m = serve(MonitorConfig::new(), &redis).await;
+    let c = reqwest::Client::new();
+    for (path, want) in [
+        ("/api/queues/length", json!({"active_queues": []})),
+        ("/api/workers", json!({})),
+        ("/api/tasks", json!({})),
+        ("/api/task/types", json!({"task-types": []})),
+    ] {
+        let (status, v) = get(&c, &format!("{}{path}", m.base)).await;
+        assert_eq!((status, v), (200, want), "{path}");
+    }
+    let res = c.get(format!("{}/metrics", m.base)).send().await.expect("metrics");
+    assert_eq!(res.status().as_u16(), 200);
+    let complaints = support::promtool_check(&res.text().await.expect("body"));
+    assert!(complaints.is_empty(), "{complaints}");
+}

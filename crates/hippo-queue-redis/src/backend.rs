@@ -1305,6 +1305,10 @@ impl Revocations for RedisBackend {
 #[async_trait]
 impl Inspection for RedisBackend {
     async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError> {
+        if queues.is_empty() {
+            // an empty pipeline is not a request Redis answers
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for q in queues {
             let k = self.keys(q);
