@@ -18,6 +18,9 @@ pub enum ApiError {
     /// Refused: read-only mode, or a worker refused the command (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The request does not fit the task's state (409).
+    #[error("{0}")]
+    Conflict(String),
     /// The worker addressed did not answer in time (504).
     #[error("{0}")]
     NoReply(String),
@@ -36,6 +39,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NoReply(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Backend(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -106,6 +106,7 @@ impl Monitor {
             .route("/api/task/info/{id}", get(api::tasks::info))
             .route("/api/task/result/{id}", get(api::tasks::result))
             .route("/api/queues/length", get(api::queues::length))
+            .route("/api/queue/dead-letters/{queue}", get(api::dead::list))
             .route("/metrics", get(api::metrics))
             .route("/", get(dashboard::index))
             .route("/static/app.js", get(dashboard::script))
@@ -148,6 +149,11 @@ impl Monitor {
             )
             .route("/api/task/send-task/{name}", post(api::apply::send_task))
             .route("/api/task/revoke/{id}", post(api::control::revoke))
+            .route("/api/task/retry/{id}", post(api::dead::retry_task))
+            .route(
+                "/api/queue/dead-letters/{queue}/retry",
+                post(api::dead::retry_queue),
+            )
             .route("/api/task/timeout/{name}", post(api::control::timeout))
             .route(
                 "/api/task/rate-limit/{name}",

@@ -321,7 +321,11 @@ async fn no_worker_and_no_task_is_not_an_error() {
         let (status, v) = get(&c, &format!("{}{path}", m.base)).await;
         assert_eq!((status, v), (200, want), "{path}");
     }
-    let res = c.get(format!("{}/metrics", m.base)).send().await.expect("metrics");
+    let res = c
+        .get(format!("{}/metrics", m.base))
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(res.status().as_u16(), 200);
     let complaints = support::promtool_check(&res.text().await.expect("body"));
     assert!(complaints.is_empty(), "{complaints}");

@@ -1380,6 +1380,26 @@ impl Inspection for RedisBackend {
         Ok(out)
     }
 
+    async fn retry_dead_letters(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, BackendError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(queue);
+        let mut inv = k.retry_dead(self.server().scripts);
+        inv.arg(hippo_queue_core::backend::inspection::RETRY_SCAN);
+        for id in ids {
+            inv.arg(id);
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let (moved,): (Vec<String>,) = self.server().query(&pipe).await?;
+        Ok(moved)
+    }
+
     async fn purge(&self, queue: &str) -> Result<u64, BackendError> {
         let k = self.keys(queue);
         let inv = k.purge(self.server().scripts);

@@ -86,6 +86,12 @@ impl QueueKeys {
         keys
     }
 
+    fn retry_dead_keys(&self) -> Vec<String> {
+        let mut keys = waiting(self);
+        keys.extend([self.dead.clone(), self.notify.clone()]);
+        keys
+    }
+
     fn unrecorded_keys(&self) -> Vec<String> {
         vec![self.unrecorded.clone()]
     }
@@ -123,6 +129,11 @@ impl QueueKeys {
     /// `purge.lua`.
     pub(crate) fn purge(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
         call(&s.purge, self.purge_keys())
+    }
+
+    /// `retry_dead.lua`.
+    pub(crate) fn retry_dead(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
+        call(&s.retry_dead, self.retry_dead_keys())
     }
 
     /// `unrecorded.lua`.
@@ -202,7 +213,7 @@ mod tests {
         let q = QueueKeys::new("hq", "default");
         let g = GlobalKeys::new("hq", 64);
         let w = "w1";
-        let cases: [(&str, Vec<String>); 13] = [
+        let cases: [(&str, Vec<String>); 14] = [
             (include_str!("lua/publish.lua"), q.publish_keys()),
             (include_str!("lua/fetch.lua"), q.fetch_keys(w)),
             (include_str!("lua/start.lua"), q.start_keys(w)),
@@ -211,6 +222,7 @@ mod tests {
             (include_str!("lua/recover.lua"), q.recover_keys(w)),
             (include_str!("lua/purge.lua"), q.purge_keys()),
             (include_str!("lua/unrecorded.lua"), q.unrecorded_keys()),
+            (include_str!("lua/retry_dead.lua"), q.retry_dead_keys()),
             (include_str!("lua/heartbeat.lua"), g.heartbeat_keys()),
             (include_str!("lua/lost_workers.lua"), g.lost_workers_keys()),
             (include_str!("lua/worker_state.lua"), g.worker_state_keys()),
@@ -229,7 +241,12 @@ mod tests {
     #[test]
     fn a_queue_script_stays_in_the_queue_slot() {
         let q = QueueKeys::new("hq", "memory_ops");
-        for k in q.recover_keys("w1").iter().chain(&q.fetch_keys("w1")) {
+        for k in q
+            .recover_keys("w1")
+            .iter()
+            .chain(&q.fetch_keys("w1"))
+            .chain(&q.retry_dead_keys())
+        {
             assert!(k.starts_with("hq:{memory_ops}:"), "{k}");
         }
     }

@@ -22,6 +22,7 @@ pub(crate) struct Scripts {
     pub worker_state: Script,
     pub unrecorded: Script,
     pub forget_worker: Script,
+    pub retry_dead: Script,
 }
 
 /// A script with the shared prelude (`lua/prelude.lua`: the record's fields, the
@@ -53,10 +54,11 @@ impl Scripts {
             worker_state: script!("worker_state"),
             unrecorded: script!("unrecorded"),
             forget_worker: script!("forget_worker"),
+            retry_dead: script!("retry_dead"),
         })
     }
 
-    fn all(&self) -> [&Script; 14] {
+    fn all(&self) -> [&Script; 15] {
         [
             &self.publish,
             &self.fetch,
@@ -72,6 +74,7 @@ impl Scripts {
             &self.worker_state,
             &self.unrecorded,
             &self.forget_worker,
+            &self.retry_dead,
         ]
     }
 

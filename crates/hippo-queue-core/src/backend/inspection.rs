@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use super::BackendError;
 use super::messages::Delivery;
 
+/// How many of a queue's oldest dead letters one
+/// [`Inspection::retry_dead_letters`] call looks at.
+pub const RETRY_SCAN: usize = 10_000;
+
 /// Lengths of one queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
@@ -53,6 +57,16 @@ pub trait Inspection: Send + Sync + 'static {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, BackendError>;
+
+    /// Moves the dead letters of `ids` (among the oldest [`RETRY_SCAN`] of the queue)
+    /// back to the tail of their priority's waiting list, their delivery count reset;
+    /// returns the ids moved. A corrupt record is left where it is. The caller
+    /// forgets a final result record first, or the task would not run again.
+    async fn retry_dead_letters(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, BackendError>;
 
     /// Removes every waiting and delayed message of a queue; returns how many.
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;

@@ -98,7 +98,8 @@ struct State {
 #[derive(Default)]
 struct QueueState {
     levels: [VecDeque<Msg>; 10],
-    dead: VecDeque<DeadLetter>,
+    /// Dead letters with the message they came from (to retry it).
+    dead: VecDeque<(DeadLetter, Msg)>,
 }
 
 #[derive(Clone)]
@@ -159,9 +160,9 @@ impl State {
             id: msg.id.clone(),
             queue: msg.queue.clone(),
             reason: reason.to_string(),
-            payload: msg.payload,
+            payload: msg.payload.clone(),
         };
-        self.queue(&msg.queue).dead.push_back(dl);
+        self.queue(&msg.queue.clone()).dead.push_back((dl, msg));
     }
 
     /// Moves up to `DUE_BATCH` due delayed messages to their queues.
@@ -654,8 +655,38 @@ impl Inspection for MemoryBackend {
             .lock()
             .queues
             .get(queue)
-            .map(|qs| qs.dead.iter().take(limit).cloned().collect())
+            .map(|qs| qs.dead.iter().take(limit).map(|(d, _)| d.clone()).collect())
             .unwrap_or_default())
+    }
+
+    async fn retry_dead_letters(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, BackendError> {
+        let mut st = self.lock();
+        let Some(qs) = st.queues.get_mut(queue) else {
+            return Ok(Vec::new());
+        };
+        let mut wanted: std::collections::HashSet<&String> = ids.iter().collect();
+        let mut moved = Vec::new();
+        let mut kept = VecDeque::with_capacity(qs.dead.len());
+        for (i, (d, msg)) in std::mem::take(&mut qs.dead).into_iter().enumerate() {
+            if i < super::inspection::RETRY_SCAN && wanted.remove(&d.id) {
+                moved.push(msg);
+            } else {
+                kept.push_back((d, msg));
+            }
+        }
+        qs.dead = kept;
+        let out = moved.iter().map(|m| m.id.clone()).collect();
+        for mut msg in moved {
+            msg.deliveries = 0;
+            st.enqueue_back(msg);
+        }
+        drop(st);
+        self.shared.arrivals.notify_waiters();
+        Ok(out)
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, BackendError> {

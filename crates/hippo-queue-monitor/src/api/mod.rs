@@ -2,6 +2,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod control;
+pub(crate) mod dead;
 pub(crate) mod queues;
 pub(crate) mod tasks;
 pub(crate) mod workers;

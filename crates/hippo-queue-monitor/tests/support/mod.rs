@@ -49,6 +49,25 @@ impl Task for Sleep {
     }
 }
 
+/// Rejects (the message goes to the dead letters) until [`PICKY_OPEN`] is set.
+pub struct Picky;
+
+/// Whether [`Picky`] accepts its work.
+pub static PICKY_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Task for Picky {
+    const NAME: &'static str = "test.picky";
+    type Args = u32;
+    type Output = u32;
+    async fn run(&self, _: &TaskContext, n: u32) -> Result<u32, TaskError> {
+        if PICKY_OPEN.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(n)
+        } else {
+            Err(TaskError::new("NotNow", "the upstream is closed").reject())
+        }
+    }
+}
+
 /// Redis (broker on db 1, results on db 2, the guide's layout), an app and one
 /// worker `w1@test` on `default` with one slot and no prefetch beyond it.
 pub struct Deployment {
@@ -69,7 +88,10 @@ impl Deployment {
             .broker(redis.clone())
             .backend(redis.clone())
             .build();
-        app.register(Add).register(Fail).register(Sleep);
+        app.register(Add)
+            .register(Fail)
+            .register(Sleep)
+            .register(Picky);
         let worker = app
             .worker()
             .name("w1@test")
