@@ -138,7 +138,8 @@ async function taskPage(main, id) {
   main.replaceChildren(el("h2", {}, `Task ${t.name}`),
     el("p", {},
       el("button", { onclick: () => act(`api/task/revoke/${q}`, "Revoke this task?") }, "Revoke"), " ",
-      el("button", { onclick: () => act(`api/task/revoke/${q}?terminate=true`, "Terminate this task where it runs?") }, "Terminate")),
+      el("button", { onclick: () => act(`api/task/revoke/${q}?terminate=true`, "Terminate this task where it runs?") }, "Terminate"), " ",
+      el("button", { id: "retry", onclick: () => act(`api/task/retry/${q}`) }, "Retry")),
     dl, t.traceback ? el("pre", { dataset: { field: "traceback" } }, t.traceback) : "");
 }
 
@@ -167,6 +168,7 @@ function render() {
       else if (page === "task") await taskPage(main, decodeURIComponent(arg || ""));
       else if (page === "queues") await queuesPage(main);
       else await workersPage(main);
+      showError("");
       document.body.dataset.rendered = String(Date.now());
     } catch (e) { showError(e.message); }
   });

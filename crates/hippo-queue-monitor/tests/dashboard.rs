@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use hippo_queue_monitor::MonitorConfig;
 use serde_json::{Value, json};
-use support::{Add, Deployment, Fail, Sleep, serve};
+use support::{Add, Deployment, Fail, PICKY_OPEN, Picky, Sleep, serve};
 
 /// A chromedriver child on a free port, killed on drop.
 struct Driver {
@@ -163,6 +163,8 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     }
     let failed = d.app.delay::<Fail>(()).await.expect("send");
     assert!(failed.get(Duration::from_secs(10)).await.is_err());
+    let rejected = d.app.delay::<Picky>(7).await.expect("send");
+    assert!(rejected.get(Duration::from_secs(10)).await.is_err());
     let m = serve(
         MonitorConfig::new().url_prefix("flower").expect("prefix"),
         &d.redis,
@@ -194,7 +196,7 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     b.wait_for(
         "the tasks page",
         "return document.querySelectorAll('[data-task-id]').length",
-        json!(4),
+        json!(5),
     )
     .await;
     let loaded = b.eval("return window.hippoLoadedAt").await;
@@ -222,6 +224,30 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
         json!(1),
     )
     .await;
+
+    // retry of a failed (dead-lettered) task from its page makes it succeed
+    PICKY_OPEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    b.goto(&format!("{}/#/task/{}", m.base, rejected.id()))
+        .await;
+    let state_field = "const e = document.querySelector('[data-field=\"state\"]'); return e ? e.textContent : null";
+    b.wait_for("the rejected task's page", state_field, json!("REJECTED"))
+        .await;
+    b.eval("document.getElementById('retry').click(); return true")
+        .await;
+    b.wait_for(
+        "the retried task succeeds on its page",
+        state_field,
+        json!("SUCCESS"),
+    )
+    .await;
+    b.screenshot("retried").await;
+    assert_eq!(
+        rejected
+            .get(Duration::from_secs(10))
+            .await
+            .expect("ran again"),
+        7
+    );
 
     // the failed task's page
     b.goto(&format!("{}/#/task/{}", m.base, failed.id())).await;
