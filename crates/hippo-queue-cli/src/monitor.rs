@@ -36,6 +36,14 @@ pub struct MonitorArgs {
         value_delimiter = ','
     )]
     pub bearer_tokens: Vec<String>,
+    /// Bearer tokens that open `/metrics` only (for a Prometheus server).
+    #[arg(
+        long = "metrics-token",
+        env = "HIPPO_MONITOR_METRICS_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub metrics_tokens: Vec<String>,
     /// Serve under this path prefix (behind a reverse proxy), such as `flower`.
     #[arg(long, env = "FLOWER_URL_PREFIX", default_value = "")]
     pub url_prefix: String,
@@ -55,7 +63,8 @@ pub fn config(
         .read_only(args.read_only)
         .url_prefix(&args.url_prefix)?
         .user_password(user, password)?
-        .bearer_tokens(&args.bearer_tokens)?;
+        .bearer_tokens(&args.bearer_tokens)?
+        .metrics_tokens(&args.metrics_tokens)?;
     if let Some(list) = &args.basic_auth {
         c = c.basic_auth(list)?;
     }

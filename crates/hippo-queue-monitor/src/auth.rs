@@ -25,6 +25,8 @@ pub enum Principal {
     User(String),
     /// The bearer token at this 1-based position of the configured list.
     Token(usize),
+    /// The metrics token at this 1-based position (`/metrics` only).
+    MetricsToken(usize),
 }
 
 impl std::fmt::Display for Principal {
@@ -33,6 +35,7 @@ impl std::fmt::Display for Principal {
             Principal::Anonymous => f.write_str("anonymous (no auth configured)"),
             Principal::User(u) => write!(f, "user {u}"),
             Principal::Token(n) => write!(f, "bearer token #{n}"),
+            Principal::MetricsToken(n) => write!(f, "metrics token #{n}"),
         }
     }
 }
@@ -50,8 +53,20 @@ fn equal(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-/// Decides on a request's `Authorization` header.
-pub fn decide(config: &MonitorConfig, authorization: Option<&str>) -> Decision {
+/// The position of the token among `tokens` (1-based), comparing every one.
+fn find_token(tokens: &[crate::config::Token], presented: &str) -> Option<usize> {
+    let mut found = None;
+    for (i, t) in tokens.iter().enumerate() {
+        if equal(t.secret(), presented) && found.is_none() {
+            found = Some(i + 1);
+        }
+    }
+    found
+}
+
+/// Decides on a request's `Authorization` header; `metrics` says whether the route is
+/// `/metrics`, which metrics tokens open too.
+pub fn decide(config: &MonitorConfig, authorization: Option<&str>, metrics: bool) -> Decision {
     if !config.has_auth() {
         return Decision::Allow(Principal::Anonymous);
     }
@@ -62,15 +77,13 @@ pub fn decide(config: &MonitorConfig, authorization: Option<&str>) -> Decision {
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         // every token is compared, so the time taken does not tell which matched
-        let mut found = None;
-        for (i, t) in config.tokens().iter().enumerate() {
-            if equal(t.secret(), rest) && found.is_none() {
-                found = Some(i + 1);
-            }
+        if let Some(n) = find_token(config.tokens(), rest) {
+            return Decision::Allow(Principal::Token(n));
         }
-        return found.map_or(Decision::Challenge, |n| {
-            Decision::Allow(Principal::Token(n))
-        });
+        return match find_token(config.metrics_only_tokens(), rest) {
+            Some(n) if metrics => Decision::Allow(Principal::MetricsToken(n)),
+            _ => Decision::Challenge,
+        };
     }
     if scheme.eq_ignore_ascii_case("basic") {
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(rest) else {
@@ -105,7 +118,14 @@ pub(crate) async fn require(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match decide(&shared.config, header) {
+    // exactly the metrics route (a nested router may see the path with or without
+    // its prefix)
+    let path = req.uri().path();
+    let metrics = path == "/metrics"
+        || path
+            .strip_prefix(shared.config.prefix())
+            .is_some_and(|rest| rest == "/metrics");
+    match decide(&shared.config, header, metrics) {
         Decision::Allow(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -139,7 +159,7 @@ mod tests {
     #[test]
     fn no_credentials_configured_lets_everyone_through() {
         assert_eq!(
-            decide(&MonitorConfig::new(), None),
+            decide(&MonitorConfig::new(), None, false),
             Decision::Allow(Principal::Anonymous)
         );
     }
@@ -151,22 +171,47 @@ mod tests {
             .unwrap()
             .bearer_tokens(["0123456789abcdef"])
             .unwrap();
-        assert_eq!(decide(&c, None), Decision::Challenge);
+        assert_eq!(decide(&c, None, false), Decision::Challenge);
         assert_eq!(
-            decide(&c, Some(&basic("bob", "two"))),
+            decide(&c, Some(&basic("bob", "two")), false),
             Decision::Allow(Principal::User("bob".into()))
         );
-        assert_eq!(decide(&c, Some(&basic("bob", "one"))), Decision::Challenge);
-        assert_eq!(decide(&c, Some(&basic("eve", "two"))), Decision::Challenge);
         assert_eq!(
-            decide(&c, Some("Bearer 0123456789abcdef")),
+            decide(&c, Some(&basic("bob", "one")), false),
+            Decision::Challenge
+        );
+        assert_eq!(
+            decide(&c, Some(&basic("eve", "two")), false),
+            Decision::Challenge
+        );
+        assert_eq!(
+            decide(&c, Some("Bearer 0123456789abcdef"), false),
             Decision::Allow(Principal::Token(1))
         );
         assert_eq!(
-            decide(&c, Some("bearer 0123456789abcdeX")),
+            decide(&c, Some("bearer 0123456789abcdeX"), false),
             Decision::Challenge
         );
-        assert_eq!(decide(&c, Some("Basic !!!")), Decision::Challenge);
-        assert_eq!(decide(&c, Some("Digest x")), Decision::Challenge);
+        assert_eq!(decide(&c, Some("Basic !!!"), false), Decision::Challenge);
+        assert_eq!(decide(&c, Some("Digest x"), false), Decision::Challenge);
+    }
+
+    #[test]
+    fn metrics_tokens_open_metrics_only() {
+        let c = MonitorConfig::new()
+            .basic_auth("ann:one")
+            .unwrap()
+            .metrics_tokens(["prometheus-scrape-token"])
+            .unwrap();
+        let header = Some("Bearer prometheus-scrape-token");
+        assert_eq!(
+            decide(&c, header, true),
+            Decision::Allow(Principal::MetricsToken(1))
+        );
+        assert_eq!(decide(&c, header, false), Decision::Challenge);
+        let alone = MonitorConfig::new()
+            .metrics_tokens(["prometheus-scrape-token"])
+            .unwrap();
+        assert!(alone.bind_address().is_err());
     }
 }

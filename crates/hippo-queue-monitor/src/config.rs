@@ -37,6 +37,12 @@ pub enum ConfigError {
          separated by '/' (such as \"flower\" or \"/ops/flower\")"
     )]
     UrlPrefix(String),
+    /// Metrics tokens without any other credential.
+    #[error(
+        "a metrics token only narrows access: set --basic-auth or a bearer token too \
+         (without credentials the monitor is open, on the loopback only)"
+    )]
+    MetricsTokenAlone,
     /// No credentials and an address other than the loopback.
     #[error(
         "refusing to serve {0} without authentication: set --basic-auth user:password (or \
@@ -132,6 +138,7 @@ pub struct MonitorConfig {
     read_only: bool,
     basic: Vec<BasicCredential>,
     tokens: Vec<Token>,
+    metrics_tokens: Vec<Token>,
 }
 
 impl Default for MonitorConfig {
@@ -154,6 +161,7 @@ impl MonitorConfig {
             read_only: false,
             basic: Vec::new(),
             tokens: Vec::new(),
+            metrics_tokens: Vec::new(),
         }
     }
 
@@ -248,6 +256,22 @@ impl MonitorConfig {
         Ok(self)
     }
 
+    /// Adds bearer tokens that open `/metrics` only (for a Prometheus server), each at
+    /// least [`MIN_TOKEN_LEN`] characters.
+    pub fn metrics_tokens<I, S>(mut self, tokens: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let all = MonitorConfig::new().bearer_tokens(tokens)?;
+        self.metrics_tokens.extend(all.tokens);
+        Ok(self)
+    }
+
+    pub(crate) fn metrics_only_tokens(&self) -> &[Token] {
+        &self.metrics_tokens
+    }
+
     /// Whether any credential is configured.
     pub fn has_auth(&self) -> bool {
         !self.basic.is_empty() || !self.tokens.is_empty()
@@ -274,6 +298,9 @@ impl MonitorConfig {
     /// The socket address to listen on: without credentials only a loopback address
     /// is allowed (127.0.0.1 unless another loopback address is given).
     pub fn bind_address(&self) -> Result<SocketAddr, ConfigError> {
+        if !self.has_auth() && !self.metrics_tokens.is_empty() {
+            return Err(ConfigError::MetricsTokenAlone);
+        }
         let ip = match (self.address, self.has_auth()) {
             (Some(ip), true) => ip,
             (None, true) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

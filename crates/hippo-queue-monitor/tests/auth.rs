@@ -7,6 +7,7 @@ use hippo_queue_monitor::MonitorConfig;
 use support::{Deployment, get, serve};
 
 const TOKEN: &str = "0123456789abcdef0123";
+const METRICS_TOKEN: &str = "prometheus-only-0123";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_url_prefix() {
@@ -16,6 +17,8 @@ async fn credentials_and_url_prefix() {
         .expect("credentials")
         .bearer_tokens([TOKEN])
         .expect("token")
+        .metrics_tokens([METRICS_TOKEN])
+        .expect("metrics token")
         .url_prefix("/ops/flower/")
         .expect("prefix");
     let m = serve(config, &d.redis).await;
@@ -65,6 +68,40 @@ async fn credentials_and_url_prefix() {
             .expect("request");
         assert_eq!(res.status().as_u16(), 401, "{path} with another token");
     }
+    // the metrics token opens /metrics and nothing else
+    let res = c
+        .get(url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 200);
+    for path in ["/api/tasks", "/api/task/info/metrics", "/metrics/"] {
+        let res = c
+            .get(url(path))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert!(
+            matches!(res.status().as_u16(), 401 | 404),
+            "{path}: {}",
+            res.status()
+        );
+        assert_ne!(res.status().as_u16(), 200, "{path}");
+    }
+    let res = c
+        .get(url("/api/task/info/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status().as_u16(),
+        401,
+        "a task named metrics is not the metrics route"
+    );
+
     // the healthcheck is open; routes outside the prefix do not exist
     let (status, _) = get(&c, &url("/healthcheck")).await;
     assert_eq!(status, 200);
