@@ -151,9 +151,13 @@ async function queuesPage(main) {
     el("td", {}, x.waiting_by_priority.map((n, p) => n ? `p${p}: ${n}` : "").filter(Boolean).join(", ")),
     el("td", { class: "num" }, String(x.delayed)),
     el("td", { class: "num" }, String(x.reserved)),
-    el("td", { class: "num" }, String(x.dead_letter))));
+    el("td", { class: "num" }, String(x.dead_letter)),
+    el("td", {}, x.paused ? "paused" : "consuming"),
+    el("td", {}, x.paused
+      ? el("button", { onclick: () => act(`api/queue/resume/${encodeURIComponent(x.name)}`) }, "resume")
+      : el("button", { onclick: () => act(`api/queue/pause/${encodeURIComponent(x.name)}`) }, "pause"))));
   main.replaceChildren(el("h2", {}, "Queues"),
-    table(["Queue", { label: "Waiting", num: 1 }, "By priority", { label: "Delayed", num: 1 }, { label: "Reserved", num: 1 }, { label: "Dead letters", num: 1 }], rows));
+    table(["Queue", { label: "Waiting", num: 1 }, "By priority", { label: "Delayed", num: 1 }, { label: "Reserved", num: 1 }, { label: "Dead letters", num: 1 }, "State", ""], rows));
 }
 
 let rendering = Promise.resolve();

@@ -150,6 +150,8 @@ impl Monitor {
             .route("/api/task/send-task/{name}", post(api::apply::send_task))
             .route("/api/task/revoke/{id}", post(api::control::revoke))
             .route("/api/task/retry/{id}", post(api::dead::retry_task))
+            .route("/api/queue/pause/{queue}", post(api::queues::pause))
+            .route("/api/queue/resume/{queue}", post(api::queues::resume))
             .route(
                 "/api/queue/dead-letters/{queue}/retry",
                 post(api::dead::retry_queue),

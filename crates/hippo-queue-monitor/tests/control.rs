@@ -173,6 +173,28 @@ async fn operator_actions_against_a_live_worker() {
         (404, json!("Unknown worker 'w9@test'"))
     );
 
+    // a durable pause: nothing is leased until the queue is resumed
+    let (status, v) = post(&c, &url("/api/queue/pause/default"), "").await;
+    assert_eq!(
+        (status, v["message"].clone()),
+        (200, json!("Paused 'default'"))
+    );
+    let waiting = d.app.delay::<support::Add>((20, 22)).await.expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(waiting.state().await.expect("state"), TaskState::Pending);
+    let q = authed_get(url("/api/queues/length")).await;
+    assert_eq!(q["active_queues"][0]["paused"], true, "{q}");
+    assert_eq!(q["active_queues"][0]["messages"], 1, "{q}");
+    let (status, _) = post(&c, &url("/api/queue/resume/default"), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        waiting
+            .get(std::time::Duration::from_secs(10))
+            .await
+            .expect("ran after resume"),
+        42
+    );
+
     // revoke a running task
     let long = d.app.delay::<Sleep>(60_000).await.expect("send");
     eventually("the long task starts", || async {
@@ -273,6 +295,8 @@ async fn operator_actions_against_a_live_worker() {
     assert!(revoke.0.from.starts_with("127.0.0.1:"), "{:?}", revoke.0);
     assert_eq!(revoke.1.as_deref(), Some(long.id()));
     for a in [
+        "pause",
+        "resume",
         "apply",
         "async-apply",
         "send-task",

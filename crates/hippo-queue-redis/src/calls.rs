@@ -37,8 +37,13 @@ impl QueueKeys {
             self.seq.clone(),
             self.lessees.clone(),
             self.dead.clone(),
+            self.paused.clone(),
         ]);
         keys
+    }
+
+    fn pause_keys(&self) -> Vec<String> {
+        vec![self.paused.clone(), self.notify.clone()]
     }
 
     fn start_keys(&self, worker: &str) -> Vec<String> {
@@ -131,6 +136,11 @@ impl QueueKeys {
         call(&s.purge, self.purge_keys())
     }
 
+    /// `pause.lua`.
+    pub(crate) fn pause(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
+        call(&s.pause, self.pause_keys())
+    }
+
     /// `retry_dead.lua`.
     pub(crate) fn retry_dead(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
         call(&s.retry_dead, self.retry_dead_keys())
@@ -213,7 +223,7 @@ mod tests {
         let q = QueueKeys::new("hq", "default");
         let g = GlobalKeys::new("hq", 64);
         let w = "w1";
-        let cases: [(&str, Vec<String>); 14] = [
+        let cases: [(&str, Vec<String>); 15] = [
             (include_str!("lua/publish.lua"), q.publish_keys()),
             (include_str!("lua/fetch.lua"), q.fetch_keys(w)),
             (include_str!("lua/start.lua"), q.start_keys(w)),
@@ -223,6 +233,7 @@ mod tests {
             (include_str!("lua/purge.lua"), q.purge_keys()),
             (include_str!("lua/unrecorded.lua"), q.unrecorded_keys()),
             (include_str!("lua/retry_dead.lua"), q.retry_dead_keys()),
+            (include_str!("lua/pause.lua"), q.pause_keys()),
             (include_str!("lua/heartbeat.lua"), g.heartbeat_keys()),
             (include_str!("lua/lost_workers.lua"), g.lost_workers_keys()),
             (include_str!("lua/worker_state.lua"), g.worker_state_keys()),
@@ -246,6 +257,7 @@ mod tests {
             .iter()
             .chain(&q.fetch_keys("w1"))
             .chain(&q.retry_dead_keys())
+            .chain(&q.pause_keys())
         {
             assert!(k.starts_with("hq:{memory_ops}:"), "{k}");
         }

@@ -13,6 +13,8 @@ pub(crate) struct QueueKeys {
     /// Losses whose FAILURE record is not written yet (hash token -> record).
     pub unrecorded: String,
     pub notify: String,
+    /// Exists while the queue is paused (its value: when, server ms).
+    pub paused: String,
 }
 
 impl QueueKeys {
@@ -26,6 +28,7 @@ impl QueueKeys {
             dead: format!("{tag}:dead"),
             unrecorded: format!("{tag}:unrecorded"),
             notify: format!("{tag}:notify"),
+            paused: format!("{tag}:paused"),
             tag,
         }
     }

@@ -23,6 +23,7 @@ pub(crate) struct Scripts {
     pub unrecorded: Script,
     pub forget_worker: Script,
     pub retry_dead: Script,
+    pub pause: Script,
 }
 
 /// A script with the shared prelude (`lua/prelude.lua`: the record's fields, the
@@ -55,10 +56,11 @@ impl Scripts {
             unrecorded: script!("unrecorded"),
             forget_worker: script!("forget_worker"),
             retry_dead: script!("retry_dead"),
+            pause: script!("pause"),
         })
     }
 
-    fn all(&self) -> [&Script; 15] {
+    fn all(&self) -> [&Script; 16] {
         [
             &self.publish,
             &self.fetch,
@@ -75,6 +77,7 @@ impl Scripts {
             &self.unrecorded,
             &self.forget_worker,
             &self.retry_dead,
+            &self.pause,
         ]
     }
 

@@ -23,6 +23,9 @@ pub struct QueueStats {
     pub reserved: u64,
     /// Dead-lettered.
     pub dead_letter: u64,
+    /// Paused: nothing is leased from it until it is resumed.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl QueueStats {
@@ -57,6 +60,11 @@ pub trait Inspection: Send + Sync + 'static {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, BackendError>;
+
+    /// Pauses (`true`) or resumes a queue, durably: while paused no worker leases
+    /// its messages (delayed ones still become due). Returns whether the state
+    /// changed.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool, BackendError>;
 
     /// Moves the dead letters of `ids` (among the oldest [`RETRY_SCAN`] of the queue)
     /// back to the tail of their priority's waiting list, their delivery count reset;

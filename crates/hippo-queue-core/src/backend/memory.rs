@@ -98,6 +98,8 @@ struct State {
 #[derive(Default)]
 struct QueueState {
     levels: [VecDeque<Msg>; 10],
+    /// Paused: nothing is leased.
+    paused: bool,
     /// Dead letters with the message they came from (to retry it).
     dead: VecDeque<(DeadLetter, Msg)>,
 }
@@ -195,6 +197,9 @@ impl State {
             let Some(qs) = self.queues.get_mut(q) else {
                 continue;
             };
+            if qs.paused {
+                continue;
+            }
             for level in qs.levels.iter_mut().rev() {
                 while out.len() < max {
                     let Some(mut msg) = level.pop_front() else {
@@ -638,6 +643,7 @@ impl Inspection for MemoryBackend {
                         s.waiting_by_priority[p] = level.len() as u64;
                     }
                     s.dead_letter = qs.dead.len() as u64;
+                    s.paused = qs.paused;
                 }
                 s.delayed = st.delayed.values().filter(|m| &m.queue == q).count() as u64;
                 s.reserved = st.leases.values().filter(|l| &l.msg.queue == q).count() as u64;
@@ -657,6 +663,18 @@ impl Inspection for MemoryBackend {
             .get(queue)
             .map(|qs| qs.dead.iter().take(limit).map(|(d, _)| d.clone()).collect())
             .unwrap_or_default())
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool, BackendError> {
+        let changed = {
+            let mut st = self.lock();
+            let qs = st.queue(queue);
+            std::mem::replace(&mut qs.paused, paused) != paused
+        };
+        if changed && !paused {
+            self.shared.arrivals.notify_waiters();
+        }
+        Ok(changed)
     }
 
     async fn retry_dead_letters(

@@ -160,6 +160,7 @@ forward!(WorkerRegistry {
 forward!(Inspection {
     async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError>;
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, BackendError>;
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool, BackendError>;
     async fn retry_dead_letters(&self, queue: &str, ids: &[String]) -> Result<Vec<String>, BackendError>;
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;
     async fn scheduled(&self, queue: &str, limit: usize) -> Result<Vec<(u64, Delivery)>, BackendError>;

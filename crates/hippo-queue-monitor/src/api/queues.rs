@@ -8,6 +8,9 @@ use axum::extract::State;
 use hippo_queue_core::backend::QueueStats;
 use serde_json::{Value, json};
 
+use axum::extract::Path;
+
+use crate::actor::Actor;
 use crate::error::ApiError;
 use crate::state::Shared;
 
@@ -20,6 +23,7 @@ pub fn queue_json(s: &QueueStats) -> Value {
         "delayed": s.delayed,
         "reserved": s.reserved,
         "dead_letter": s.dead_letter,
+        "paused": s.paused,
     })
 }
 
@@ -36,6 +40,45 @@ pub(crate) async fn length(State(s): State<Shared>) -> Result<Json<Value>, ApiEr
     let stats = s.source.queue_stats(&names).await?;
     let queues: Vec<Value> = stats.iter().map(queue_json).collect();
     Ok(Json(json!({"active_queues": queues})))
+}
+
+async fn set_paused(
+    s: &Shared,
+    actor: &Actor,
+    queue: &str,
+    paused: bool,
+) -> Result<Json<Value>, ApiError> {
+    let changed = s.source.set_paused(queue, paused).await?;
+    let (action, verb) = if paused {
+        ("pause", "Paused")
+    } else {
+        ("resume", "Resumed")
+    };
+    let detail = if changed { "changed" } else { "already so" };
+    actor
+        .record(s, action, None, None, format!("queue {queue}: {detail}"))
+        .await;
+    Ok(Json(
+        json!({"message": format!("{verb} '{queue}'"), "changed": changed}),
+    ))
+}
+
+/// `POST /api/queue/pause/{queue}`: durable; workers lease nothing from it.
+pub(crate) async fn pause(
+    State(s): State<Shared>,
+    actor: Actor,
+    Path(queue): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&s, &actor, &queue, true).await
+}
+
+/// `POST /api/queue/resume/{queue}`.
+pub(crate) async fn resume(
+    State(s): State<Shared>,
+    actor: Actor,
+    Path(queue): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&s, &actor, &queue, false).await
 }
 
 #[cfg(test)]
