@@ -81,11 +81,19 @@ async fn read_routes_against_a_live_worker() {
         assert_eq!(t["worker"], "w1@test");
         assert_eq!(t["routing_key"], "default");
     }
-    let first_id = text.split('"').nth(1).expect("a key");
-    assert_eq!(
-        first_id,
-        fail.id(),
-        "newest first: the failure finished last"
+    // newest first: in the body's order, times never increase (records written in
+    // the same millisecond come in task-id order)
+    let mut ordered: Vec<(usize, f64)> = tasks
+        .iter()
+        .map(|(id, t)| {
+            let at = text.find(&format!("\"{id}\":{{")).expect("the id is a key");
+            (at, t["timestamp"].as_f64().expect("timestamp"))
+        })
+        .collect();
+    ordered.sort_by_key(|(at, _)| *at);
+    assert!(
+        ordered.windows(2).all(|w| w[0].1 >= w[1].1),
+        "not newest first: {ordered:?}"
     );
     let failed = &tasks[fail.id()];
     assert_eq!(failed["state"], "FAILURE");
