@@ -148,6 +148,8 @@ pub enum Cmd {
     /// backlogs without consumers, routes, the beat leader, result expiry. One line
     /// per finding; exit code 0 all fine, 1 warnings, 2 errors.
     Doctor,
+    /// Serve the monitor: Flower's HTTP API on :5555 (see docs/monitor.md).
+    Monitor(crate::monitor::MonitorArgs),
     /// Dead-lettered messages of a queue; `dead-letters requeue QUEUE --id ID|--all`
     /// sends them back.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]

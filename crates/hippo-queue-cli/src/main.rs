@@ -10,6 +10,7 @@
 //! hippo-queue queues
 //! hippo-queue result 4f1c…
 //! hippo-queue events --follow
+//! hippo-queue monitor --basic-auth admin:secret
 //! ```
 //!
 //! Exit codes: 0 success; 1 error (Redis unreachable, bad reply); 2 usage error;
@@ -21,6 +22,7 @@ mod call;
 mod cli;
 mod dead_letters;
 mod doctor;
+mod monitor;
 mod purge;
 mod render;
 mod run;

@@ -20,7 +20,7 @@ pub const EXIT_TASK_FAILED: u8 = 4;
 
 type Res = Result<ExitCode, Box<dyn std::error::Error>>;
 
-async fn redis_backend(conn: &Conn) -> Result<RedisBackend, Box<dyn std::error::Error>> {
+pub(crate) async fn redis_backend(conn: &Conn) -> Result<RedisBackend, Box<dyn std::error::Error>> {
     let mut cfg = RedisConfig::new(conn.broker.clone()).prefix(conn.prefix.clone());
     if let Some(r) = &conn.results {
         cfg = cfg.results_url(r.clone());
@@ -91,6 +91,10 @@ pub async fn run(cli: Cli) -> Res {
     if matches!(cli.command, Cmd::Doctor) {
         // Before connecting: an unreachable server is one of its findings.
         return doctor(&cli.conn, cli.json).await;
+    }
+    if let Cmd::Monitor(args) = &cli.command {
+        // a server of its own, with its own connection
+        return crate::monitor::run(&cli.conn, args).await;
     }
     let app = connect(&cli).await?;
     let json = cli.json;
@@ -214,6 +218,7 @@ pub async fn run(cli: Cli) -> Res {
             })
         }
         Cmd::Doctor => doctor(&cli.conn, json).await,
+        Cmd::Monitor(args) => crate::monitor::run(&cli.conn, &args).await,
         Cmd::DeadLetters {
             action: Some(crate::dead_letters::DeadLetterAction::Requeue(args)),
             ..

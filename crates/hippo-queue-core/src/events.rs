@@ -44,6 +44,9 @@ pub enum EventKind {
     WorkerHeartbeat,
     /// A worker stopped.
     WorkerOffline,
+    /// An operator acted through a monitor (revoke, retry, purge, rate limit, pool and
+    /// consumer controls, shutdown): see [`Event::operator`].
+    OperatorAction,
 }
 
 impl EventKind {
@@ -61,6 +64,7 @@ impl EventKind {
             EventKind::WorkerOnline => "worker-online",
             EventKind::WorkerHeartbeat => "worker-heartbeat",
             EventKind::WorkerOffline => "worker-offline",
+            EventKind::OperatorAction => "operator-action",
         }
     }
 
@@ -68,7 +72,10 @@ impl EventKind {
     pub fn is_task(self) -> bool {
         !matches!(
             self,
-            EventKind::WorkerOnline | EventKind::WorkerHeartbeat | EventKind::WorkerOffline
+            EventKind::WorkerOnline
+                | EventKind::WorkerHeartbeat
+                | EventKind::WorkerOffline
+                | EventKind::OperatorAction
         )
     }
 }
@@ -103,6 +110,40 @@ pub struct Event {
     pub error: Option<TaskFailure>,
     /// The worker's record (worker events).
     pub info: Option<WorkerInfo>,
+    /// Who did what, from where (operator actions).
+    #[serde(default)]
+    pub operator: Option<OperatorAction>,
+}
+
+/// An operator's action, as recorded in the event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OperatorAction {
+    /// What was done, such as `revoke` or `pool-grow`.
+    pub action: String,
+    /// Who did it (a user name or a token's position, never a secret).
+    pub who: String,
+    /// From where (the client's address, and what a proxy said it forwarded for).
+    pub from: String,
+    /// The action's parameters and outcome, as text.
+    pub detail: String,
+}
+
+impl OperatorAction {
+    /// An action.
+    pub fn new(
+        action: impl Into<String>,
+        who: impl Into<String>,
+        from: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        OperatorAction {
+            action: action.into(),
+            who: who.into(),
+            from: from.into(),
+            detail: detail.into(),
+        }
+    }
 }
 
 impl Event {
@@ -119,6 +160,25 @@ impl Event {
             runtime: None,
             error: None,
             info: None,
+            operator: None,
+        }
+    }
+
+    /// An operator's action, about the task `task_id` or the worker `worker` when it
+    /// concerns one.
+    pub fn operator(action: OperatorAction, task_id: Option<&str>, worker: Option<&str>) -> Self {
+        Event {
+            kind: EventKind::OperatorAction,
+            timestamp: now_ms(),
+            worker: worker.map(str::to_string),
+            task_id: task_id.map(str::to_string),
+            task_name: None,
+            queue: None,
+            retries: None,
+            runtime: None,
+            error: None,
+            info: None,
+            operator: Some(action),
         }
     }
 
@@ -135,6 +195,7 @@ impl Event {
             runtime: None,
             error: None,
             info: Some(info.clone()),
+            operator: None,
         }
     }
 }

@@ -1305,18 +1305,25 @@ impl Revocations for RedisBackend {
 #[async_trait]
 impl Inspection for RedisBackend {
     async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError> {
+        if queues.is_empty() {
+            // an empty pipeline is not a request Redis answers
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for q in queues {
             let k = self.keys(q);
             for w in &k.waiting {
                 pipe.llen(w);
             }
-            pipe.zcard(&k.delayed).llen(&k.dead).smembers(&k.lessees);
+            pipe.zcard(&k.delayed)
+                .llen(&k.dead)
+                .smembers(&k.lessees)
+                .exists(&k.paused);
         }
         let replies: Vec<Value> = self.server().query(&pipe).await?;
         let mut stats = Vec::with_capacity(queues.len());
         let mut lessees = Vec::new();
-        for (q, chunk) in queues.iter().zip(replies.chunks(13)) {
+        for (q, chunk) in queues.iter().zip(replies.chunks(14)) {
             let mut s = QueueStats {
                 queue: q.clone(),
                 ..Default::default()
@@ -1326,6 +1333,7 @@ impl Inspection for RedisBackend {
             }
             s.delayed = int(&chunk[10])? as u64;
             s.dead_letter = int(&chunk[11])? as u64;
+            s.paused = int(&chunk[13])? == 1;
             for w in array(chunk[12].clone())? {
                 lessees.push((stats.len(), self.keys(q).lease(&string(w)?)));
             }
@@ -1374,6 +1382,16 @@ impl Inspection for RedisBackend {
             });
         }
         Ok(out)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool, BackendError> {
+        let k = self.keys(queue);
+        let mut inv = k.pause(self.server().scripts);
+        inv.arg(u8::from(paused));
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let (changed,): (i64,) = self.server().query(&pipe).await?;
+        Ok(changed == 1)
     }
 
     async fn requeue_dead_letters(

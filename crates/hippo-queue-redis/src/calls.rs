@@ -37,8 +37,13 @@ impl QueueKeys {
             self.seq.clone(),
             self.lessees.clone(),
             self.dead.clone(),
+            self.paused.clone(),
         ]);
         keys
+    }
+
+    fn pause_keys(&self) -> Vec<String> {
+        vec![self.paused.clone(), self.notify.clone()]
     }
 
     fn start_keys(&self, worker: &str) -> Vec<String> {
@@ -136,6 +141,11 @@ impl QueueKeys {
         call(&s.requeue_dead, self.requeue_dead_keys())
     }
 
+    /// `pause.lua`.
+    pub(crate) fn pause(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
+        call(&s.pause, self.pause_keys())
+    }
+
     /// `unrecorded.lua`.
     pub(crate) fn unrecorded(&self, s: &'static Scripts) -> ScriptInvocation<'static> {
         call(&s.unrecorded, self.unrecorded_keys())
@@ -213,7 +223,7 @@ mod tests {
         let q = QueueKeys::new("hq", "default");
         let g = GlobalKeys::new("hq", 64);
         let w = "w1";
-        let cases: [(&str, Vec<String>); 14] = [
+        let cases: [(&str, Vec<String>); 15] = [
             (include_str!("lua/publish.lua"), q.publish_keys()),
             (include_str!("lua/fetch.lua"), q.fetch_keys(w)),
             (include_str!("lua/start.lua"), q.start_keys(w)),
@@ -223,6 +233,7 @@ mod tests {
             (include_str!("lua/purge.lua"), q.purge_keys()),
             (include_str!("lua/requeue_dead.lua"), q.requeue_dead_keys()),
             (include_str!("lua/unrecorded.lua"), q.unrecorded_keys()),
+            (include_str!("lua/pause.lua"), q.pause_keys()),
             (include_str!("lua/heartbeat.lua"), g.heartbeat_keys()),
             (include_str!("lua/lost_workers.lua"), g.lost_workers_keys()),
             (include_str!("lua/worker_state.lua"), g.worker_state_keys()),
@@ -241,7 +252,13 @@ mod tests {
     #[test]
     fn a_queue_script_stays_in_the_queue_slot() {
         let q = QueueKeys::new("hq", "memory_ops");
-        for k in q.recover_keys("w1").iter().chain(&q.fetch_keys("w1")) {
+        for k in q
+            .recover_keys("w1")
+            .iter()
+            .chain(&q.fetch_keys("w1"))
+            .chain(&q.requeue_dead_keys())
+            .chain(&q.pause_keys())
+        {
             assert!(k.starts_with("hq:{memory_ops}:"), "{k}");
         }
     }

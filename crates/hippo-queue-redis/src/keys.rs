@@ -13,6 +13,8 @@ pub(crate) struct QueueKeys {
     /// Losses whose FAILURE record is not written yet (hash token -> record).
     pub unrecorded: String,
     pub notify: String,
+    /// Exists while the queue is paused (its value: when, server ms).
+    pub paused: String,
 }
 
 impl QueueKeys {
@@ -26,6 +28,7 @@ impl QueueKeys {
             dead: format!("{tag}:dead"),
             unrecorded: format!("{tag}:unrecorded"),
             notify: format!("{tag}:notify"),
+            paused: format!("{tag}:paused"),
             tag,
         }
     }
@@ -125,6 +128,22 @@ impl GlobalKeys {
     /// The record hash of a task.
     pub(crate) fn result(&self, id: &str) -> String {
         format!("{}:r:{{{}}}:{id}", self.prefix, self.shard(id))
+    }
+
+    /// The history index of the result shard of a task id: zset id -> expiry
+    /// deadline ms.
+    pub(crate) fn history(&self, id: &str) -> String {
+        self.history_of_shard(self.shard(id))
+    }
+
+    /// The history index of a result shard.
+    pub(crate) fn history_of_shard(&self, shard: u32) -> String {
+        format!("{}:r:{{{shard}}}:history", self.prefix)
+    }
+
+    /// How many result shards there are.
+    pub(crate) fn shards(&self) -> u32 {
+        self.shards
     }
 
     /// The key that tells the store script someone waits for a task.

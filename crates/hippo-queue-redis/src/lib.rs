@@ -39,6 +39,7 @@ mod calls;
 mod clock;
 mod config;
 mod conn;
+mod history;
 mod keys;
 mod listener;
 mod record;

@@ -37,7 +37,10 @@ impl RedisBackend {
     }
 
     /// Decodes a stored value, `<STATE>|<fence>|<encoded record>`.
-    fn decode_stored(&self, value: Option<Vec<u8>>) -> Result<Option<TaskMeta>, BackendError> {
+    pub(crate) fn decode_stored(
+        &self,
+        value: Option<Vec<u8>>,
+    ) -> Result<Option<TaskMeta>, BackendError> {
         let Some(v) = value else { return Ok(None) };
         let mut bars = v
             .iter()
@@ -134,7 +137,9 @@ impl ResultBackend for RedisBackend {
         for idxs in by_shard.values() {
             for chunk in idxs.chunks(STORE_CHUNK) {
                 let mut inv = server.scripts.store_results.prepare_invoke();
-                inv.arg(&g.results_channel).arg(ANNOUNCE_MAX);
+                inv.key(g.history(writes[chunk[0]].meta.task_id.as_str()))
+                    .arg(&g.results_channel)
+                    .arg(ANNOUNCE_MAX);
                 for &i in chunk {
                     let w = &writes[i];
                     let id = &w.meta.task_id;

@@ -23,6 +23,7 @@ pub(crate) struct Scripts {
     pub worker_state: Script,
     pub unrecorded: Script,
     pub forget_worker: Script,
+    pub pause: Script,
 }
 
 /// A script with the shared prelude (`lua/prelude.lua`: the record's fields, the
@@ -55,10 +56,11 @@ impl Scripts {
             worker_state: script!("worker_state"),
             unrecorded: script!("unrecorded"),
             forget_worker: script!("forget_worker"),
+            pause: script!("pause"),
         })
     }
 
-    fn all(&self) -> [&Script; 15] {
+    fn all(&self) -> [&Script; 16] {
         [
             &self.publish,
             &self.fetch,
@@ -75,6 +77,7 @@ impl Scripts {
             &self.worker_state,
             &self.unrecorded,
             &self.forget_worker,
+            &self.pause,
         ]
     }
 

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::BackendError;
 use super::messages::Delivery;
 
+/// How many of a queue's oldest dead letters the monitor lists and retries at once.
+pub const RETRY_SCAN: usize = 10_000;
+
 /// Lengths of one queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
@@ -19,6 +22,9 @@ pub struct QueueStats {
     pub reserved: u64,
     /// Dead-lettered.
     pub dead_letter: u64,
+    /// Paused: nothing is leased from it until it is resumed.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl QueueStats {
@@ -53,6 +59,11 @@ pub trait Inspection: Send + Sync + 'static {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, BackendError>;
+
+    /// Pauses (`true`) or resumes a queue, durably: while paused no worker leases
+    /// its messages (delayed ones still become due). Returns whether the state
+    /// changed.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool, BackendError>;
 
     /// Removes every waiting and delayed message of a queue; returns how many.
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;

@@ -32,7 +32,9 @@ use crate::backend::Inspection;
 use crate::backend::Messages;
 use crate::backend::RateLimits;
 use crate::backend::Revocations;
+use crate::backend::TaskHistory;
 use crate::backend::WorkerRegistry;
+use crate::backend::task_history::{HistoryCursor, HistoryPage};
 use crate::events::{Event, WorkerInfo};
 use crate::result::{TaskMeta, accepts};
 use crate::time::now_ms;
@@ -96,6 +98,8 @@ struct State {
 #[derive(Default)]
 struct QueueState {
     levels: [VecDeque<Msg>; 10],
+    /// Paused: nothing is leased.
+    paused: bool,
     /// Dead letters, with the message they came from (to requeue it).
     dead: VecDeque<(DeadLetter, Msg)>,
 }
@@ -193,6 +197,9 @@ impl State {
             let Some(qs) = self.queues.get_mut(q) else {
                 continue;
             };
+            if qs.paused {
+                continue;
+            }
             for level in qs.levels.iter_mut().rev() {
                 while out.len() < max {
                     let Some(mut msg) = level.pop_front() else {
@@ -636,6 +643,7 @@ impl Inspection for MemoryBackend {
                         s.waiting_by_priority[p] = level.len() as u64;
                     }
                     s.dead_letter = qs.dead.len() as u64;
+                    s.paused = qs.paused;
                 }
                 s.delayed = st.delayed.values().filter(|m| &m.queue == q).count() as u64;
                 s.reserved = st.leases.values().filter(|l| &l.msg.queue == q).count() as u64;
@@ -655,6 +663,18 @@ impl Inspection for MemoryBackend {
             .get(queue)
             .map(|qs| qs.dead.iter().take(limit).map(|(d, _)| d.clone()).collect())
             .unwrap_or_default())
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool, BackendError> {
+        let changed = {
+            let mut st = self.lock();
+            let qs = st.queue(queue);
+            std::mem::replace(&mut qs.paused, paused) != paused
+        };
+        if changed && !paused {
+            self.shared.arrivals.notify_waiters();
+        }
+        Ok(changed)
     }
 
     async fn requeue_dead_letters(
@@ -946,5 +966,44 @@ impl ResultBackend for MemoryBackend {
     async fn forget(&self, id: &str) -> Result<(), BackendError> {
         self.lock().results.remove(id);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TaskHistory for MemoryBackend {
+    /// Ordered by each record's `date_done`, newest first.
+    async fn task_history(
+        &self,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<HistoryPage, BackendError> {
+        let cursor = cursor.map(HistoryCursor::parse).transpose()?;
+        let now = Instant::now();
+        let mut tasks: Vec<TaskMeta> = self
+            .lock()
+            .results
+            .values()
+            .filter(|(m, exp)| {
+                *exp > now
+                    && cursor
+                        .as_ref()
+                        .is_none_or(|c| c.is_before(m.date_done, &m.task_id))
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        tasks.sort_by(|a, b| (b.date_done, &b.task_id).cmp(&(a.date_done, &a.task_id)));
+        let more = tasks.len() > count;
+        tasks.truncate(count);
+        let next = match tasks.last() {
+            Some(last) if more => Some(
+                HistoryCursor {
+                    score: last.date_done,
+                    id: last.task_id.clone(),
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        Ok(HistoryPage::new(tasks, next))
     }
 }

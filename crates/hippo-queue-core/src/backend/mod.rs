@@ -11,6 +11,7 @@
 //! | [`EventLog`] | the capped event log monitors read | [`Event`] |
 //! | [`ControlBus`] | remote control requests and replies | [`Request`], [`Reply`] |
 //! | [`RateLimits`] | task start rates shared by all workers | [`RateLimit`] |
+//! | [`TaskHistory`] | stored task records, newest first, for monitors | [`HistoryPage`] |
 //!
 //! [`Broker`] is all of them together, implemented for every type that has them: it
 //! is what an [`App`](crate::App) runs on. [`ResultBackend`] keeps results.
@@ -71,6 +72,7 @@ pub mod rate_limits;
 pub mod registry;
 pub mod results;
 pub mod revocations;
+pub mod task_history;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +93,7 @@ pub use rate_limits::RateLimits;
 pub use registry::WorkerRegistry;
 pub use results::{ResultBackend, ResultWatch, ResultWrite, WriteOutcome};
 pub use revocations::{Revocation, Revocations};
+pub use task_history::{HistoryPage, TaskHistory};
 
 pub use crate::error::BackendError;
 use crate::events::{Event, WorkerInfo};
@@ -102,7 +105,7 @@ use crate::result::TaskMeta;
 pub mod prelude {
     pub use super::{
         Broker, ControlBus, EventLog, Inspection, Messages, RateLimits, ResultBackend, Revocations,
-        WorkerRegistry,
+        TaskHistory, WorkerRegistry,
     };
 }
 
@@ -157,6 +160,7 @@ forward!(WorkerRegistry {
 forward!(Inspection {
     async fn queue_stats(&self, queues: &[String]) -> Result<Vec<QueueStats>, BackendError>;
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, BackendError>;
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool, BackendError>;
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;
     async fn requeue_dead_letters(&self, queue: &str, ids: &[String]) -> Result<Vec<String>, BackendError>;
     async fn scheduled(&self, queue: &str, limit: usize) -> Result<Vec<(u64, Delivery)>, BackendError>;
@@ -186,4 +190,8 @@ forward!(ResultBackend {
     async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<TaskMeta>, BackendError>;
     async fn forget(&self, id: &str) -> Result<(), BackendError>;
     fn watch(&self, id: &str) -> Option<Box<dyn ResultWatch>>;
+});
+
+forward!(TaskHistory {
+    async fn task_history(&self, cursor: Option<&str>, count: usize) -> Result<HistoryPage, BackendError>;
 });

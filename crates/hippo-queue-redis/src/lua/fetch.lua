@@ -8,6 +8,8 @@
 -- KEYS[13]     fencing-token counter
 -- KEYS[14]     set of workers holding leases in this queue
 -- KEYS[15]     dead-letter list
+-- KEYS[16]     the queue's pause flag: while it exists nothing is leased (due delayed
+--              messages still move to their waiting lists)
 -- ARGV         max, worker, due batch, max bytes, dead-letter cap
 -- Every record is checked before it is leased or moved: one that is not a message
 -- record (written by something else, or corrupt) goes to the dead letters and the
@@ -63,9 +65,11 @@ local function pop(key)
   return true
 end
 
-for p = 9, 0, -1 do
-  while #recs < max and bytes < max_bytes and pop(KEYS[p + 1]) do end
-  if #recs >= max or bytes >= max_bytes then break end
+if redis.call('EXISTS', KEYS[16]) == 0 then
+  for p = 9, 0, -1 do
+    while #recs < max and bytes < max_bytes and pop(KEYS[p + 1]) do end
+    if #recs >= max or bytes >= max_bytes then break end
+  end
 end
 
 -- Takes #recs consecutive tokens. The counter only starts again from zero if it was

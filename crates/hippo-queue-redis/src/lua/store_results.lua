@@ -2,23 +2,28 @@
 -- (SUCCESS, FAILURE, REVOKED, REJECTED) is never replaced, and a write under an older
 -- lease (fence) than the stored one is refused. Fence -1 means "no lease".
 -- A stored value is "<STATE>|<fence>|<encoded record>".
--- KEYS         pairs: record key, waiter key (at most 256 pairs)
+-- KEYS[1]      the shard's history index (zset id -> expiry deadline ms)
+-- KEYS[2..]    pairs: record key, waiter key (at most 256 pairs)
 -- ARGV[1]      notification channel
 -- ARGV[2]      largest stored value published with its announcement
 -- ARGV[3..]    groups of 6: id, state, fence, ttl ms, announce (1|0), stored value
 -- A ready record is published ("<id length>:<id><stored value>") when its sender
 -- asked for it (announce) or a waiter key exists; a larger value is announced
 -- without it ("<id length>:<id>"), and the waiter reads it back.
+-- A stored record is indexed under its expiry deadline (the server's clock); index
+-- entries whose deadline passed are trimmed on every call.
 -- Returns 1 per stored record, 0 per refused one.
 local final = { SUCCESS = true, FAILURE = true, REVOKED = true, REJECTED = true }
 local waiter_keys = {}
-for k = 2, #KEYS, 2 do
+for k = 3, #KEYS, 2 do
   waiter_keys[#waiter_keys + 1] = KEYS[k]
 end
 -- one look for the whole batch: is anyone waiting for one of these?
 local watched = #waiter_keys > 0 and redis.call('EXISTS', unpack(waiter_keys)) > 0
 local out = {}
-local k = 1
+local k = 2
+local now = server_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local announce_max = tonumber(ARGV[2])
 for i = 3, #ARGV, 6 do
   local key = KEYS[k]
@@ -37,6 +42,9 @@ for i = 3, #ARGV, 6 do
     else
       redis.call('SET', key, value, 'PX', ARGV[i + 3])
     end
+  end
+  if ok == 1 then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[i + 3]), ARGV[i])
   end
   if ok == 1 and final[state]
       and (ARGV[i + 4] == '1' or (watched and redis.call('EXISTS', KEYS[k + 1]) == 1)) then

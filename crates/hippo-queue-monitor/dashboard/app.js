@@ -1,0 +1,191 @@
+// The monitor's dashboard: pages drawn from the monitor's own API (relative URLs, so
+// it works under any url_prefix), redrawn when the live feed says something changed.
+"use strict";
+
+const LOADED_AT = Date.now();
+window.hippoLoadedAt = LOADED_AT;
+
+const state = { offset: 0, limit: 20, filter: { state: "", taskname: "", search: "" } };
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
+  return e;
+}
+
+function showError(message) {
+  const p = document.getElementById("error");
+  p.textContent = message || "";
+  p.hidden = !message;
+}
+
+async function api(path, options) {
+  const res = await fetch(path, Object.assign({ headers: { accept: "application/json" } }, options));
+  const text = await res.text();
+  let body;
+  try { body = JSON.parse(text); } catch (_) { body = text; }
+  if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
+  return body;
+}
+
+async function act(path, confirmText) {
+  if (confirmText && !window.confirm(confirmText)) return;
+  try {
+    const r = await api(path, { method: "POST" });
+    showError("");
+    if (r && r.message) flash(r.message);
+    render();
+  } catch (e) { showError(e.message); }
+}
+
+function flash(message) {
+  const live = document.getElementById("live");
+  live.title = message;
+}
+
+function time(secs) {
+  return secs ? new Date(secs * 1000).toISOString().replace("T", " ").slice(0, 19) : "";
+}
+
+function duration(secs) {
+  if (secs == null) return "";
+  const s = Math.floor(secs), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return h ? `${h}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
+}
+
+function table(headers, rows) {
+  const head = el("tr", {}, ...headers.map(h => el("th", { class: h.num ? "num" : "" }, h.label || h)));
+  return el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
+async function workersPage(main) {
+  const workers = await api("api/workers");
+  const rows = Object.entries(workers).map(([name, w]) => {
+    const r = w.registry || {};
+    const q = encodeURIComponent(name);
+    return el("tr", { dataset: { worker: name } },
+      el("td", {}, name),
+      el("td", {}, w.status ? "online" : "offline"),
+      el("td", { class: "num" }, String(r.active ?? (w.active || []).length)),
+      el("td", { class: "num" }, String((r.succeeded || 0) + (r.failed || 0) + (r.revoked || 0) + (r.rejected || 0))),
+      el("td", { class: "num" }, String(r.failed ?? 0)),
+      el("td", { class: "num" }, String(r.succeeded ?? 0)),
+      el("td", { class: "num" }, String(r.retried ?? 0)),
+      el("td", { class: "num" }, w.stats.rusage && w.stats.rusage.maxrss ? `${Math.round(w.stats.rusage.maxrss / 1024)} MiB` : ""),
+      el("td", {}, duration(w.stats.uptime)),
+      el("td", {}, `${w.stats.pool.implementation} × ${w.stats.pool["max-concurrency"]}`),
+      el("td", {}, (w.active_queues || []).map(x => x.name).join(", ")),
+      el("td", {},
+        el("button", { onclick: () => act(`api/worker/pool/grow/${q}?n=1`) }, "+1"), " ",
+        el("button", { onclick: () => act(`api/worker/pool/shrink/${q}?n=1`) }, "−1"), " ",
+        el("button", { onclick: () => act(`api/worker/pool/restart/${q}`) }, "restart pool"), " ",
+        el("button", { onclick: () => act(`api/worker/shutdown/${q}`, `Shut ${name} down?`) }, "shut down")));
+  });
+  main.replaceChildren(el("h2", {}, `Workers (${rows.length})`),
+    table(["Worker", "Status", { label: "Active", num: 1 }, { label: "Processed", num: 1 }, { label: "Failed", num: 1 },
+      { label: "Succeeded", num: 1 }, { label: "Retried", num: 1 }, { label: "Memory", num: 1 }, "Uptime", "Pool", "Queues", ""], rows));
+}
+
+function taskQuery() {
+  const p = new URLSearchParams({ limit: state.limit + 1, offset: state.offset });
+  for (const [k, v] of Object.entries(state.filter)) if (v) p.set(k, v);
+  return p.toString();
+}
+
+async function tasksPage(main) {
+  const tasks = await api(`api/tasks?${taskQuery()}`);
+  const entries = Object.entries(tasks);
+  const more = entries.length > state.limit;
+  const rows = entries.slice(0, state.limit).map(([id, t]) => el("tr", { dataset: { taskId: id, state: t.state } },
+    el("td", {}, el("a", { href: `#/task/${encodeURIComponent(id)}` }, id)),
+    el("td", {}, t.name),
+    el("td", { class: `state state-${t.state}` }, t.state),
+    el("td", {}, t.worker || ""),
+    el("td", { class: "num" }, String(t.retries ?? "")),
+    el("td", {}, t.result ?? t.exception ?? ""),
+    el("td", {}, time(t.timestamp))));
+  const input = (key, placeholder) => el("input", { value: state.filter[key], placeholder, onchange: e => { state.filter[key] = e.target.value.trim(); state.offset = 0; render(); } });
+  const select = el("select", { onchange: e => { state.filter.state = e.target.value; state.offset = 0; render(); } },
+    ...["", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED"].map(s => {
+      const o = el("option", { value: s }, s || "All states");
+      if (s === state.filter.state) o.selected = true;
+      return o;
+    }));
+  const pager = el("div", { class: "pager" },
+    el("button", { onclick: () => { state.offset = Math.max(0, state.offset - state.limit); render(); } }, "← newer"),
+    el("span", { class: "muted" }, `${state.offset + 1}–${state.offset + rows.length}`),
+    el("button", { onclick: () => { if (more) { state.offset += state.limit; render(); } } }, "older →"));
+  main.replaceChildren(el("h2", {}, "Tasks"),
+    el("div", { class: "filters" }, select, input("taskname", "task name"), input("search", "search: name:x state:FAILURE \"text\"")),
+    table(["Task id", "Name", "State", "Worker", { label: "Retries", num: 1 }, "Result", "Time (UTC)"], rows), pager);
+}
+
+async function taskPage(main, id) {
+  const t = await api(`api/task/info/${encodeURIComponent(id)}`);
+  const q = encodeURIComponent(id);
+  const fields = ["uuid", "name", "state", "worker", "routing_key", "retries", "received", "started", "succeeded", "failed", "retried", "revoked", "args", "kwargs", "result", "exception"];
+  const dl = el("dl", { class: "fields" }, ...fields.flatMap(f => {
+    let v = t[f];
+    if (["received", "started", "succeeded", "failed", "retried", "revoked"].includes(f)) v = time(v);
+    return [el("dt", {}, f), el("dd", { dataset: { field: f }, class: f === "state" ? `state state-${v}` : "" }, v == null ? "" : String(v))];
+  }));
+  main.replaceChildren(el("h2", {}, `Task ${t.name}`),
+    el("p", {},
+      el("button", { onclick: () => act(`api/task/revoke/${q}`, "Revoke this task?") }, "Revoke"), " ",
+      el("button", { onclick: () => act(`api/task/revoke/${q}?terminate=true`, "Terminate this task where it runs?") }, "Terminate"), " ",
+      el("button", { id: "retry", onclick: () => act(`api/task/retry/${q}`) }, "Retry")),
+    dl, t.traceback ? el("pre", { dataset: { field: "traceback" } }, t.traceback) : "");
+}
+
+async function queuesPage(main) {
+  const q = await api("api/queues/length");
+  const rows = q.active_queues.map(x => el("tr", { dataset: { queue: x.name } },
+    el("td", {}, x.name),
+    el("td", { class: "num" }, String(x.messages)),
+    el("td", {}, x.waiting_by_priority.map((n, p) => n ? `p${p}: ${n}` : "").filter(Boolean).join(", ")),
+    el("td", { class: "num" }, String(x.delayed)),
+    el("td", { class: "num" }, String(x.reserved)),
+    el("td", { class: "num" }, String(x.dead_letter)),
+    el("td", {}, x.paused ? "paused" : "consuming"),
+    el("td", {}, x.paused
+      ? el("button", { onclick: () => act(`api/queue/resume/${encodeURIComponent(x.name)}`) }, "resume")
+      : el("button", { onclick: () => act(`api/queue/pause/${encodeURIComponent(x.name)}`) }, "pause"))));
+  main.replaceChildren(el("h2", {}, "Queues"),
+    table(["Queue", { label: "Waiting", num: 1 }, "By priority", { label: "Delayed", num: 1 }, { label: "Reserved", num: 1 }, { label: "Dead letters", num: 1 }, "State", ""], rows));
+}
+
+let rendering = Promise.resolve();
+function render() {
+  rendering = rendering.then(async () => {
+    const hash = location.hash || "#/workers";
+    const [, page, arg] = hash.split("/");
+    for (const a of document.querySelectorAll("nav a")) a.classList.toggle("current", a.dataset.page === page);
+    const main = document.getElementById("main");
+    try {
+      if (page === "tasks") await tasksPage(main);
+      else if (page === "task") await taskPage(main, decodeURIComponent(arg || ""));
+      else if (page === "queues") await queuesPage(main);
+      else await workersPage(main);
+      showError("");
+      document.body.dataset.rendered = String(Date.now());
+    } catch (e) { showError(e.message); }
+  });
+  return rendering;
+}
+
+function live() {
+  const badge = document.getElementById("live");
+  const source = new EventSource("api/live");
+  source.addEventListener("open", () => { badge.textContent = "live"; badge.className = "live on"; });
+  source.addEventListener("change", () => render());
+  source.addEventListener("error", () => { badge.textContent = "reconnecting"; badge.className = "live off"; });
+}
+
+window.addEventListener("hashchange", render);
+window.addEventListener("DOMContentLoaded", () => { render(); live(); });
