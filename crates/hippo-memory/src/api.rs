@@ -56,7 +56,12 @@ pub struct ApiArgs {
     pub host: String,
     /// Log level or filter: error, warn, info, debug, trace [env: RUST_LOG] [default:
     /// info]
-    #[arg(short = 'l', long, value_name = "LEVEL", help_heading = "Server Options")]
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "LEVEL",
+        help_heading = "Server Options"
+    )]
     pub loglevel: Option<String>,
     /// Run a worker in this process on the in-memory backend and store, without Redis
     #[arg(long, help_heading = "Backend Options")]
@@ -122,8 +127,7 @@ fn with_models(mut b: ApiStateBuilder) -> ApiStateBuilder {
 pub async fn run(args: ApiArgs) -> Result<(), BoxError> {
     let (state, worker) = connect(args.embedded).await?;
     if args.load_samples {
-        let n =
-            samples::load_samples(state.store().as_ref(), samples::GUIDE_USER, "alice").await?;
+        let n = samples::load_samples(state.store().as_ref(), samples::GUIDE_USER, "alice").await?;
         if n > 0 {
             tracing::info!(
                 "loaded {n} sample memories for {} and alice",

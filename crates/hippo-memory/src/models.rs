@@ -133,4 +133,3 @@ pub fn embedders_with(
     }
     Ok(registry)
 }
-

@@ -245,4 +245,3 @@ pub async fn load_samples(
     store.put_rules(user, &sample_rules(user)).await?;
     Ok(n)
 }
-

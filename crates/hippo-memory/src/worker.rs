@@ -46,7 +46,12 @@ Environment:
 pub struct WorkerArgs {
     /// Log level or filter: error, warn, info, debug, trace [env: RUST_LOG] [default:
     /// info]
-    #[arg(short = 'l', long, value_name = "LEVEL", help_heading = "Worker Options")]
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "LEVEL",
+        help_heading = "Worker Options"
+    )]
     pub loglevel: Option<String>,
     /// Worker name, unique among live workers [default: worker-<id>@<host>]
     #[arg(short = 'n', long, help_heading = "Worker Options")]
