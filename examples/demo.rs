@@ -9,12 +9,13 @@
 //! follow the status, read the result. The same tasks run unchanged on Redis with the
 //! `worker`, `beat` and `api` examples (see the README's quick start).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BoxError, GUIDE_USER};
+use hippo_memory::BoxError;
+use hippo_memory::models;
+use hippo_memory::samples::{self, GUIDE_USER};
+use hippo_memory::setup;
 use hippo_memory_tasks::client::{MemoryTaskClient, TaskStatus};
 use hippo_memory_tasks::model::MigrationStatus;
 use hippo_memory_tasks::store::{InMemoryStore, MemoryStore, load_rules, load_user};
@@ -73,7 +74,7 @@ async fn show_memories(store: &dyn MemoryStore, user: &str) -> Result<(), BoxErr
 async fn main() -> Result<(), BoxError> {
     // Logs only on request, so that the default output stays readable.
     if std::env::var_os("RUST_LOG").is_some() {
-        common::init_logging(None)?;
+        setup::init_logging(None)?;
     }
     let started = Instant::now();
     println!("HippocampAI memory tasks on hippo-queue: the embedded demo");
@@ -84,18 +85,18 @@ async fn main() -> Result<(), BoxError> {
     // semantic all-MiniLM-L6-v2 (384 dimensions, in process on the CPU) when its
     // folder is there, else the offline lexical hash model.
     let store = Arc::new(InMemoryStore::new());
-    let model_path = common::model_path_from_env().or_else(|| {
-        let fetched = common::fetched_model_folder();
+    let model_path = models::model_path_from_env().or_else(|| {
+        let fetched = models::fetched_model_folder();
         fetched
             .join("model.safetensors")
             .exists()
             .then_some(fetched)
     });
     let embedders =
-        common::embedders_with(common::DEFAULT_MODEL, Duration::ZERO, model_path.as_deref())?;
+        models::embedders_with(models::DEFAULT_MODEL, Duration::ZERO, model_path.as_deref())?;
     let services = MemoryServices::new(store.clone()).embedders(embedders);
     let model = services.embedder().model().to_string();
-    if model == common::DEFAULT_MODEL {
+    if model == models::DEFAULT_MODEL {
         println!(
             "\nembedder: {model} (lexical: it does not see that two wordings mean the same).\n\
              For the semantic model, fetch all-MiniLM-L6-v2 once and run again:\n    \
@@ -126,7 +127,7 @@ async fn main() -> Result<(), BoxError> {
     let client = MemoryTaskClient::new(app.clone(), store.clone());
 
     // --- Sample memories. ------------------------------------------------------------
-    let loaded = common::load_samples(store.as_ref(), GUIDE_USER, OTHER_USER).await?;
+    let loaded = samples::load_samples(store.as_ref(), GUIDE_USER, OTHER_USER).await?;
     let mine = store.count_by_user(GUIDE_USER).await?;
     println!(
         "\nloaded {loaded} sample memories ({mine} of {GUIDE_USER}, {} of {OTHER_USER}); {GUIDE_USER} has:",
@@ -184,7 +185,7 @@ async fn main() -> Result<(), BoxError> {
     );
     // The guide's call uses 0.85 (on the lexical model's scale); the semantic model
     // runs at its own default.
-    let threshold = (model == common::DEFAULT_MODEL).then_some(0.85);
+    let threshold = (model == models::DEFAULT_MODEL).then_some(0.85);
     let id = client
         .submit_deduplication_task(GUIDE_USER, threshold, false)
         .await?;
