@@ -53,8 +53,12 @@ pub struct BeatArgs {
         help_heading = "Beat Options"
     )]
     pub health_interval: Duration,
-    /// This scheduler's id [default: beat-<id>@<host>]
-    #[arg(long, help_heading = "Beat Options")]
+    /// This scheduler's id (default: `beat-<id>@<host>`).
+    #[arg(
+        long,
+        help = "This scheduler's id [default: beat-<id>@<host>]",
+        help_heading = "Beat Options"
+    )]
     pub id: Option<String>,
     /// Print the entries and exit without sending anything
     #[arg(long, help_heading = "Beat Options")]

@@ -53,8 +53,13 @@ pub struct WorkerArgs {
         help_heading = "Worker Options"
     )]
     pub loglevel: Option<String>,
-    /// Worker name, unique among live workers [default: worker-<id>@<host>]
-    #[arg(short = 'n', long, help_heading = "Worker Options")]
+    /// Worker name, unique among live workers (default: `worker-<id>@<host>`).
+    #[arg(
+        short = 'n',
+        long,
+        help = "Worker name, unique among live workers [default: worker-<id>@<host>]",
+        help_heading = "Worker Options"
+    )]
     pub hostname: Option<String>,
     /// Messages reserved per slot [env: CELERY_WORKER_PREFETCH_MULTIPLIER] [default: 4]
     #[arg(long, value_name = "N", help_heading = "Worker Options")]
