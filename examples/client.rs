@@ -181,10 +181,9 @@ async fn migrate(api: &ApiClient, args: &Args, request: MigrateRequest) -> Resul
     let timeout = Duration::from_secs(args.timeout);
     let m = api
         .follow_migration(&started.migration_id, timeout, |m| {
-            let status = serde_json::to_value(m.status).unwrap_or_default();
             say!(
                 "Migration {}: {} of {} migrated, {} failed",
-                status.as_str().unwrap_or("?"),
+                m.status.as_str(),
                 m.migrated_count,
                 m.total_memories,
                 m.failed_count
@@ -194,12 +193,11 @@ async fn migrate(api: &ApiClient, args: &Args, request: MigrateRequest) -> Resul
     if m.status == MigrationStatus::Completed {
         return Ok(());
     }
-    let status = serde_json::to_value(m.status).unwrap_or_default();
     Err(Failure {
         code: 1,
         message: format!(
             "the migration ended {} {}",
-            status.as_str().unwrap_or("?"),
+            m.status.as_str(),
             m.error.unwrap_or_default()
         ),
     })

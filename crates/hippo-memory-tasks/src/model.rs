@@ -278,6 +278,18 @@ pub enum MigrationStatus {
 }
 
 impl MigrationStatus {
+    /// Its name on the wire and in records (`in_progress`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Pending => "pending",
+            MigrationStatus::InProgress => "in_progress",
+            MigrationStatus::Interrupted => "interrupted",
+            MigrationStatus::Completed => "completed",
+            MigrationStatus::Failed => "failed",
+            MigrationStatus::Cancelled => "cancelled",
+        }
+    }
+
     /// Completed, failed or cancelled.
     pub fn is_final(self) -> bool {
         matches!(
@@ -433,6 +445,21 @@ impl ProceduralRule {
 mod tests {
     use super::*;
     use chrono::Duration;
+
+    #[test]
+    fn migration_status_names_are_the_serde_names() {
+        use MigrationStatus::*;
+        for st in [
+            Pending,
+            InProgress,
+            Interrupted,
+            Completed,
+            Failed,
+            Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        }
+    }
 
     #[test]
     fn expiry_is_strict() {

@@ -363,13 +363,9 @@ impl ApiClient {
                 return Ok(m);
             }
             if Instant::now() >= deadline {
-                let state = serde_json::to_value(m.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
                 return Err(ApiClientError::StillRunning {
                     what: format!("migration {id}"),
-                    state,
+                    state: m.status.as_str().to_string(),
                     waited: timeout,
                 });
             }

@@ -11,7 +11,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{json_body, required_text};
 use crate::api::state::ApiState;
 use crate::api::wire::{ErrorBody, MigrateRequest, MigrationStartedBody};
-use crate::model::{Migration, MigrationStatus};
+use crate::model::Migration;
 use crate::tasks::MigrateEmbeddingsTask;
 
 /// The vector size a migration to `model` makes, checked against the models the API
@@ -43,14 +43,6 @@ fn dimension_of(
         ))),
         _ => Ok(known),
     }
-}
-
-/// How a status is written in JSON (`in_progress`, ...).
-fn status_name(status: MigrationStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{status:?}"))
 }
 
 /// Re-encode every memory with a new embedding model (`migrate_embeddings_task`).
@@ -119,7 +111,7 @@ pub(super) async fn cancel_migration(
             StatusCode::CONFLICT,
             format!(
                 "migration {id} has already ended: {}",
-                status_name(record.status)
+                record.status.as_str()
             ),
         ));
     }
@@ -154,11 +146,5 @@ mod tests {
         assert_eq!(dimension_of(&[], "any", Some(10)).unwrap(), 10);
         assert!(dimension_of(&[], "any", None).is_err());
         assert!(dimension_of(&[], "any", Some(0)).is_err());
-    }
-
-    #[test]
-    fn status_names_are_the_wire_names() {
-        assert_eq!(status_name(MigrationStatus::InProgress), "in_progress");
-        assert_eq!(status_name(MigrationStatus::Completed), "completed");
     }
 }
