@@ -673,11 +673,25 @@ fn worker_beat_and_api_on_redis_follow_the_guide() {
             "-X",
             "POST",
             &format!("{url}/v1/memories"),
+            "-H",
+            "Content-Type: application/json",
             "-d",
             "{\"user_id\": \"carol\", \"text\": \"x\", \"type\": \"opinion\"}",
         ]),
         422,
         "unknown memory type",
+    );
+    // curl -d without a JSON content type sends a form: 415
+    assert_error(
+        curl(&[
+            "-X",
+            "POST",
+            &format!("{url}/v1/memories"),
+            "-d",
+            "{\"user_id\": \"carol\", \"text\": \"x\"}",
+        ]),
+        415,
+        "Content-Type: application/json",
     );
 
     // Revoke a running task: deduplication of 100 memories waits 400 ms on the model.

@@ -481,3 +481,119 @@ async fn a_host_mounts_it_under_a_prefix() {
     assert_eq!(page, "the host's own page");
     worker.shutdown().await;
 }
+
+#[tokio::test]
+async fn tokens_hosts_content_type_limits_and_timeouts_are_enforced() {
+    use hippo_memory_tasks::api::serve::{ServeOptions, serve as serve_with};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let token = "s3cret-token-0123456789";
+    let app = App::builder().router(hippo_memory_tasks::router()).build();
+    let state = ApiState::builder(app, Arc::new(InMemoryStore::new()))
+        .bearer_tokens([token])
+        .unwrap()
+        .allowed_hosts(["127.0.0.1", "localhost"])
+        .body_limit(1024)
+        .body_timeout(Duration::from_millis(500))
+        .build();
+    assert!(!format!("{state:?}").contains(token), "{state:?}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://{addr}");
+    let options = ServeOptions::default().header_timeout(Duration::from_millis(500));
+    tokio::spawn(serve_with(
+        listener,
+        router(state),
+        options,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_string();
+
+    // 401 without a token or with a wrong one, for every route
+    for auth in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some("Basic eDp5"),
+    ] {
+        for path in ["/health", "/openapi.json", "/v1/memories?user_id=u"] {
+            let mut req = http.get(format!("{url}{path}"));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path} {auth:?}");
+            assert_eq!(
+                resp.headers()["www-authenticate"],
+                "Bearer realm=\"hippo-memory\""
+            );
+            let v: Value = resp.json().await.unwrap();
+            assert!(error(&v).contains("Bearer"), "{v}");
+        }
+    }
+    // the typed client with the token gets through
+    let client = ApiClient::new(&url).unwrap().bearer_token(token);
+    assert!(!format!("{client:?}").contains(token));
+    client
+        .add_memory(&MemoryRequest::new("u", "Likes jazz"))
+        .await
+        .unwrap();
+    let anonymous = ApiClient::new(&url).unwrap();
+    let e = anonymous
+        .add_memory(&MemoryRequest::new("u", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(&e), Some(StatusCode::UNAUTHORIZED), "{e}");
+
+    // a Host not on the list (DNS rebinding): 400
+    let resp = http
+        .get(format!("{url}/health"))
+        .header("host", format!("attacker.example:{}", addr.port()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.unwrap();
+    assert!(error(&v).contains("attacker.example"), "{v}");
+
+    // a body that is not JSON: 415; over the limit: 413
+    let post = |ct: &'static str, body: String| {
+        http.post(format!("{url}/v1/memories"))
+            .bearer_auth(token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let resp = post("text/plain", r#"{"user_id":"u","text":"x"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let v: Value = resp.json().await.unwrap();
+    assert!(error(&v).contains("text/plain"), "{v}");
+    let big = format!(r#"{{"user_id":"u","text":"{}"}}"#, "x".repeat(2000));
+    let resp = post("application/json", big).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = resp.json().await.unwrap();
+    assert!(error(&v).contains("1024 bytes"), "{v}");
+
+    // slowloris: headers never finished, the connection is closed after the header
+    // timeout; a body that never comes gets a 408
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    let mut trickle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/memories HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), trickle.read_to_end(&mut buf)).await;
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}

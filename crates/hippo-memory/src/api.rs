@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use hippo_memory_tasks::api::serve::{ServeOptions, serve};
 use hippo_memory_tasks::api::task_log::{InMemoryTaskLog, RedisTaskLog};
 use hippo_memory_tasks::api::{ApiState, ApiStateBuilder, router};
 use hippo_memory_tasks::store::{InMemoryStore, MemoryStore};
@@ -31,6 +32,7 @@ Environment:
   CELERY_BROKER_URL         the broker (required unless --embedded)
   CELERY_RESULT_BACKEND     where results and the task log are kept (default: the broker)
   MEMORY_STORE_URL          the memory store (default: the broker's server, database 0)
+  API_TOKENS                bearer tokens, comma-separated (required beyond the loopback)
   EMBEDDING_MODEL           the model migrations move from (with --embedded)";
 
 /// Serve the HTTP API of HippocampAI's background tasks.
@@ -54,6 +56,25 @@ pub struct ApiArgs {
         help_heading = "Server Options"
     )]
     pub host: String,
+    /// Bearer tokens, comma-separated, each of 16 characters or more; required when
+    /// listening beyond the loopback
+    #[arg(
+        long = "tokens",
+        env = "API_TOKENS",
+        hide_env_values = true,
+        value_name = "TOKEN,...",
+        help_heading = "Server Options"
+    )]
+    pub tokens: Option<String>,
+    /// Host names the API answers to, comma-separated [default on the loopback:
+    /// localhost,127.0.0.1,::1; elsewhere: any]
+    #[arg(
+        long,
+        env = "API_ALLOWED_HOSTS",
+        value_name = "HOST,...",
+        help_heading = "Server Options"
+    )]
+    pub allowed_hosts: Option<String>,
     /// Log level or filter: error, warn, info, debug, trace [env: RUST_LOG] [default:
     /// info]
     #[arg(
@@ -73,7 +94,15 @@ pub struct ApiArgs {
 }
 
 /// The API's state and, with `embedded`, its worker.
-async fn connect(embedded: bool) -> Result<(ApiState, Option<WorkerHandle>), BoxError> {
+async fn connect(
+    embedded: bool,
+    tokens: Vec<String>,
+    hosts: Vec<String>,
+) -> Result<(ApiState, Option<WorkerHandle>), BoxError> {
+    let secured = |b: ApiStateBuilder| -> Result<ApiStateBuilder, BoxError> {
+        Ok(b.bearer_tokens(tokens.clone())?
+            .allowed_hosts(hosts.clone()))
+    };
     if embedded {
         let embedders = models::embedders(&models::current_model_from_env(), Duration::ZERO)?;
         let store: Arc<dyn MemoryStore> = Arc::new(InMemoryStore::new());
@@ -86,7 +115,7 @@ async fn connect(embedded: bool) -> Result<(ApiState, Option<WorkerHandle>), Box
             &MemoryServices::new(store.clone()).embedders(embedders),
         );
         let worker = app.worker().start().await?;
-        let state = with_models(ApiState::builder(app, store))
+        let state = secured(with_models(ApiState::builder(app, store)))?
             .task_log(Arc::new(InMemoryTaskLog::new()))
             .mode("embedded")
             .build();
@@ -108,7 +137,7 @@ async fn connect(embedded: bool) -> Result<(ApiState, Option<WorkerHandle>), Box
             let url = redact_url(&results_url);
             format!("cannot reach the result backend at {url}: {e}")
         })?;
-    let state = with_models(ApiState::builder(app, store))
+    let state = secured(with_models(ApiState::builder(app, store)))?
         .task_log(Arc::new(log.beat(Arc::new(redis))))
         .mode("redis")
         .build();
@@ -123,9 +152,61 @@ fn with_models(mut b: ApiStateBuilder) -> ApiStateBuilder {
     b
 }
 
+/// The host names an API on the loopback answers to when none are given.
+const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// Splits a comma-separated list, dropping empty items.
+fn list(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Whether `host` (a name or an address to listen on) is the loopback only.
+fn is_loopback(host: &str) -> bool {
+    match host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// The access settings for listening on `host`: tokens are required beyond the
+/// loopback; on the loopback the host names default to the loopback's.
+fn access(
+    host: &str,
+    tokens: Option<&str>,
+    hosts: Option<&str>,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let tokens = list(tokens);
+    let mut hosts = list(hosts);
+    if is_loopback(host) {
+        if hosts.is_empty() {
+            hosts = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+        }
+    } else if tokens.is_empty() {
+        return Err(format!(
+            "listening on {host} (beyond the loopback) needs bearer tokens: set API_TOKENS \
+             (or --tokens) to one or more random strings of 16 characters or more, or \
+             listen on 127.0.0.1"
+        ));
+    }
+    Ok((tokens, hosts))
+}
+
 /// Serves the API until a signal stops it.
 pub async fn run(args: ApiArgs) -> Result<(), BoxError> {
-    let (state, worker) = connect(args.embedded).await?;
+    let (tokens, hosts) = access(
+        &args.host,
+        args.tokens.as_deref(),
+        args.allowed_hosts.as_deref(),
+    )?;
+    let (state, worker) = connect(args.embedded, tokens, hosts).await?;
     if args.load_samples {
         let n = samples::load_samples(state.store().as_ref(), samples::GUIDE_USER, "alice").await?;
         if n > 0 {
@@ -146,12 +227,11 @@ pub async fn run(args: ApiArgs) -> Result<(), BoxError> {
     tracing::info!(mode, "api listening on http://{addr}");
     let signal = Arc::new(Mutex::new(None::<&'static str>));
     let seen = signal.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let s = shutdown.await;
-            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
-        })
-        .await?;
+    let stop = async move {
+        let s = shutdown.await;
+        *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    };
+    serve(listener, router(state), ServeOptions::default(), stop).await?;
     let s = signal
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -162,4 +242,26 @@ pub async fn run(args: ApiArgs) -> Result<(), BoxError> {
     }
     tracing::info!("api stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_required_beyond_the_loopback() {
+        let e = access("0.0.0.0", None, None).unwrap_err();
+        assert!(e.contains("API_TOKENS"), "{e}");
+        let (tokens, hosts) = access("0.0.0.0", Some("0123456789abcdef, "), None).unwrap();
+        assert_eq!(tokens, ["0123456789abcdef"]);
+        assert!(hosts.is_empty());
+        for lo in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            let (tokens, hosts) = access(lo, None, None).unwrap();
+            assert!(tokens.is_empty());
+            assert_eq!(hosts, LOOPBACK_HOSTS, "{lo}");
+        }
+        let (_, hosts) = access("127.0.0.1", None, Some("api.internal")).unwrap();
+        assert_eq!(hosts, ["api.internal"]);
+        assert!(access("api.example.com", None, None).is_err());
+    }
 }

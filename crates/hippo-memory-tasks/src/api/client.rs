@@ -143,6 +143,17 @@ fn is_final(state: &str) -> bool {
 pub struct ApiClient {
     base: Url,
     http: reqwest::Client,
+    token: Option<Token>,
+}
+
+/// A bearer token, kept out of `Debug`.
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 impl ApiClient {
@@ -171,7 +182,18 @@ impl ApiClient {
             .timeout(timeout)
             .build()
             .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
-        Ok(ApiClient { base, http })
+        Ok(ApiClient {
+            base,
+            http,
+            token: None,
+        })
+    }
+
+    /// This client, sending `token` as `Authorization: Bearer <token>` with every
+    /// request (an API serving beyond the loopback requires one).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Token(token.into()));
+        self
     }
 
     /// The URL of `segments` under the base URL (each segment percent-encoded).
@@ -192,6 +214,9 @@ impl ApiClient {
         body: Option<&B>,
     ) -> Result<(StatusCode, Vec<u8>)> {
         let mut req = self.http.request(method.clone(), url.clone()).query(query);
+        if let Some(Token(t)) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -436,12 +461,17 @@ impl ApiClient {
     /// unreachable).
     pub async fn health(&self) -> Result<Health> {
         let url = self.url(&["health"]);
-        let resp = self.http.get(url.clone()).send().await.map_err(|source| {
-            ApiClientError::Unreachable {
+        let mut req = self.http.get(url.clone());
+        if let Some(Token(t)) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ApiClientError::Unreachable {
                 url: url.to_string(),
                 source,
-            }
-        })?;
+            })?;
         let status = resp.status();
         resp.json::<Health>()
             .await

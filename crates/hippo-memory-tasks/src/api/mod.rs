@@ -23,7 +23,9 @@
 //! | `GET /openapi.json` | the OpenAPI 3.1 document |
 //!
 //! Errors are JSON, [`{"error": "what is wrong"}`](wire::ErrorBody): 400 for malformed
-//! JSON, 422 for a missing or invalid field, 404 for an unknown task, user, memory or
+//! JSON or a `Host` not on the allow-list, 401 without a configured bearer token, 413
+//! for a body over the limit, 415 for a body that is not `application/json`, 408 for
+//! a body that does not arrive in time, 422 for a missing or invalid field, 404 for an unknown task, user, memory or
 //! migration, 409 for a migration that already ended, 503 when Redis or the store
 //! cannot be reached.
 //!
@@ -69,6 +71,8 @@ pub mod wire;
 pub mod client;
 
 #[cfg(feature = "api")]
+pub mod access;
+#[cfg(feature = "api")]
 mod error;
 #[cfg(feature = "api")]
 mod extract;
@@ -76,6 +80,8 @@ mod extract;
 mod openapi;
 #[cfg(feature = "api")]
 mod routes;
+#[cfg(feature = "api")]
+pub mod serve;
 #[cfg(feature = "api")]
 mod state;
 #[cfg(feature = "api")]
@@ -88,4 +94,7 @@ pub use openapi::openapi;
 #[cfg(feature = "api")]
 pub use routes::router;
 #[cfg(feature = "api")]
-pub use state::{ApiState, ApiStateBuilder, DEFAULT_MAX_PAGE, DEFAULT_PAGE, DEFAULT_SYNC_WAIT};
+pub use state::{
+    ApiState, ApiStateBuilder, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_PAGE,
+    DEFAULT_PAGE, DEFAULT_SYNC_WAIT, InvalidToken,
+};

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use hippo_queue_core::App;
 
+use super::access::{Access, valid_token};
 use super::task_log::{InMemoryTaskLog, TaskLog};
 use crate::client::MemoryTaskClient;
 use crate::store::MemoryStore;
@@ -23,6 +24,24 @@ pub const DEFAULT_MAX_PAGE: usize = 1000;
 
 /// The size of a page of `GET /v1/memories` without `limit`.
 pub const DEFAULT_PAGE: usize = 50;
+
+/// The largest request body taken, in bytes (413 above it).
+///
+/// # Default
+/// 1 MiB: the largest request, a memory's text, is far below it.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// How long a request's body may take to arrive once its headers are read (408
+/// after it): a client trickling a body cannot hold a connection.
+///
+/// # Default
+/// 10 seconds.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bearer token refused by [`ApiStateBuilder::bearer_tokens`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidToken(String);
 
 /// The state behind [`router`](super::router): the queue, the memory store, where
 /// submitted task ids are recorded, and the embedding models migrations may move to.
@@ -55,6 +74,7 @@ pub(crate) struct Inner {
     pub(crate) mode: String,
     pub(crate) sync_wait: Duration,
     pub(crate) max_page: usize,
+    pub(crate) access: Access,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -64,6 +84,7 @@ impl std::fmt::Debug for ApiState {
             .field("models", &self.inner.models)
             .field("sync_wait", &self.inner.sync_wait)
             .field("max_page", &self.inner.max_page)
+            .field("access", &self.inner.access)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +100,12 @@ impl ApiState {
             mode: "embedded".into(),
             sync_wait: DEFAULT_SYNC_WAIT,
             max_page: DEFAULT_MAX_PAGE,
+            access: Access {
+                tokens: Vec::new(),
+                hosts: Vec::new(),
+                body_limit: DEFAULT_BODY_LIMIT,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
+            },
         }
     }
 
@@ -108,6 +135,7 @@ pub struct ApiStateBuilder {
     mode: String,
     sync_wait: Duration,
     max_page: usize,
+    access: Access,
 }
 
 impl std::fmt::Debug for ApiStateBuilder {
@@ -115,6 +143,7 @@ impl std::fmt::Debug for ApiStateBuilder {
         f.debug_struct("ApiStateBuilder")
             .field("mode", &self.mode)
             .field("models", &self.models)
+            .field("access", &self.access)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +198,64 @@ impl ApiStateBuilder {
         self
     }
 
+    /// Bearer tokens, any of which opens every route (`Authorization: Bearer
+    /// <token>`, 401 otherwise); each of at least
+    /// [`MIN_TOKEN_LEN`](super::access::MIN_TOKEN_LEN) printable characters.
+    ///
+    /// # Default
+    /// None: every request is let through. A server listening beyond the loopback
+    /// must set them (`hippo-memory api` refuses to start otherwise).
+    pub fn bearer_tokens<I, S>(mut self, tokens: I) -> Result<Self, InvalidToken>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for t in tokens {
+            let t = t.into();
+            valid_token(&t).map_err(InvalidToken)?;
+            self.access.tokens.push(t);
+        }
+        Ok(self)
+    }
+
+    /// The host names the API answers to (the `Host` header without its port; 400
+    /// for any other). For an API on the loopback, `localhost`, `127.0.0.1` and
+    /// `::1` keep a web page elsewhere from reaching it through DNS rebinding.
+    ///
+    /// # Default
+    /// None: any host.
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.access.hosts.extend(
+            hosts
+                .into_iter()
+                .map(Into::into)
+                .filter(|h| !h.trim().is_empty()),
+        );
+        self
+    }
+
+    /// The largest request body, in bytes.
+    ///
+    /// # Default
+    /// [`DEFAULT_BODY_LIMIT`] (1 MiB).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.access.body_limit = bytes;
+        self
+    }
+
+    /// How long a body may take to arrive.
+    ///
+    /// # Default
+    /// [`DEFAULT_BODY_TIMEOUT`] (10 s).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.access.body_timeout = timeout;
+        self
+    }
+
     /// The state.
     pub fn build(self) -> ApiState {
         let client = MemoryTaskClient::new(self.app.clone(), self.store.clone());
@@ -185,6 +272,7 @@ impl ApiStateBuilder {
                 mode: self.mode,
                 sync_wait: self.sync_wait,
                 max_page: self.max_page,
+                access: self.access,
             }),
         }
     }

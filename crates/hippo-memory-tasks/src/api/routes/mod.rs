@@ -7,11 +7,14 @@ pub(super) mod rules;
 pub(super) mod tasks;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
+use axum::middleware;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use hippo_queue_core::Task;
 
+use super::access;
 use super::error::ApiError;
 use super::state::ApiState;
 
@@ -20,7 +23,11 @@ pub(super) type ApiResult = Result<Response, ApiError>;
 
 /// The guide's HTTP API over `state`, to serve or to mount in a host application's
 /// router (its paths are absolute: nest it under a prefix with [`Router::nest`]).
+///
+/// Every request goes through [`access::check`](super::access) first: the `Host`
+/// allow-list, the bearer tokens, a JSON body within the limit.
 pub fn router(state: ApiState) -> Router {
+    let body_limit = state.inner.access.body_limit;
     Router::new()
         .route("/health", get(health::health))
         .route("/openapi.json", get(health::openapi_json))
@@ -71,6 +78,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), access::check))
         .with_state(state)
 }
 
