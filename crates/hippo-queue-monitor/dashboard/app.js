@@ -69,9 +69,9 @@ async function workersPage(main) {
   const rows = Object.entries(workers).map(([name, w]) => {
     const r = w.registry || {};
     const q = encodeURIComponent(name);
-    return el("tr", { dataset: { worker: name } },
+    return el("tr", { dataset: { worker: name, status: w.status ? "online" : "offline" }, class: w.status ? "" : "offline" },
       el("td", {}, name),
-      el("td", {}, w.status ? "online" : "offline"),
+      el("td", { class: w.status ? "status-online" : "status-offline" }, w.status ? "online" : `offline since ${time(r.heartbeat_at / 1000)}`),
       el("td", { class: "num" }, String(r.active ?? (w.active || []).length)),
       el("td", { class: "num" }, String((r.succeeded || 0) + (r.failed || 0) + (r.revoked || 0) + (r.rejected || 0))),
       el("td", { class: "num" }, String(r.failed ?? 0)),
@@ -81,13 +81,14 @@ async function workersPage(main) {
       el("td", {}, duration(w.stats.uptime)),
       el("td", {}, `${w.stats.pool.implementation} × ${w.stats.pool["max-concurrency"]}`),
       el("td", {}, (w.active_queues || []).map(x => x.name).join(", ")),
-      el("td", {},
+      el("td", {}, !w.status ? "" : el("span", {},
         el("button", { onclick: () => act(`api/worker/pool/grow/${q}?n=1`) }, "+1"), " ",
         el("button", { onclick: () => act(`api/worker/pool/shrink/${q}?n=1`) }, "−1"), " ",
         el("button", { onclick: () => act(`api/worker/pool/restart/${q}`) }, "restart pool"), " ",
-        el("button", { onclick: () => act(`api/worker/shutdown/${q}`, `Shut ${name} down?`) }, "shut down")));
+        el("button", { onclick: () => act(`api/worker/shutdown/${q}`, `Shut ${name} down?`) }, "shut down"))));
   });
-  main.replaceChildren(el("h2", {}, `Workers (${rows.length})`),
+  const online = Object.values(workers).filter(w => w.status).length;
+  main.replaceChildren(el("h2", {}, `Workers (${online} online, ${rows.length - online} offline)`),
     table(["Worker", "Status", { label: "Active", num: 1 }, { label: "Processed", num: 1 }, { label: "Failed", num: 1 },
       { label: "Succeeded", num: 1 }, { label: "Retried", num: 1 }, { label: "Memory", num: 1 }, "Uptime", "Pool", "Queues", ""], rows));
 }
@@ -126,8 +127,29 @@ async function tasksPage(main) {
     table(["Task id", "Name", "State", "Worker", { label: "Retries", num: 1 }, "Result", "Time (UTC)"], rows), pager);
 }
 
+function timelineTable(tl) {
+  const rows = tl.events.map(e => el("tr", { dataset: { event: e.type } },
+    el("td", {}, time(e.timestamp)),
+    el("td", { class: "event" }, e.type),
+    el("td", {}, e.worker || ""),
+    el("td", {}, [e.retries != null ? `retries ${e.retries}` : "", e.runtime != null ? `runtime ${e.runtime.toFixed(3)}s` : "",
+      e.exception || "", e.operator ? `${e.operator.action} by ${e.operator.who}` : ""].filter(Boolean).join(" · "))));
+  const note = tl.complete ? "" : `older events not searched (the newest ${tl.scanned} of the stream were)`;
+  return [el("h3", {}, "Timeline"), table(["Time (UTC)", "Event", "Worker", "Details"], rows),
+    note ? el("p", { class: "muted" }, note) : ""];
+}
+
+function actionsTable(tl) {
+  const rows = tl.actions.map(a => el("tr", { dataset: { action: a.operator.action } },
+    el("td", {}, time(a.timestamp)), el("td", {}, a.operator.who), el("td", {}, a.operator.from),
+    el("td", {}, a.operator.action), el("td", {}, a.operator.detail)));
+  return [el("h3", {}, "Operator actions"),
+    rows.length ? table(["Time (UTC)", "Who", "From", "Action", "Detail"], rows) : el("p", { class: "muted", id: "no-actions" }, "none")];
+}
+
 async function taskPage(main, id) {
-  const t = await api(`api/task/info/${encodeURIComponent(id)}`);
+  const [t, tl] = await Promise.all([api(`api/task/info/${encodeURIComponent(id)}`),
+    api(`api/task/timeline/${encodeURIComponent(id)}`)]);
   const q = encodeURIComponent(id);
   const fields = ["uuid", "name", "state", "worker", "routing_key", "retries", "received", "started", "succeeded", "failed", "retried", "revoked", "args", "kwargs", "result", "exception"];
   const dl = el("dl", { class: "fields" }, ...fields.flatMap(f => {
@@ -140,7 +162,8 @@ async function taskPage(main, id) {
       el("button", { onclick: () => act(`api/task/revoke/${q}`, "Revoke this task?") }, "Revoke"), " ",
       el("button", { onclick: () => act(`api/task/revoke/${q}?terminate=true`, "Terminate this task where it runs?") }, "Terminate"), " ",
       el("button", { id: "retry", onclick: () => act(`api/task/retry/${q}`) }, "Retry")),
-    dl, t.traceback ? el("pre", { dataset: { field: "traceback" } }, t.traceback) : "");
+    dl, t.traceback ? el("pre", { dataset: { field: "traceback" } }, t.traceback) : "",
+    ...timelineTable(tl), ...actionsTable(tl));
 }
 
 async function queuesPage(main) {
@@ -148,7 +171,11 @@ async function queuesPage(main) {
   const rows = q.active_queues.map(x => el("tr", { dataset: { queue: x.name } },
     el("td", {}, x.name),
     el("td", { class: "num" }, String(x.messages)),
-    el("td", {}, x.waiting_by_priority.map((n, p) => n ? `p${p}: ${n}` : "").filter(Boolean).join(", ")),
+    el("td", {}, x.waiting_by_priority.map((n, p) => {
+      const age = (x.oldest_waiting_seconds_by_priority || [])[p];
+      return n ? `p${p}: ${n}` + (age != null ? ` (oldest ${duration(age)})` : "") : "";
+    }).filter(Boolean).join(", ")),
+    el("td", { class: "num", dataset: { field: "oldest" } }, x.oldest_waiting_seconds == null ? "" : duration(x.oldest_waiting_seconds)),
     el("td", { class: "num" }, String(x.delayed)),
     el("td", { class: "num" }, String(x.reserved)),
     el("td", { class: "num" }, String(x.dead_letter)),
@@ -157,7 +184,7 @@ async function queuesPage(main) {
       ? el("button", { onclick: () => act(`api/queue/resume/${encodeURIComponent(x.name)}`) }, "resume")
       : el("button", { onclick: () => act(`api/queue/pause/${encodeURIComponent(x.name)}`) }, "pause"))));
   main.replaceChildren(el("h2", {}, "Queues"),
-    table(["Queue", { label: "Waiting", num: 1 }, "By priority", { label: "Delayed", num: 1 }, { label: "Reserved", num: 1 }, { label: "Dead letters", num: 1 }, "State", ""], rows));
+    table(["Queue", { label: "Waiting", num: 1 }, "By priority", { label: "Oldest waiting", num: 1 }, { label: "Delayed", num: 1 }, { label: "Reserved", num: 1 }, { label: "Dead letters", num: 1 }, "State", ""], rows));
 }
 
 let rendering = Promise.resolve();

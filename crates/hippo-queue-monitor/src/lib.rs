@@ -36,7 +36,8 @@
 //!
 //! The modules, one concept each: [`config`] (settings and their checks), [`auth`]
 //! (who is asking), [`query`] and [`search`] (`/api/tasks` parameters), [`task_view`]
-//! (a record as Flower shows it), [`serve`] (listening).
+//! (a record as Flower shows it), [`timeline`] (a task's events and the operator
+//! actions on it), [`serve`] (listening).
 //!
 //! [`TaskHistory`]: hippo_queue_core::backend::TaskHistory
 
@@ -55,6 +56,7 @@ pub mod search;
 pub mod serve;
 mod state;
 pub mod task_view;
+pub mod timeline;
 
 use std::sync::Arc;
 
@@ -105,6 +107,7 @@ impl Monitor {
             .route("/api/task/types", get(api::tasks::types))
             .route("/api/task/info/{id}", get(api::tasks::info))
             .route("/api/task/result/{id}", get(api::tasks::result))
+            .route("/api/task/timeline/{id}", get(api::tasks::timeline))
             .route("/api/queues/length", get(api::queues::length))
             .route("/api/queue/dead-letters/{queue}", get(api::dead::list))
             .route("/metrics", get(api::metrics))

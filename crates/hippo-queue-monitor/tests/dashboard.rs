@@ -165,6 +165,21 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     assert!(failed.get(Duration::from_secs(10)).await.is_err());
     let rejected = d.app.delay::<Picky>(7).await.expect("send");
     assert!(rejected.get(Duration::from_secs(10)).await.is_err());
+    // a worker that stopped: listed offline, and its queue, where a message waits
+    let gone = d
+        .app
+        .worker()
+        .name("w2@test")
+        .queues(["other"])
+        .heartbeat_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("start w2");
+    gone.shutdown().await;
+    d.app
+        .apply_async::<Add>((1, 2), hippo_queue_core::SendOptions::new().queue("other"))
+        .await
+        .expect("send");
     let m = serve(
         MonitorConfig::new().url_prefix("flower").expect("prefix"),
         &d.redis,
@@ -183,6 +198,12 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     .await;
     let url = b.eval("return location.pathname").await;
     assert_eq!(url, "/flower/");
+    b.wait_for(
+        "the stopped worker shows offline",
+        "const r = document.querySelector('[data-worker=\"w2@test\"]'); return r ? r.dataset.status : null",
+        json!("offline"),
+    )
+    .await;
     b.wait_for(
         "the live badge",
         "return document.getElementById('live').textContent",
@@ -240,6 +261,27 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
         json!("SUCCESS"),
     )
     .await;
+    // its timeline and the operator action that retried it
+    b.wait_for(
+        "the retry shows among the operator actions",
+        "return document.querySelector('[data-action=\"retry\"]') !== null",
+        json!(true),
+    )
+    .await;
+    b.wait_for(
+        "the timeline shows the run that succeeded",
+        "return document.querySelector('[data-event=\"task-succeeded\"]') !== null",
+        json!(true),
+    )
+    .await;
+    let rejected_row = b
+        .eval("return document.querySelector('[data-event=\"task-rejected\"]') !== null")
+        .await;
+    assert_eq!(
+        rejected_row,
+        json!(true),
+        "the first run's rejection is in the timeline"
+    );
     b.screenshot("retried").await;
     assert_eq!(
         rejected
@@ -267,6 +309,12 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     b.wait_for(
         "the queues page",
         "return document.querySelector('[data-queue=\"default\"]') !== null",
+        json!(true),
+    )
+    .await;
+    b.wait_for(
+        "the stopped worker's queue shows the age of its oldest message",
+        "const r = document.querySelector('[data-queue=\"other\"] [data-field=\"oldest\"]'); return r ? /^\\d+s$/.test(r.textContent) : null",
         json!(true),
     )
     .await;

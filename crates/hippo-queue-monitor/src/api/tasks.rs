@@ -139,6 +139,16 @@ pub(crate) async fn info(
     }
 }
 
+/// `GET /api/task/timeline/{id}`: the task's events and the operator actions on it,
+/// oldest first, from the newest part of the event stream ([`crate::timeline`]).
+pub(crate) async fn timeline(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let t = crate::timeline::read(s.source.as_ref(), &id).await?;
+    Ok(Json(crate::timeline::timeline_json(&id, &t)))
+}
+
 /// `/api/task/result` query parameters.
 #[derive(Debug, Default, Deserialize)]
 pub struct ResultParams {
