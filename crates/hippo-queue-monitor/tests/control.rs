@@ -215,6 +215,62 @@ async fn operator_actions_against_a_live_worker() {
         long.state().await.ok() == Some(TaskState::Revoked)
     })
     .await;
+    // its timeline: received, started, revoked, and the revoke: who, from where, what
+    let timeline = url(&format!("/api/task/timeline/{}", long.id()));
+    eventually("the revocation is in the timeline", || {
+        let timeline = timeline.clone();
+        let authed_get = &authed_get;
+        async move {
+            let tl = authed_get(timeline).await;
+            tl["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x["type"] == "task-revoked"))
+        }
+    })
+    .await;
+    let tl = authed_get(timeline.clone()).await;
+    assert_eq!(tl["task-id"], long.id());
+    assert_eq!(tl["complete"], true, "{tl}");
+    let types: Vec<&str> = tl["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for t in [
+        "task-received",
+        "task-started",
+        "operator-action",
+        "task-revoked",
+    ] {
+        assert!(types.contains(&t), "no {t} in {tl}");
+    }
+    let started = types.iter().position(|t| *t == "task-started");
+    let action = types.iter().position(|t| *t == "operator-action");
+    assert!(started < action, "oldest first: {tl}");
+    let events = tl["events"].as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] != "operator-action")
+            .all(|e| e["worker"] == "w1@test" && e["timestamp"].as_f64().is_some()),
+        "{tl}"
+    );
+    let act = &tl["actions"][0];
+    assert_eq!(act["type"], "operator-action");
+    assert_eq!(act["operator"]["action"], "revoke");
+    assert_eq!(act["operator"]["who"], "user ann");
+    assert!(
+        act["operator"]["from"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("127.0.0.1:")),
+        "{tl}"
+    );
+    let (status, _) = get(&c, &url("/api/task/timeline/no-such-task")).await;
+    assert_eq!(status, 401, "credentials are needed");
+    let none = authed_get(url("/api/task/timeline/no-such-task")).await;
+    assert_eq!(none["events"], json!([]));
+    assert_eq!(none["actions"], json!([]));
 
     // CSRF: a browser on another site cannot act; credentials alone are not enough
     for (name, value) in [
