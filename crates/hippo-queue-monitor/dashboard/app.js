@@ -187,6 +187,81 @@ async function queuesPage(main) {
     table(["Queue", { label: "Waiting", num: 1 }, "By priority", { label: "Oldest waiting", num: 1 }, { label: "Delayed", num: 1 }, { label: "Reserved", num: 1 }, { label: "Dead letters", num: 1 }, "State", ""], rows));
 }
 
+async function beatPage(main) {
+  const b = await api("api/beat");
+  const rows = b.entries.map(e => el("tr", { dataset: { entry: e.name } },
+    el("td", {}, e.name), el("td", {}, e.task), el("td", {}, e.schedule), el("td", {}, String(e.missed)),
+    el("td", {}, time(e.last_run)), el("td", {}, e.next_run == null ? "ended" : time(e.next_run))));
+  const leader = b.leader ? `led by ${b.leader.beat_id}` : "no leader";
+  main.replaceChildren(el("h2", {}, "Beat"),
+    el("p", { id: "beat-state", class: b.running ? "" : "muted" }, b.running ? `running, ${leader}` : "not running (no scheduler published its status lately)"),
+    table(["Entry", "Task", "Schedule", "Missed ticks", "Last run (UTC)", "Next run (UTC)"], rows));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return e;
+}
+
+// Bars, stacked by series: series = [{ values, color, label }], labels under the bars.
+function barChart(title, labels, series, kind) {
+  const W = 420, H = 150, top = 18, bottom = 28, left = 34, right = 6;
+  const n = labels.length, plotW = W - left - right, plotH = H - top - bottom;
+  const totals = labels.map((_, i) => series.reduce((a, s) => a + (s.values[i] || 0), 0));
+  const max = Math.max(1, ...totals);
+  const bw = plotW / n;
+  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart", "data-chart": kind, role: "img" },
+    svg("title", {}, title),
+    svg("text", { x: left, y: 12, class: "chart-title" }, title),
+    svg("line", { x1: left, y1: top + plotH, x2: W - right, y2: top + plotH, stroke: "#9aa3b5" }),
+    svg("text", { x: left - 4, y: top + 8, "text-anchor": "end", class: "chart-axis" }, max),
+    svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end", class: "chart-axis" }, 0));
+  labels.forEach((label, i) => {
+    let y = top + plotH;
+    for (const s of series) {
+      const v = s.values[i] || 0;
+      if (!v) continue;
+      const h = (v / max) * plotH;
+      y -= h;
+      g.append(svg("rect", { x: left + i * bw + 1, y, width: Math.max(1, bw - 2), height: h, fill: s.color },
+        svg("title", {}, `${label}: ${v} ${s.label}`)));
+    }
+    const every = Math.ceil(n / 8);
+    if (i % every === 0) g.append(svg("text", { x: left + i * bw + bw / 2, y: H - 14, "text-anchor": "middle", class: "chart-axis" }, label));
+  });
+  const legend = svg("g", {});
+  series.forEach((s, i) => {
+    legend.append(svg("rect", { x: W - right - 150 + i * 75, y: H - 10, width: 8, height: 8, fill: s.color }));
+    legend.append(svg("text", { x: W - right - 138 + i * 75, y: H - 2, class: "chart-axis" }, s.label));
+  });
+  g.append(legend);
+  return g;
+}
+
+async function chartsPage(main) {
+  const st = await api("api/task/stats");
+  const names = Object.keys(st.tasks);
+  const since = st.since ? `since ${time(st.since)}` : "";
+  const note = `From the newest ${st.scanned} events of the stream ${since}${st.complete ? "" : " (older events not read)"}.`;
+  const buckets = st.runtime_buckets.map(b => `≤${b}`).concat([`>${st.runtime_buckets[st.runtime_buckets.length - 1]}`]);
+  const minutes = st.tasks[names[0]] ? st.tasks[names[0]].rate.succeeded.map((_, i, a) => `-${a.length - 1 - i}m`) : [];
+  const sections = names.map(name => {
+    const t = st.tasks[name];
+    const total = t.succeeded + t.failed;
+    const ratio = total ? `${(100 * t.failed / total).toFixed(1)}% failed` : "";
+    return el("section", { class: "task-charts", dataset: { taskType: name } },
+      el("h3", {}, `${name} `, el("span", { class: "muted" }, `${t.succeeded} succeeded, ${t.failed} failed, ${t.retried} retried ${ratio}`)),
+      barChart("succeeded and failed per minute", minutes,
+        [{ values: t.rate.succeeded, color: "#2e9d5b", label: "succeeded" }, { values: t.rate.failed, color: "#c9372c", label: "failed" }], "rate"),
+      barChart("runtime (seconds)", buckets, [{ values: t.runtime.counts, color: "#3d7bd9", label: "tasks" }], "runtime"));
+  });
+  main.replaceChildren(el("h2", {}, "Charts"), el("p", { class: "muted" }, note),
+    ...(sections.length ? sections : [el("p", { class: "muted" }, "No finished task in the events read (workers publish task events with task_events(true), Celery's -E).")]));
+}
+
 let rendering = Promise.resolve();
 function render() {
   rendering = rendering.then(async () => {
@@ -198,6 +273,8 @@ function render() {
       if (page === "tasks") await tasksPage(main);
       else if (page === "task") await taskPage(main, decodeURIComponent(arg || ""));
       else if (page === "queues") await queuesPage(main);
+      else if (page === "beat") await beatPage(main);
+      else if (page === "charts") await chartsPage(main);
       else await workersPage(main);
       showError("");
       document.body.dataset.rendered = String(Date.now());

@@ -319,6 +319,45 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     )
     .await;
     b.screenshot("queues").await;
+
+    // charts: rates and runtimes per task type, drawn as inline SVG by the page
+    b.goto(&format!("{}/#/charts", m.base)).await;
+    b.wait_for(
+        "the runtime chart of test.add",
+        "return document.querySelectorAll('[data-task-type=\"test.add\"] svg[data-chart=\"runtime\"] rect').length > 0",
+        json!(true),
+    )
+    .await;
+    b.wait_for(
+        "the rate chart of test.fail shows a failure",
+        "const c = document.querySelector('[data-task-type=\"test.fail\"] svg[data-chart=\"rate\"]'); return c ? c.querySelectorAll('rect[fill=\"#c9372c\"]').length > 0 : null",
+        json!(true),
+    )
+    .await;
+    b.screenshot("charts").await;
+
+    // beat: the entries of a running scheduler
+    let entry = hippo_queue_core::beat::Entry::new::<Add>(
+        "add-every-second",
+        (1, 1),
+        hippo_queue_core::beat::Schedule::every(Duration::from_secs(1)),
+    )
+    .expect("entry");
+    let beat = hippo_queue_core::beat::Beat::builder(d.app.clone(), d.redis.clone())
+        .id("beat-test")
+        .entry(entry)
+        .build()
+        .expect("beat");
+    let beating = beat.spawn();
+    b.goto(&format!("{}/#/beat", m.base)).await;
+    b.wait_for(
+        "the beat's entry with its last run",
+        "const r = document.querySelector('[data-entry=\"add-every-second\"]'); return r ? r.children[4].textContent.length > 0 : null",
+        json!(true),
+    )
+    .await;
+    b.screenshot("beat").await;
+    beating.shutdown().await;
     b.close().await;
     d.stop().await;
 }

@@ -149,6 +149,14 @@ pub(crate) async fn timeline(
     Ok(Json(crate::timeline::timeline_json(&id, &t)))
 }
 
+/// `GET /api/task/stats`: success and failure rates and runtime histograms per task
+/// type, from the newest part of the event stream ([`crate::task_stats`]).
+pub(crate) async fn stats(State(s): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let now = hippo_queue_core::time::now_ms();
+    let stats = crate::task_stats::read(s.source.as_ref(), now).await?;
+    Ok(Json(stats.to_json(now)))
+}
+
 /// `/api/task/result` query parameters.
 #[derive(Debug, Default, Deserialize)]
 pub struct ResultParams {

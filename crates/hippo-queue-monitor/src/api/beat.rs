@@ -1,0 +1,16 @@
+//! `GET /api/beat`: the beat's entries and leader, from the status the leading
+//! scheduler publishes in the beat store ([`crate::beat_view`]).
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::Value;
+
+use crate::beat_view::beat_json;
+use crate::error::ApiError;
+use crate::state::Shared;
+
+/// `GET /api/beat`.
+pub(crate) async fn status(State(s): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let status = s.source.published_status().await?;
+    Ok(Json(beat_json(status.as_ref())))
+}
