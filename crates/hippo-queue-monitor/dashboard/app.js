@@ -191,11 +191,12 @@ async function beatPage(main) {
   const b = await api("api/beat");
   const rows = b.entries.map(e => el("tr", { dataset: { entry: e.name } },
     el("td", {}, e.name), el("td", {}, e.task), el("td", {}, e.schedule), el("td", {}, String(e.missed)),
-    el("td", {}, time(e.last_run)), el("td", {}, e.next_run == null ? "ended" : time(e.next_run))));
+    el("td", {}, time(e.last_run)), el("td", {}, e.next_run == null ? "ended" : time(e.next_run)),
+    el("td", { class: "num", dataset: { field: "runs" } }, e.total_run_count == null ? "" : String(e.total_run_count))));
   const leader = b.leader ? `led by ${b.leader.beat_id}` : "no leader";
   main.replaceChildren(el("h2", {}, "Beat"),
     el("p", { id: "beat-state", class: b.running ? "" : "muted" }, b.running ? `running, ${leader}` : "not running (no scheduler published its status lately)"),
-    table(["Entry", "Task", "Schedule", "Missed ticks", "Last run (UTC)", "Next run (UTC)"], rows));
+    table(["Entry", "Task", "Schedule", "Missed ticks", "Last run (UTC)", "Next run (UTC)", { label: "Total runs", num: 1 }], rows));
 }
 
 const SVG = "http://www.w3.org/2000/svg";

@@ -9,15 +9,18 @@ use serde_json::{Value, json};
 use crate::task_view::seconds;
 
 /// The answer of `GET /api/beat`: `running` is whether a scheduler published its
-/// status lately; times are seconds since the epoch, as everywhere in the API.
-pub fn beat_json(status: Option<&BeatStatus>) -> Value {
+/// status lately; times are seconds since the epoch, as everywhere in the API;
+/// `runs` are the entries' run counts, in order (`total_run_count`, `null` where the
+/// store does not count).
+pub fn beat_json(status: Option<&BeatStatus>, runs: &[Option<u64>]) -> Value {
     let Some(s) = status else {
         return json!({"running": false, "leader": Value::Null, "entries": []});
     };
     let entries: Vec<Value> = s
         .entries
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(i, e)| {
             json!({
                 "name": e.name,
                 "task": e.task,
@@ -25,6 +28,7 @@ pub fn beat_json(status: Option<&BeatStatus>) -> Value {
                 "missed": e.missed,
                 "last_run": e.last_run_ms.map(seconds),
                 "next_run": e.next_run_ms.map(seconds),
+                "total_run_count": runs.get(i).copied().flatten(),
             })
         })
         .collect();
@@ -47,7 +51,7 @@ mod tests {
 
     #[test]
     fn no_status_is_a_beat_not_running() {
-        let j = beat_json(None);
+        let j = beat_json(None, &[]);
         assert_eq!(j["running"], false);
         assert_eq!(j["entries"], json!([]));
     }
@@ -70,7 +74,7 @@ mod tests {
                 next_run_ms: None,
             }],
         };
-        let j = beat_json(Some(&s));
+        let j = beat_json(Some(&s), &[Some(3)]);
         assert_eq!(j["running"], true);
         assert_eq!(j["leader"]["beat_id"], "beat-a");
         assert_eq!(j["leader"]["expires"], 10.0);
@@ -81,5 +85,10 @@ mod tests {
         assert_eq!(e["last_run"], 1.5);
         assert_eq!(e["next_run"], Value::Null);
         assert!(e["missed"].is_string(), "{e}");
+        assert_eq!(e["total_run_count"], 3);
+        assert_eq!(
+            beat_json(Some(&s), &[])["entries"][0]["total_run_count"],
+            Value::Null
+        );
     }
 }

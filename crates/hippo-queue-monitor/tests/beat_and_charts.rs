@@ -53,6 +53,10 @@ async fn beat_status_and_task_stats() {
     let last = e["last_run"].as_f64().expect("a last run");
     let next = e["next_run"].as_f64().expect("a next run");
     assert!(next > last, "{v}");
+    assert!(
+        e["total_run_count"].as_u64().is_some_and(|n| n >= 1),
+        "the runs claimed so far: {v}"
+    );
     running.shutdown().await;
 
     // finished tasks by type: three adds, one failure

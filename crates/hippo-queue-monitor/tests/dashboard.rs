@@ -356,6 +356,15 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
         json!(true),
     )
     .await;
+    let runs = b
+        .eval("return document.querySelector('[data-entry=\"add-every-second\"] [data-field=\"runs\"]').textContent")
+        .await;
+    assert!(
+        runs.as_str()
+            .and_then(|r| r.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1),
+        "total runs: {runs}"
+    );
     b.screenshot("beat").await;
     beating.shutdown().await;
     b.close().await;
