@@ -1487,14 +1487,14 @@ impl Inspection for RedisBackend {
             }
         }
         let heads: Vec<Option<Vec<u8>>> = self.server().query(&pipe).await?;
+        let mut heads = heads.into_iter();
         Ok(queues
             .iter()
-            .zip(heads.chunks(10))
-            .map(|(q, chunk)| {
+            .map(|q| {
                 let mut o = OldestWaiting::new(q.clone());
-                for (p, head) in chunk.iter().enumerate() {
+                for (p, head) in heads.by_ref().take(10).enumerate() {
+                    // a record that cannot be read has no age (fetch dead-letters it)
                     o.since_by_priority[p] = head
-                        .clone()
                         .and_then(|rec| record::decode(rec).ok())
                         .and_then(|r| waiting_since(&r.payload));
                 }
