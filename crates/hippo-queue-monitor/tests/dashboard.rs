@@ -282,6 +282,9 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
         json!(true),
         "the first run's rejection is in the timeline"
     );
+    // the screenshot shows the timeline and the operator actions
+    b.eval("document.querySelector('h3').scrollIntoView(); return true")
+        .await;
     b.screenshot("retried").await;
     assert_eq!(
         rejected
