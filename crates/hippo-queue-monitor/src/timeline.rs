@@ -1,6 +1,6 @@
 //! A task's timeline: every event of one task in the event stream (sent, received,
 //! started, retried, succeeded, failed, revoked, rejected) and the operator actions
-//! on it (who, from where, what, when), oldest first.
+//! on it (who, from where, what, when), oldest first by their time.
 //!
 //! The stream has no index by task, so the newest [`TIMELINE_SCAN`] events are read,
 //! newest first, in batches of [`TIMELINE_BATCH`], and at most [`TIMELINE_MAX`] of the
@@ -46,6 +46,14 @@ pub fn keep_task_events(found: &mut Vec<Event>, batch: &[(String, Event)], task_
     }
 }
 
+/// Orders a task's events (in stream order) by their time, oldest first; events of
+/// the same millisecond keep their stream order. Workers write task events through a
+/// batch, so the stream can hold an operator's revoke before the task-started event
+/// that preceded it.
+pub fn oldest_first(events: &mut [Event]) {
+    events.sort_by_key(|e| e.timestamp);
+}
+
 /// Reads the timeline of `task_id`.
 pub(crate) async fn read(source: &dyn Source, task_id: &str) -> Result<Timeline, BackendError> {
     let mut found = Vec::new();
@@ -66,6 +74,7 @@ pub(crate) async fn read(source: &dyn Source, task_id: &str) -> Result<Timeline,
         }
     }
     found.reverse();
+    oldest_first(&mut found);
     Ok(Timeline {
         events: found,
         scanned,
@@ -146,6 +155,30 @@ mod tests {
         let mut found = Vec::new();
         keep_task_events(&mut found, &many, "a");
         assert_eq!(found.len(), TIMELINE_MAX);
+    }
+
+    #[test]
+    fn events_are_ordered_by_time_then_stream_order() {
+        let mut events: Vec<Event> = [
+            ev(EventKind::TaskReceived, "a", 10),
+            ev(EventKind::TaskRevoked, "a", 30),
+            ev(EventKind::TaskStarted, "a", 20),
+            ev(EventKind::TaskSucceeded, "a", 30),
+        ]
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+        oldest_first(&mut events);
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::TaskReceived,
+                EventKind::TaskStarted,
+                EventKind::TaskRevoked,
+                EventKind::TaskSucceeded
+            ]
+        );
     }
 
     #[test]

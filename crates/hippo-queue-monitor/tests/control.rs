@@ -245,10 +245,13 @@ async fn operator_actions_against_a_live_worker() {
     ] {
         assert!(types.contains(&t), "no {t} in {tl}");
     }
-    let started = types.iter().position(|t| *t == "task-started");
-    let action = types.iter().position(|t| *t == "operator-action");
-    assert!(started < action, "oldest first: {tl}");
     let events = tl["events"].as_array().expect("events");
+    let times: Vec<f64> = events
+        .iter()
+        .filter_map(|e| e["timestamp"].as_f64())
+        .collect();
+    assert_eq!(times.len(), events.len(), "{tl}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {tl}");
     assert!(
         events
             .iter()
