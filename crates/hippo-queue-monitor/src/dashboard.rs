@@ -4,7 +4,8 @@
 //!
 //! The feed is stateless like the rest: every [`LIVE_TICK`] it reads a small digest
 //! of the deployment (the newest task record, the workers' counters, the queues'
-//! lengths) and sends `change` when the digest differs from the last one sent.
+//! lengths, the beat's last runs) and sends `change` when the digest differs from the
+//! last one sent.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -88,12 +89,14 @@ async fn digest(s: &Shared) -> String {
         (Ok(n), Ok(w)) => (n, w),
         (Err(e), _) | (_, Err(e)) => return json!({"error": e.to_string()}).to_string(),
     };
-    let mut queues: Vec<String> = workers.iter().flat_map(|w| w.queues.clone()).collect();
-    queues.sort();
-    queues.dedup();
+    let seen = s.source.workers_seen().await.unwrap_or_default();
+    let beat = s.source.published_status().await.ok().flatten();
+    let queues = crate::api::queues::consumed(workers.iter().chain(&seen));
     let stats = s.source.queue_stats(&queues).await.unwrap_or_default();
     json!({
         "newest": newest.tasks.first().map(|m| (m.task_id.clone(), m.state.as_str(), m.date_done)),
+        "seen": seen.iter().map(|w| w.id.clone()).collect::<Vec<_>>(),
+        "beat": beat.map(|b| b.entries.into_iter().map(|e| (e.name, e.last_run_ms)).collect::<Vec<_>>()),
         "workers": workers.iter().map(|w| (w.id.clone(), w.active, w.processed(), w.concurrency, w.queues.clone())).collect::<Vec<_>>(),
         "queues": stats.iter().map(|q| (q.queue.clone(), q.waiting(), q.delayed, q.reserved, q.dead_letter)).collect::<Vec<_>>(),
     })

@@ -36,7 +36,9 @@
 //!
 //! The modules, one concept each: [`config`] (settings and their checks), [`auth`]
 //! (who is asking), [`query`] and [`search`] (`/api/tasks` parameters), [`task_view`]
-//! (a record as Flower shows it), [`serve`] (listening).
+//! (a record as Flower shows it), [`timeline`] (a task's events and the operator
+//! actions on it), [`task_stats`] (rates and runtimes per task type, for the charts),
+//! [`beat_view`] (the beat's entries), [`serve`] (listening).
 //!
 //! [`TaskHistory`]: hippo_queue_core::backend::TaskHistory
 
@@ -45,6 +47,7 @@
 mod actor;
 mod api;
 pub mod auth;
+pub mod beat_view;
 pub mod config;
 pub mod csrf;
 pub mod dashboard;
@@ -54,7 +57,9 @@ pub mod query;
 pub mod search;
 pub mod serve;
 mod state;
+pub mod task_stats;
 pub mod task_view;
+pub mod timeline;
 
 use std::sync::Arc;
 
@@ -105,6 +110,9 @@ impl Monitor {
             .route("/api/task/types", get(api::tasks::types))
             .route("/api/task/info/{id}", get(api::tasks::info))
             .route("/api/task/result/{id}", get(api::tasks::result))
+            .route("/api/task/timeline/{id}", get(api::tasks::timeline))
+            .route("/api/task/stats", get(api::tasks::stats))
+            .route("/api/beat", get(api::beat::status))
             .route("/api/queues/length", get(api::queues::length))
             .route("/api/queue/dead-letters/{queue}", get(api::dead::list))
             .route("/metrics", get(api::metrics))

@@ -7,8 +7,9 @@
 //!    scrape), at most [`EVENTS_PER_SCRAPE`] of them, so a long stream is caught up
 //!    over a few scrapes. Counters restart with the monitor, as Prometheus expects.
 //! 2. Gauges of workers and queues are read anew on each scrape: live workers from the
-//!    registry (`flower_worker_online` 1; 0 for a worker seen in events and gone),
-//!    queue lengths from the queues they consume.
+//!    registry (`flower_worker_online` 1; 0 for a worker the registry saw lately, or
+//!    one seen in events, that is gone), queue lengths and the age of the oldest
+//!    waiting message from the queues they consume.
 //! 3. Label cardinality is bounded: past [`MAX_SERIES`] series in one family, new
 //!    workers and tasks are counted under `other`.
 
@@ -102,6 +103,7 @@ pub(crate) struct Metrics {
     online: Family<WorkerLabel, Gauge>,
     executing: Family<WorkerLabel, Gauge>,
     waiting: Family<QueuePriority, Gauge>,
+    oldest: Family<QueuePriority, Gauge<f64, AtomicU64>>,
     delayed: Family<QueueLabel, Gauge>,
     reserved: Family<QueueLabel, Gauge>,
     dead: Family<QueueLabel, Gauge>,
@@ -154,6 +156,7 @@ impl Metrics {
         let online = Family::<WorkerLabel, Gauge>::default();
         let executing = Family::<WorkerLabel, Gauge>::default();
         let waiting = Family::<QueuePriority, Gauge>::default();
+        let oldest = Family::<QueuePriority, Gauge<f64, AtomicU64>>::default();
         let delayed = Family::<QueueLabel, Gauge>::default();
         let reserved = Family::<QueueLabel, Gauge>::default();
         let dead = Family::<QueueLabel, Gauge>::default();
@@ -189,6 +192,11 @@ impl Metrics {
             waiting.clone(),
         );
         registry.register(
+            "hippo_queue_oldest_waiting_seconds",
+            "Age of the oldest message waiting in a queue, by priority (0 when none waits)",
+            oldest.clone(),
+        );
+        registry.register(
             "hippo_queue_delayed_messages",
             "Messages of a queue waiting for their countdown, eta or retry",
             delayed.clone(),
@@ -212,6 +220,7 @@ impl Metrics {
             online,
             executing,
             waiting,
+            oldest,
             delayed,
             reserved,
             dead,
@@ -306,7 +315,10 @@ impl Metrics {
     /// Sets the worker and queue gauges from the registry and queue lengths.
     async fn read_gauges(&self, source: &dyn Source) -> Result<(), BackendError> {
         let workers = source.workers().await?;
-        let seen = self.tail.lock().await.seen.clone();
+        let seen_workers = source.workers_seen().await?;
+        let mut seen = self.tail.lock().await.seen.clone();
+        let room = MAX_SERIES.saturating_sub(seen.len());
+        seen.extend(seen_workers.iter().map(|w| w.id.clone()).take(room));
         self.online.clear();
         self.executing.clear();
         for name in &seen {
@@ -316,7 +328,6 @@ impl Metrics {
                 })
                 .set(0);
         }
-        let mut queues = BTreeSet::new();
         for w in &workers {
             let l = WorkerLabel {
                 worker: w.id.clone(),
@@ -325,14 +336,26 @@ impl Metrics {
             self.executing
                 .get_or_create(&l)
                 .set(i64::try_from(w.active).unwrap_or(i64::MAX));
-            queues.extend(w.queues.iter().cloned());
         }
-        let queues: Vec<String> = queues.into_iter().collect();
-        let stats = source.queue_stats(&queues).await?;
+        let queues = crate::api::queues::consumed(workers.iter().chain(&seen_workers));
+        let (stats, oldest) =
+            tokio::try_join!(source.queue_stats(&queues), source.oldest_waiting(&queues))?;
         for f in [&self.delayed, &self.reserved, &self.dead] {
             f.clear();
         }
         self.waiting.clear();
+        self.oldest.clear();
+        let now = hippo_queue_core::time::now_ms();
+        for o in &oldest {
+            for (p, age) in o.ages_ms(now).iter().enumerate() {
+                self.oldest
+                    .get_or_create(&QueuePriority {
+                        queue: o.queue.clone(),
+                        priority: p.to_string(),
+                    })
+                    .set(age.unwrap_or(0) as f64 / 1000.0);
+            }
+        }
         let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for s in &stats {
             let q = QueueLabel {

@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use hippo_queue_core::App;
 use hippo_queue_core::backend::{Broker, ResultBackend, TaskHistory};
+use hippo_queue_core::beat::BeatStore;
 
 use crate::config::MonitorConfig;
 use crate::metrics::Metrics;
 
-/// What the monitor reads: a broker with every capability, a result backend, and the
-/// task history. `hippo_queue_redis::RedisBackend` is one.
-pub trait Source: Broker + ResultBackend + TaskHistory {}
+/// What the monitor reads: a broker with every capability, a result backend, the
+/// task history, and the beat store (for the beat's status).
+/// `hippo_queue_redis::RedisBackend` is one. `forget` is both a result backend's and a
+/// beat store's: call it as `ResultBackend::forget(source, id)`.
+pub trait Source: Broker + ResultBackend + TaskHistory + BeatStore {}
 
-impl<T: Broker + ResultBackend + TaskHistory + ?Sized> Source for T {}
+impl<T: Broker + ResultBackend + TaskHistory + BeatStore + ?Sized> Source for T {}
 
 /// How long worker inspection waits for replies (Flower's `inspect_timeout`).
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(1);

@@ -215,6 +215,65 @@ async fn operator_actions_against_a_live_worker() {
         long.state().await.ok() == Some(TaskState::Revoked)
     })
     .await;
+    // its timeline: received, started, revoked, and the revoke: who, from where, what
+    let timeline = url(&format!("/api/task/timeline/{}", long.id()));
+    eventually("the revocation is in the timeline", || {
+        let timeline = timeline.clone();
+        let authed_get = &authed_get;
+        async move {
+            let tl = authed_get(timeline).await;
+            tl["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x["type"] == "task-revoked"))
+        }
+    })
+    .await;
+    let tl = authed_get(timeline.clone()).await;
+    assert_eq!(tl["task-id"], long.id());
+    assert_eq!(tl["complete"], true, "{tl}");
+    let types: Vec<&str> = tl["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for t in [
+        "task-received",
+        "task-started",
+        "operator-action",
+        "task-revoked",
+    ] {
+        assert!(types.contains(&t), "no {t} in {tl}");
+    }
+    let events = tl["events"].as_array().expect("events");
+    let times: Vec<f64> = events
+        .iter()
+        .filter_map(|e| e["timestamp"].as_f64())
+        .collect();
+    assert_eq!(times.len(), events.len(), "{tl}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {tl}");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] != "operator-action")
+            .all(|e| e["worker"] == "w1@test" && e["timestamp"].as_f64().is_some()),
+        "{tl}"
+    );
+    let act = &tl["actions"][0];
+    assert_eq!(act["type"], "operator-action");
+    assert_eq!(act["operator"]["action"], "revoke");
+    assert_eq!(act["operator"]["who"], "user ann");
+    assert!(
+        act["operator"]["from"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("127.0.0.1:")),
+        "{tl}"
+    );
+    let (status, _) = get(&c, &url("/api/task/timeline/no-such-task")).await;
+    assert_eq!(status, 401, "credentials are needed");
+    let none = authed_get(url("/api/task/timeline/no-such-task")).await;
+    assert_eq!(none["events"], json!([]));
+    assert_eq!(none["actions"], json!([]));
 
     // CSRF: a browser on another site cannot act; credentials alone are not enough
     for (name, value) in [
@@ -324,9 +383,9 @@ async fn operator_actions_against_a_live_worker() {
     // shutdown, last
     let (status, v) = post(&c, &url("/api/worker/shutdown/w1@test"), "").await;
     assert_eq!((status, v), (200, json!({"message": "Shutting down!"})));
-    eventually("the worker leaves the registry", || async {
+    eventually("the worker goes offline", || async {
         get(&c, &url("/healthcheck")).await.0 == 200
-            && authed_get(url("/api/workers?status=true")).await == json!({})
+            && authed_get(url("/api/workers?status=true")).await == json!({"w1@test": false})
     })
     .await;
     d.stop().await;

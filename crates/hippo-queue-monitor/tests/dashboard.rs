@@ -165,6 +165,21 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     assert!(failed.get(Duration::from_secs(10)).await.is_err());
     let rejected = d.app.delay::<Picky>(7).await.expect("send");
     assert!(rejected.get(Duration::from_secs(10)).await.is_err());
+    // a worker that stopped: listed offline, and its queue, where a message waits
+    let gone = d
+        .app
+        .worker()
+        .name("w2@test")
+        .queues(["other"])
+        .heartbeat_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("start w2");
+    gone.shutdown().await;
+    d.app
+        .apply_async::<Add>((1, 2), hippo_queue_core::SendOptions::new().queue("other"))
+        .await
+        .expect("send");
     let m = serve(
         MonitorConfig::new().url_prefix("flower").expect("prefix"),
         &d.redis,
@@ -183,6 +198,12 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
     .await;
     let url = b.eval("return location.pathname").await;
     assert_eq!(url, "/flower/");
+    b.wait_for(
+        "the stopped worker shows offline",
+        "const r = document.querySelector('[data-worker=\"w2@test\"]'); return r ? r.dataset.status : null",
+        json!("offline"),
+    )
+    .await;
     b.wait_for(
         "the live badge",
         "return document.getElementById('live').textContent",
@@ -240,6 +261,30 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
         json!("SUCCESS"),
     )
     .await;
+    // its timeline and the operator action that retried it
+    b.wait_for(
+        "the retry shows among the operator actions",
+        "return document.querySelector('[data-action=\"retry\"]') !== null",
+        json!(true),
+    )
+    .await;
+    b.wait_for(
+        "the timeline shows the run that succeeded",
+        "return document.querySelector('[data-event=\"task-succeeded\"]') !== null",
+        json!(true),
+    )
+    .await;
+    let rejected_row = b
+        .eval("return document.querySelector('[data-event=\"task-rejected\"]') !== null")
+        .await;
+    assert_eq!(
+        rejected_row,
+        json!(true),
+        "the first run's rejection is in the timeline"
+    );
+    // the screenshot shows the timeline and the operator actions
+    b.eval("document.querySelector('h3').scrollIntoView(); return true")
+        .await;
     b.screenshot("retried").await;
     assert_eq!(
         rejected
@@ -270,7 +315,61 @@ async fn dashboard_in_a_headless_browser_under_a_prefix() {
         json!(true),
     )
     .await;
+    b.wait_for(
+        "the stopped worker's queue shows the age of its oldest message",
+        "const r = document.querySelector('[data-queue=\"other\"] [data-field=\"oldest\"]'); return r ? /^\\d+s$/.test(r.textContent) : null",
+        json!(true),
+    )
+    .await;
     b.screenshot("queues").await;
+
+    // charts: rates and runtimes per task type, drawn as inline SVG by the page
+    b.goto(&format!("{}/#/charts", m.base)).await;
+    b.wait_for(
+        "the runtime chart of test.add",
+        "return document.querySelectorAll('[data-task-type=\"test.add\"] svg[data-chart=\"runtime\"] rect').length > 0",
+        json!(true),
+    )
+    .await;
+    b.wait_for(
+        "the rate chart of test.fail shows a failure",
+        "const c = document.querySelector('[data-task-type=\"test.fail\"] svg[data-chart=\"rate\"]'); return c ? c.querySelectorAll('rect[fill=\"#c9372c\"]').length > 0 : null",
+        json!(true),
+    )
+    .await;
+    b.screenshot("charts").await;
+
+    // beat: the entries of a running scheduler
+    let entry = hippo_queue_core::beat::Entry::new::<Add>(
+        "add-every-second",
+        (1, 1),
+        hippo_queue_core::beat::Schedule::every(Duration::from_secs(1)),
+    )
+    .expect("entry");
+    let beat = hippo_queue_core::beat::Beat::builder(d.app.clone(), d.redis.clone())
+        .id("beat-test")
+        .entry(entry)
+        .build()
+        .expect("beat");
+    let beating = beat.spawn();
+    b.goto(&format!("{}/#/beat", m.base)).await;
+    b.wait_for(
+        "the beat's entry with its last run",
+        "const r = document.querySelector('[data-entry=\"add-every-second\"]'); return r ? r.children[4].textContent.length > 0 : null",
+        json!(true),
+    )
+    .await;
+    let runs = b
+        .eval("return document.querySelector('[data-entry=\"add-every-second\"] [data-field=\"runs\"]').textContent")
+        .await;
+    assert!(
+        runs.as_str()
+            .and_then(|r| r.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1),
+        "total runs: {runs}"
+    );
+    b.screenshot("beat").await;
+    beating.shutdown().await;
     b.close().await;
     d.stop().await;
 }

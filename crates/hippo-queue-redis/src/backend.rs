@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hippo_queue_core::BackendError;
+use hippo_queue_core::backend::inspection::waiting_since;
 use hippo_queue_core::backend::{
-    BeatReply, ControlBus, DeadLetter, Delivery, DeliveryRef, EventLog, Inspection, Messages,
-    Outgoing, QueueStats, RateLimits, Recovered, RecoveryOutcome, Revocation, Revocations, Settle,
-    SettleOutcome, Settlement, WorkerRegistry,
+    BeatReply, ControlBus, DeadLetter, Delivery, DeliveryRef, EventLog, Inspection,
+    MAX_WORKERS_SEEN, Messages, OldestWaiting, Outgoing, QueueStats, RateLimits, Recovered,
+    RecoveryOutcome, Revocation, Revocations, Settle, SettleOutcome, Settlement, WORKER_SEEN_FOR,
+    WorkerRegistry,
 };
 use hippo_queue_core::codec::Codec;
 use hippo_queue_core::control::{RateLimit, Reply, Request};
@@ -1472,18 +1474,71 @@ impl Inspection for RedisBackend {
         }
         Ok(out)
     }
+
+    async fn oldest_waiting(&self, queues: &[String]) -> Result<Vec<OldestWaiting>, BackendError> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        // the head of each waiting list: one message per list, one round trip
+        let mut pipe = redis::pipe();
+        for q in queues {
+            for w in &self.keys(q).waiting {
+                pipe.lindex(w, 0);
+            }
+        }
+        let heads: Vec<Option<Vec<u8>>> = self.server().query(&pipe).await?;
+        let mut heads = heads.into_iter();
+        Ok(queues
+            .iter()
+            .map(|q| {
+                let mut o = OldestWaiting::new(q.clone());
+                for (p, head) in heads.by_ref().take(10).enumerate() {
+                    // a record that cannot be read has no age (fetch dead-letters it)
+                    o.since_by_priority[p] = head
+                        .and_then(|rec| record::decode(rec).ok())
+                        .and_then(|r| waiting_since(&r.payload));
+                }
+                o
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
 impl WorkerRegistry for RedisBackend {
     async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        let g = &self.inner.global;
         let data = self.encode(info)?;
+        let seen_for = duration_ms(WORKER_SEEN_FOR);
+        let at = if info.heartbeat_at > 0 {
+            info.heartbeat_at
+        } else {
+            now_ms()
+        };
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
-            .arg(self.inner.global.worker_info(&info.id))
-            .arg(data)
+            .arg(g.worker_info(&info.id))
+            .arg(&data)
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
+            .ignore();
+        // the last record, kept after the worker stops so that monitors list it offline
+        pipe.cmd("SET")
+            .arg(g.worker_seen(&info.id))
+            .arg(&data)
+            .arg("PX")
+            .arg(seen_for)
+            .ignore();
+        pipe.zadd(&g.workers_seen, &info.id, at).ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&g.workers_seen)
+            .arg("-inf")
+            .arg(format!("({}", at.saturating_sub(seen_for)))
+            .ignore();
+        pipe.cmd("ZREMRANGEBYRANK")
+            .arg(&g.workers_seen)
+            .arg(0)
+            .arg(-(MAX_WORKERS_SEEN as i64) - 1)
             .ignore();
         self.server().query::<()>(&pipe).await
     }
@@ -1503,6 +1558,33 @@ impl WorkerRegistry for RedisBackend {
         let mut out = Vec::new();
         for data in infos.into_iter().flatten() {
             out.push(self.decode::<WorkerInfo>(&data)?);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn workers_seen(&self) -> Result<Vec<WorkerInfo>, BackendError> {
+        let g = &self.inner.global;
+        let mut pipe = redis::pipe();
+        pipe.zrevrange(&g.workers_seen, 0, MAX_WORKERS_SEEN as isize - 1);
+        let (ids,): (Vec<String>,) = self.server().query(&pipe).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        let keys: Vec<String> = ids.iter().map(|id| g.worker_seen(id)).collect();
+        pipe.mget(&keys);
+        let (infos,): (Vec<Option<Vec<u8>>>,) = self.server().query(&pipe).await?;
+        let mut out = Vec::new();
+        // a record past its time is gone: that worker is forgotten
+        for (id, data) in ids.iter().zip(infos) {
+            let Some(data) = data else { continue };
+            match self.decode::<WorkerInfo>(&data) {
+                Ok(info) => out.push(info),
+                Err(e) => {
+                    tracing::warn!(worker = %id, error = %e, "unreadable worker record skipped")
+                }
+            }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
@@ -1545,6 +1627,33 @@ impl EventLog for RedisBackend {
             .arg(&self.inner.global.events)
             .arg(start)
             .arg("+")
+            .arg("COUNT")
+            .arg(count.max(1));
+        let (entries,): (Vec<(String, Vec<(String, Vec<u8>)>)>,) =
+            self.server().query(&pipe).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, fields) in entries {
+            if let Some((_, data)) = fields.into_iter().find(|(k, _)| k == "e") {
+                out.push((id, self.decode::<Event>(&data)?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn events_before(
+        &self,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Event)>, BackendError> {
+        let end = match before {
+            Some(c) => format!("({c}"),
+            None => "+".to_string(),
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("XREVRANGE")
+            .arg(&self.inner.global.events)
+            .arg(end)
+            .arg("-")
             .arg("COUNT")
             .arg(count.max(1));
         let (entries,): (Vec<(String, Vec<(String, Vec<u8>)>)>,) =

@@ -6,7 +6,7 @@
 //! | `<prefix>:beat:leader` | string | the leading beat's id | the lease: set with `PX` = lease TTL (default 10 s), extended by the holder every third of it, deleted when the holder stops cleanly; gone by itself at most one TTL after the holder dies |
 //! | `<prefix>:beat:status` | string | the leader's status (entries, last and next runs), MessagePack | three lease periods, refreshed by the leader with each lease renewal |
 //! | `<prefix>:beat:sent:<task id>` | string | `1`: the tick's task was sent (set `NX` before the send) | twice the entry's interval, from one minute to a week: a later leader that lost the tick's claim does not send it again |
-//! | `<prefix>:beat:last` | hash | entry name -> last tick claimed and its claimer, `<tick>:<beat id>` (tick in ms since the epoch, decimal; a bare `<tick>` from older versions or unnamed claims) | no expiry: it is the schedule's place, needed across restarts however long (a yearly entry must remember last year). One small field per entry ever scheduled; `BeatStore::forget` removes an entry's field when the entry is retired |
+//! | `<prefix>:beat:last` | hash | entry name -> last tick claimed and its claimer, `<tick>:<beat id>` (tick in ms since the epoch, decimal; a bare `<tick>` from older versions or unnamed claims); and `#runs:<entry name>` -> the ticks claimed (`BeatStore::run_counts`, counted by the claim script since this field exists) | no expiry: it is the schedule's place, needed across restarts however long (a yearly entry must remember last year). Two small fields per entry ever scheduled; `BeatStore::forget` removes an entry's fields when the entry is retired |
 //!
 //! Each operation is one small Lua script on one key (Cluster-safe without hash tags):
 //! take-or-extend, compare-and-extend and compare-and-delete on the leader key, and a
@@ -94,6 +94,12 @@ impl RedisBackend {
 }
 
 /// A last-tick field: `<tick>:<beat id>` or `<tick>` (ms, decimal), or nothing.
+/// The field of the last-tick hash counting an entry's runs (entry names cannot
+/// hold `#`, so it is no entry's).
+fn runs_field(entry: &str) -> String {
+    format!("#runs:{entry}")
+}
+
 fn tick(v: Value) -> Result<Option<u64>, BackendError> {
     match v {
         Value::Nil => Ok(None),
@@ -226,8 +232,20 @@ impl BeatStore for RedisBackend {
 
     async fn forget(&self, entry: &str) -> Result<(), BackendError> {
         let mut pipe = redis::pipe();
-        pipe.hdel(self.beat_last_key(), entry).ignore();
+        pipe.hdel(self.beat_last_key(), &[entry, &runs_field(entry)])
+            .ignore();
         self.inner.broker.query::<()>(&pipe).await
+    }
+
+    async fn run_counts(&self, entries: &[String]) -> Result<Vec<Option<u64>>, BackendError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = entries.iter().map(|e| runs_field(e)).collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(self.beat_last_key()).arg(&fields);
+        let (counts,): (Vec<Option<u64>>,) = self.inner.broker.query(&pipe).await?;
+        Ok(counts.into_iter().map(|c| Some(c.unwrap_or(0))).collect())
     }
 
     async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError> {

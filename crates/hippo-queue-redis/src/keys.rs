@@ -51,6 +51,9 @@ pub(crate) struct GlobalKeys {
     prefix: String,
     /// Worker heartbeats: zset worker -> deadline ms (the server's clock).
     pub workers: String,
+    /// Workers seen lately: zset worker -> its last heartbeat (ms, the worker's
+    /// clock), trimmed to `WORKER_SEEN_FOR` and `MAX_WORKERS_SEEN` on every write.
+    pub workers_seen: String,
     /// Fleet heartbeat state (hash: last, grace), in the slot of `workers`.
     pub fleet: String,
     /// The incarnation holding each worker name (hash), in the slot of `workers`.
@@ -81,6 +84,7 @@ impl GlobalKeys {
         GlobalKeys {
             prefix: prefix.to_string(),
             workers: format!("{prefix}:workers"),
+            workers_seen: format!("{prefix}:workers-seen"),
             fleet: format!("{prefix}:{{{prefix}:workers}}:fleet"),
             incarnations: format!("{prefix}:{{{prefix}:workers}}:incarnations"),
             unrecorded_queues: format!("{prefix}:unrecorded-queues"),
@@ -108,6 +112,11 @@ impl GlobalKeys {
     /// A worker's registry record (expires unless its heartbeat renews it).
     pub(crate) fn worker_info(&self, worker: &str) -> String {
         format!("{}:worker:{worker}", self.prefix)
+    }
+
+    /// A worker's last registry record, kept `WORKER_SEEN_FOR` after it was written.
+    pub(crate) fn worker_seen(&self, worker: &str) -> String {
+        format!("{}:worker-seen:{worker}", self.prefix)
     }
 
     /// The set of queues a worker has leased from.

@@ -5,7 +5,7 @@ use hippo_queue_core::BackendError;
 use redis::Value;
 
 use crate::RedisBackend;
-use crate::values::{array, int, string};
+use crate::values::{array, string};
 
 /// Settings of the broker's Redis server that decide what hippo-queue can promise.
 /// A field is `None` when the server does not let it be read (`CONFIG` renamed or
@@ -31,9 +31,11 @@ impl RedisBackend {
         let server = &self.inner.broker;
         let mut pipe = redis::pipe();
         pipe.cmd("TIME")
-            .cmd("HLEN")
+            .cmd("HKEYS")
             .arg(format!("{}:beat:last", self.inner.config.prefix));
-        let (time, beat_entries): (Value, Value) = server.query(&pipe).await?;
+        let (time, beat_fields): (Value, Vec<String>) = server.query(&pipe).await?;
+        // the hash also holds each entry's run count, under `#runs:<entry>`
+        let beat_entries = beat_fields.iter().filter(|f| !f.starts_with('#')).count() as u64;
         let time = array(time)?;
         let (secs, micros) = match time.as_slice() {
             [s, us] => (
@@ -60,7 +62,7 @@ impl RedisBackend {
             save: config("save").await,
             maxmemory_policy: config("maxmemory-policy").await,
             time_ms: secs * 1000 + micros / 1000,
-            beat_entries: u64::try_from(int(&beat_entries)?).unwrap_or(0),
+            beat_entries,
         })
     }
 }

@@ -18,4 +18,13 @@ pub trait EventLog: Send + Sync + 'static {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<(String, Event)>, BackendError>;
+
+    /// Up to `count` events before the cursor `before` (from the newest when `None`),
+    /// newest first, each with its cursor: for reading the recent past without
+    /// reading the whole log.
+    async fn events_before(
+        &self,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Event)>, BackendError>;
 }

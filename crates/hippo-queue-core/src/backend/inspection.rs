@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::BackendError;
 use super::messages::Delivery;
+use crate::codec::Codec;
+use crate::message::Envelope;
 
 /// How many of a queue's oldest dead letters the monitor lists and retries at once.
 pub const RETRY_SCAN: usize = 10_000;
@@ -32,6 +34,43 @@ impl QueueStats {
     pub fn waiting(&self) -> u64 {
         self.waiting_by_priority.iter().sum()
     }
+}
+
+/// How long the head of each of a queue's waiting lists has waited: the oldest
+/// waiting message per priority ([`Inspection::oldest_waiting`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OldestWaiting {
+    /// Queue name.
+    pub queue: String,
+    /// By priority (index = priority): since when (ms since the epoch) the oldest
+    /// waiting message has waited ([`waiting_since`]); `None` when none waits, or
+    /// when its record cannot be read.
+    pub since_by_priority: [Option<u64>; 10],
+}
+
+impl OldestWaiting {
+    /// An entry of `queue` with nothing waiting.
+    pub fn new(queue: impl Into<String>) -> Self {
+        OldestWaiting {
+            queue: queue.into(),
+            since_by_priority: [None; 10],
+        }
+    }
+
+    /// The age (ms) at `now_ms` of the oldest waiting message of each priority.
+    pub fn ages_ms(&self, now_ms: u64) -> [Option<u64>; 10] {
+        self.since_by_priority
+            .map(|since| since.map(|t| now_ms.saturating_sub(t)))
+    }
+}
+
+/// Since when an encoded envelope (a message's payload) has waited, ms since the
+/// epoch: the later of when it was sent and when it became due (its eta or
+/// countdown, or the retry's backoff). `None` if the payload cannot be read.
+pub fn waiting_since(payload: &[u8]) -> Option<u64> {
+    let env: Envelope = Codec::default().decode(payload).ok()?;
+    Some(env.sent_at.max(env.eta.unwrap_or(0)))
 }
 
 /// A dead-lettered message.
@@ -84,4 +123,9 @@ pub trait Inspection: Send + Sync + 'static {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<(u64, Delivery)>, BackendError>;
+
+    /// For each of the given queues, in order, since when the first message of each
+    /// priority's waiting list has waited (one message read per list: the head, which
+    /// is the oldest, released and recovered messages going back to the head).
+    async fn oldest_waiting(&self, queues: &[String]) -> Result<Vec<OldestWaiting>, BackendError>;
 }

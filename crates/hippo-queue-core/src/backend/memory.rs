@@ -34,6 +34,8 @@ use crate::backend::RateLimits;
 use crate::backend::Revocations;
 use crate::backend::TaskHistory;
 use crate::backend::WorkerRegistry;
+use crate::backend::inspection::{OldestWaiting, waiting_since};
+use crate::backend::registry::{MAX_WORKERS_SEEN, WORKER_SEEN_FOR};
 use crate::backend::task_history::{HistoryCursor, HistoryPage};
 use crate::events::{Event, WorkerInfo};
 use crate::result::{TaskMeta, accepts};
@@ -84,6 +86,8 @@ struct State {
     subscribers: Vec<mpsc::Sender<Revocation>>,
     results: HashMap<String, (TaskMeta, Instant)>,
     registry: HashMap<String, (WorkerInfo, Instant)>,
+    /// Every worker's last record, until [`WORKER_SEEN_FOR`] after it was written.
+    seen: HashMap<String, (WorkerInfo, Instant)>,
     control_subscribers: Vec<mpsc::Sender<Request>>,
     replies: HashMap<String, (Vec<Reply>, Instant)>,
     rate_limits: HashMap<String, RateLimit>,
@@ -744,14 +748,48 @@ impl Inspection for MemoryBackend {
             })
             .collect())
     }
+
+    async fn oldest_waiting(&self, queues: &[String]) -> Result<Vec<OldestWaiting>, BackendError> {
+        let st = self.lock();
+        Ok(queues
+            .iter()
+            .map(|q| {
+                let mut o = OldestWaiting::new(q.clone());
+                if let Some(qs) = st.queues.get(q) {
+                    for (p, level) in qs.levels.iter().enumerate() {
+                        o.since_by_priority[p] =
+                            level.front().and_then(|m| waiting_since(&m.payload));
+                    }
+                }
+                o
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
 impl WorkerRegistry for MemoryBackend {
     async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
-        self.lock()
-            .registry
-            .insert(info.id.clone(), (info.clone(), Instant::now() + ttl));
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.registry
+            .insert(info.id.clone(), (info.clone(), now + ttl));
+        st.seen
+            .insert(info.id.clone(), (info.clone(), now + WORKER_SEEN_FOR));
+        st.seen.retain(|_, (_, until)| *until > now);
+        if st.seen.len() > MAX_WORKERS_SEEN {
+            // forget those seen least recently
+            let mut by_age: Vec<(Instant, String)> = st
+                .seen
+                .iter()
+                .map(|(id, (_, t))| (*t, id.clone()))
+                .collect();
+            by_age.sort();
+            let excess = by_age.len() - MAX_WORKERS_SEEN;
+            for (_, id) in by_age.into_iter().take(excess) {
+                st.seen.remove(&id);
+            }
+        }
         Ok(())
     }
 
@@ -760,6 +798,15 @@ impl WorkerRegistry for MemoryBackend {
         let mut st = self.lock();
         st.registry.retain(|_, (_, exp)| *exp > now);
         let mut out: Vec<WorkerInfo> = st.registry.values().map(|(i, _)| i.clone()).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn workers_seen(&self) -> Result<Vec<WorkerInfo>, BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.seen.retain(|_, (_, until)| *until > now);
+        let mut out: Vec<WorkerInfo> = st.seen.values().map(|(i, _)| i.clone()).collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
@@ -796,6 +843,28 @@ impl EventLog for MemoryBackend {
             .events
             .iter()
             .filter(|(n, _)| *n > after)
+            .take(count)
+            .map(|(n, e)| (n.to_string(), e.clone()))
+            .collect())
+    }
+
+    async fn events_before(
+        &self,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Event)>, BackendError> {
+        let before: u64 = match before {
+            None => u64::MAX,
+            Some(c) => c
+                .parse()
+                .map_err(|_| BackendError::backend(format!("invalid event cursor {c:?}")))?,
+        };
+        Ok(self
+            .lock()
+            .events
+            .iter()
+            .rev()
+            .filter(|(n, _)| *n < before)
             .take(count)
             .map(|(n, e)| (n.to_string(), e.clone()))
             .collect())

@@ -83,14 +83,14 @@ use tokio::sync::mpsc;
 pub use control_bus::ControlBus;
 pub use control_bus::{Reply, Request};
 pub use event_log::EventLog;
-pub use inspection::{DeadLetter, Inspection, QueueStats};
+pub use inspection::{DeadLetter, Inspection, OldestWaiting, QueueStats};
 pub use messages::{
     BeatReply, Delivery, DeliveryFlags, DeliveryRef, Messages, Outgoing, Recovered,
     RecoveryOutcome, Settle, SettleOutcome, Settlement,
 };
 pub use rate_limits::RateLimit;
 pub use rate_limits::RateLimits;
-pub use registry::WorkerRegistry;
+pub use registry::{MAX_WORKERS_SEEN, WORKER_SEEN_FOR, WorkerRegistry};
 pub use results::{ResultBackend, ResultWatch, ResultWrite, WriteOutcome};
 pub use revocations::{Revocation, Revocations};
 pub use task_history::{HistoryPage, TaskHistory};
@@ -155,6 +155,7 @@ forward!(Revocations {
 forward!(WorkerRegistry {
     async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError>;
     async fn workers(&self) -> Result<Vec<WorkerInfo>, BackendError>;
+    async fn workers_seen(&self) -> Result<Vec<WorkerInfo>, BackendError>;
 });
 
 forward!(Inspection {
@@ -164,11 +165,13 @@ forward!(Inspection {
     async fn purge(&self, queue: &str) -> Result<u64, BackendError>;
     async fn requeue_dead_letters(&self, queue: &str, ids: &[String]) -> Result<Vec<String>, BackendError>;
     async fn scheduled(&self, queue: &str, limit: usize) -> Result<Vec<(u64, Delivery)>, BackendError>;
+    async fn oldest_waiting(&self, queues: &[String]) -> Result<Vec<OldestWaiting>, BackendError>;
 });
 
 forward!(EventLog {
     async fn emit(&self, events: &[Event]) -> Result<(), BackendError>;
     async fn events(&self, after: Option<&str>, count: usize) -> Result<Vec<(String, Event)>, BackendError>;
+    async fn events_before(&self, before: Option<&str>, count: usize) -> Result<Vec<(String, Event)>, BackendError>;
 });
 
 forward!(ControlBus {

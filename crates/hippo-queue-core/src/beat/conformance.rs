@@ -35,6 +35,33 @@ pub async fn check_store<S: BeatStore + ?Sized>(store: &S) {
     claims_by_scheduler(store).await;
     sent_markers(store).await;
     published(store).await;
+    run_counts(store).await;
+}
+
+/// Each new claim of an entry's tick counts one run; a scheduler's repeated claim of
+/// its own tick and a refused claim do not; `forget` starts the count again.
+async fn run_counts<S: BeatStore + ?Sized>(s: &S) {
+    let names = ["counted".to_string(), "never-claimed".to_string()];
+    let counts = ok("run counts", s.run_counts(&names)).await;
+    if counts.iter().all(Option::is_none) {
+        return; // a store that does not count
+    }
+    assert!(ok("claim as", s.claim_tick_as("counted", 1_000, "beat:a")).await);
+    assert!(ok("claim as", s.claim_tick_as("counted", 1_000, "beat:a")).await);
+    assert!(!ok("claim as", s.claim_tick_as("counted", 1_000, "beat:b")).await);
+    assert!(!ok("claim", s.claim_tick("counted", 500)).await);
+    assert!(ok("claim", s.claim_tick("counted", 2_000)).await);
+    assert_eq!(
+        ok("run counts", s.run_counts(&names)).await,
+        [Some(2), Some(0)],
+        "two ticks claimed, none of the other entry"
+    );
+    ok("forget", s.forget("counted")).await;
+    assert_eq!(
+        ok("run counts", s.run_counts(&names)).await,
+        [Some(0), Some(0)],
+        "forgotten, counted afresh"
+    );
 }
 
 /// A scheduler recognises its own claim (B1); nobody else does.

@@ -222,6 +222,26 @@ pub trait BeatStore: Send + Sync + 'static {
 
     /// The last status a leader published, if it has not expired.
     async fn published_status(&self) -> Result<Option<BeatStatus>, BackendError>;
+
+    /// How many ticks of each entry were claimed (sent) since the entry was first
+    /// scheduled or last [`forget`](BeatStore::forget)-ten (Celery's
+    /// `total_run_count`); a claim its scheduler makes again after a lost reply counts
+    /// once. `None` for a store that does not count (the default).
+    ///
+    /// ```
+    /// # use hippo_queue_core::beat::{BeatStore, MemoryBeatStore};
+    /// # #[tokio::main] async fn main() -> Result<(), hippo_queue_core::BackendError> {
+    /// let store = MemoryBeatStore::new();
+    /// store.claim_tick_as("hourly", 1_000, "beat-a").await?;
+    /// store.claim_tick_as("hourly", 1_000, "beat-a").await?; // the same claim again
+    /// store.claim_tick_as("hourly", 2_000, "beat-a").await?;
+    /// let names = ["hourly".to_string(), "never".to_string()];
+    /// assert_eq!(store.run_counts(&names).await?, [Some(2), Some(0)]);
+    /// # Ok(()) }
+    /// ```
+    async fn run_counts(&self, entries: &[String]) -> Result<Vec<Option<u64>>, BackendError> {
+        Ok(vec![None; entries.len()])
+    }
 }
 
 /// A [`BeatStore`] in process memory, for schedulers in one process (tests, an
@@ -248,6 +268,8 @@ struct State {
     leader: Option<(String, u64)>,
     /// Entry -> last tick claimed and the claimer ("" when unnamed).
     last: HashMap<String, (u64, String)>,
+    /// Entry -> ticks claimed.
+    runs: HashMap<String, u64>,
     /// Sent-marker -> when it expires (ms).
     sent: HashMap<String, u64>,
     status: Option<(BeatStatus, u64)>,
@@ -363,6 +385,7 @@ impl BeatStore for MemoryBeatStore {
             Claim::New => {
                 s.last
                     .insert(entry.to_string(), (tick_ms, beat_id.to_string()));
+                *s.runs.entry(entry.to_string()).or_default() += 1;
                 Ok(true)
             }
             Claim::Ours => Ok(true),
@@ -383,8 +406,18 @@ impl BeatStore for MemoryBeatStore {
     }
 
     async fn forget(&self, entry: &str) -> Result<(), BackendError> {
-        self.lock().last.remove(entry);
+        let mut s = self.lock();
+        s.last.remove(entry);
+        s.runs.remove(entry);
         Ok(())
+    }
+
+    async fn run_counts(&self, entries: &[String]) -> Result<Vec<Option<u64>>, BackendError> {
+        let s = self.lock();
+        Ok(entries
+            .iter()
+            .map(|e| Some(s.runs.get(e).copied().unwrap_or(0)))
+            .collect())
     }
 
     async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError> {
@@ -445,4 +478,5 @@ forward!(BeatStore {
     async fn forget(&self, entry: &str) -> Result<(), BackendError>;
     async fn publish_status(&self, status: &BeatStatus, ttl: Duration) -> Result<(), BackendError>;
     async fn published_status(&self) -> Result<Option<BeatStatus>, BackendError>;
+    async fn run_counts(&self, entries: &[String]) -> Result<Vec<Option<u64>>, BackendError>;
 });

@@ -13,7 +13,7 @@
 //! The factory is called once per test and must return fresh, empty backends.
 //!
 //! One file per behaviour: `delivery`, `retries`, `execution`, `revocation`,
-//! `recovery`, `shutdown`, `results`, `control`, `events`; the test tasks in `tasks`
+//! `recovery`, `shutdown`, `results`, `control`, `events`, `monitoring`; the test tasks in `tasks`
 //! and what the checks share in `support`.
 
 use std::sync::Arc;
@@ -25,6 +25,7 @@ mod control;
 mod delivery;
 mod events;
 mod execution;
+mod monitoring;
 mod recovery;
 mod results;
 mod retries;
@@ -37,6 +38,7 @@ pub use control::*;
 pub use delivery::*;
 pub use events::*;
 pub use execution::*;
+pub use monitoring::*;
 pub use recovery::*;
 pub use results::*;
 pub use retries::*;
@@ -100,7 +102,8 @@ macro_rules! conformance_suite {
             events_and_registry, revoke_running_keeps_result, redelivered_finished_not_rerun,
             control_inspect, control_commands, rate_limit_across_workers, autoscale,
             control_input_validated, revocations_read_incrementally, worker_names_and_leases,
-            one_name_started_twice_at_once, lost_fetch_reply_reconciled, dead_letters_requeued
+            one_name_started_twice_at_once, lost_fetch_reply_reconciled, dead_letters_requeued,
+            workers_seen_after_they_stop, oldest_waiting_per_priority, events_read_backwards
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

@@ -115,7 +115,8 @@ async fn inherit(shared: &Shared) -> bool {
         .await
     {
         Ok(left) => {
-            if let Err(e) = record_losses(&shared.app, left, s.max_deliveries).await {
+            if let Err(e) = record_losses(&shared.app, left, s.max_deliveries, s.task_events).await
+            {
                 tracing::warn!(worker = %shared.id, error = %e, "could not record the lost tasks; another recovery will");
             }
             true
@@ -164,7 +165,9 @@ pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
         if !shared.liveness.failed_within(s.worker_lost_after) {
             match broker.recover(s.max_deliveries).await {
                 Ok(recovered) => {
-                    if let Err(e) = record_losses(&shared.app, recovered, s.max_deliveries).await {
+                    if let Err(e) =
+                        record_losses(&shared.app, recovered, s.max_deliveries, s.task_events).await
+                    {
                         tracing::warn!(worker = %shared.id, error = %e, "could not record the lost tasks; another recovery will");
                     }
                 }
@@ -272,7 +275,7 @@ pub(super) async fn claim_name(
     if !recovered.is_empty() {
         tracing::warn!(worker = %id, count = recovered.len(), "recovered the messages of this name's previous, dead incarnation");
     }
-    record_losses(app, recovered, s.max_deliveries).await?;
+    record_losses(app, recovered, s.max_deliveries, s.task_events).await?;
     Ok(())
 }
 
@@ -283,6 +286,7 @@ pub(super) async fn record_losses(
     app: &App,
     recovered: Vec<Recovered>,
     max_deliveries: u32,
+    task_events: bool,
 ) -> Result<(), BackendError> {
     let losses: Vec<_> = recovered
         .iter()
@@ -293,7 +297,30 @@ pub(super) async fn record_losses(
     if !writes.is_empty() {
         app.backend().store(&writes).await?;
     }
+    if task_events && !writes.is_empty() {
+        // monitoring only: a failure to write them loses no task
+        if let Err(e) = app.broker().emit(&loss_events(&writes)).await {
+            tracing::warn!(error = %e, "could not write the task-failed events of lost tasks");
+        }
+    }
     app.broker().losses_recorded(&losses).await
+}
+
+/// The task-failed events of lost tasks whose FAILURE records are written (Celery
+/// sends one for a `WorkerLostError`), each under the worker that ran the task.
+fn loss_events(writes: &[ResultWrite]) -> Vec<Event> {
+    writes
+        .iter()
+        .map(|w| {
+            let m = &w.meta;
+            let mut e = Event::task(EventKind::TaskFailed, &m.task_id, &m.name);
+            e.worker = m.worker.clone();
+            e.queue = m.queue.clone();
+            e.retries = Some(m.retries);
+            e.error = m.error.clone();
+            e
+        })
+        .collect()
 }
 
 /// The FAILURE records of recovered messages that were dead-lettered.
@@ -342,4 +369,40 @@ fn recovered_records(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_task_is_a_task_failed_event_of_the_worker_that_ran_it() {
+        let mut meta = TaskMeta::new("t1", "add", TaskState::Failure);
+        meta.queue = Some("q".into());
+        meta.worker = Some("dead@host".into());
+        meta.retries = 2;
+        meta.error = Some(TaskFailure::new(
+            kinds::WORKER_LOST,
+            "worker dead@host was lost",
+        ));
+        let write = ResultWrite {
+            meta,
+            ttl: Duration::from_secs(60),
+            compress: false,
+            announce: false,
+        };
+        let events = loss_events(&[write]);
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, EventKind::TaskFailed);
+        assert_eq!(e.task_id.as_deref(), Some("t1"));
+        assert_eq!(e.task_name.as_deref(), Some("add"));
+        assert_eq!(e.worker.as_deref(), Some("dead@host"));
+        assert_eq!(e.queue.as_deref(), Some("q"));
+        assert_eq!(e.retries, Some(2));
+        assert_eq!(
+            e.error.as_ref().map(|f| f.kind.as_str()),
+            Some(kinds::WORKER_LOST)
+        );
+    }
 }

@@ -229,7 +229,14 @@ impl Shared {
         {
             Ok(left) if !left.is_empty() => {
                 tracing::warn!(worker = %self.id, count = left.len(), "messages still leased at exit were recovered");
-                if let Err(e) = super::heartbeat::record_losses(&self.app, left, u32::MAX).await {
+                if let Err(e) = super::heartbeat::record_losses(
+                    &self.app,
+                    left,
+                    u32::MAX,
+                    self.settings.task_events,
+                )
+                .await
+                {
                     tracing::warn!(worker = %self.id, error = %e, "could not record the tasks lost at exit");
                 }
             }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use hippo_queue_core::backend::DeadLetter;
 use hippo_queue_core::backend::inspection::RETRY_SCAN;
+use hippo_queue_core::backend::{DeadLetter, ResultBackend};
 use serde_json::{Value, json};
 
 use crate::actor::Actor;
@@ -61,7 +61,7 @@ async fn retry(
     ids: Vec<String>,
 ) -> Result<Vec<String>, ApiError> {
     for id in &ids {
-        s.source.forget(id).await?;
+        ResultBackend::forget(s.source.as_ref(), id).await?;
     }
     let moved = s.source.requeue_dead_letters(queue, &ids).await?;
     for id in &moved {

@@ -1,6 +1,7 @@
 //! Flower's HTTP API: the routes, one module per resource.
 
 pub(crate) mod apply;
+pub(crate) mod beat;
 pub(crate) mod control;
 pub(crate) mod dead;
 pub(crate) mod queues;

@@ -139,6 +139,24 @@ pub(crate) async fn info(
     }
 }
 
+/// `GET /api/task/timeline/{id}`: the task's events and the operator actions on it,
+/// oldest first, from the newest part of the event stream ([`crate::timeline`]).
+pub(crate) async fn timeline(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let t = crate::timeline::read(s.source.as_ref(), &id).await?;
+    Ok(Json(crate::timeline::timeline_json(&id, &t)))
+}
+
+/// `GET /api/task/stats`: success and failure rates and runtime histograms per task
+/// type, from the newest part of the event stream ([`crate::task_stats`]).
+pub(crate) async fn stats(State(s): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let now = hippo_queue_core::time::now_ms();
+    let stats = crate::task_stats::read(s.source.as_ref(), now).await?;
+    Ok(Json(stats.to_json(now)))
+}
+
 /// `/api/task/result` query parameters.
 #[derive(Debug, Default, Deserialize)]
 pub struct ResultParams {

@@ -1,6 +1,8 @@
-//! `GET /api/workers`: the live workers of the registry (a worker whose heartbeats
-//! stopped is gone from it), each inspected now (Flower's `?refresh`, always: the
-//! monitor keeps no cache).
+//! `GET /api/workers`: the live workers of the registry, each inspected now (Flower's
+//! `?refresh`, always: the monitor keeps no cache), and the workers that stopped
+//! within [`WORKER_SEEN_FOR`](hippo_queue_core::backend::WORKER_SEEN_FOR) (their heartbeats stopped, or they left), with their
+//! last record and `status: false`, as Flower shows offline workers. Both lists are
+//! read from the backend's registry: the monitor remembers nothing.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,7 @@ use crate::task_view::seconds;
 /// always runs).
 #[derive(Debug, Default, Deserialize)]
 pub struct WorkerParams {
-    /// Only this worker (404 if it is not live).
+    /// Only this worker (404 if it is neither live nor seen lately).
     pub workername: Option<String>,
     /// `{worker: true}` only.
     pub status: Option<String>,
@@ -65,8 +67,24 @@ fn by_worker(replies: Vec<Reply>) -> BTreeMap<String, ReplyBody> {
     replies.into_iter().map(|r| (r.worker, r.body)).collect()
 }
 
-/// One worker as Flower shows it, from its registry record and whatever it answered.
-fn worker_json(info: &WorkerInfo, answers: &[(&str, &BTreeMap<String, ReplyBody>)]) -> Value {
+/// The workers seen lately that are not live: those that stopped, by id.
+pub fn offline_workers(live: &[WorkerInfo], seen: Vec<WorkerInfo>) -> Vec<WorkerInfo> {
+    let live: std::collections::BTreeSet<&str> = live.iter().map(|w| w.id.as_str()).collect();
+    let mut out: Vec<WorkerInfo> = seen
+        .into_iter()
+        .filter(|w| !live.contains(w.id.as_str()))
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// One worker as Flower shows it, from its registry record and whatever it answered;
+/// `online` is Flower's `status`.
+fn worker_json(
+    info: &WorkerInfo,
+    online: bool,
+    answers: &[(&str, &BTreeMap<String, ReplyBody>)],
+) -> Value {
     let mut w = Map::new();
     let mut stats = json!({
         "hostname": info.hostname,
@@ -134,7 +152,7 @@ fn worker_json(info: &WorkerInfo, answers: &[(&str, &BTreeMap<String, ReplyBody>
     }
     w.insert("conf".into(), json!({}));
     w.insert("timestamp".into(), json!(seconds(info.heartbeat_at)));
-    w.insert("status".into(), json!(true));
+    w.insert("status".into(), json!(online));
     w.insert("registry".into(), json!(info));
     Value::Object(w)
 }
@@ -144,10 +162,13 @@ pub(crate) async fn list(
     State(s): State<Shared>,
     Query(p): Query<WorkerParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut workers = s.source.workers().await?;
+    let (workers, seen) = tokio::try_join!(s.source.workers(), s.source.workers_seen())?;
+    let mut offline = offline_workers(&workers, seen);
+    let mut workers = workers;
     if let Some(name) = p.workername.as_deref().filter(|n| !n.is_empty()) {
         workers.retain(|w| w.id == name);
-        if workers.is_empty() {
+        offline.retain(|w| w.id == name);
+        if workers.is_empty() && offline.is_empty() {
             return Err(ApiError::NotFound(format!("Unknown worker '{name}'")));
         }
     }
@@ -155,11 +176,16 @@ pub(crate) async fn list(
         let status: Map<String, Value> = workers
             .iter()
             .map(|w| (w.id.clone(), json!(true)))
+            .chain(offline.iter().map(|w| (w.id.clone(), json!(false))))
             .collect();
         return Ok(Json(Value::Object(status)));
     }
+    let mut out: Map<String, Value> = offline
+        .iter()
+        .map(|w| (w.id.clone(), worker_json(w, false, &[])))
+        .collect();
     if workers.is_empty() {
-        return Ok(Json(json!({})));
+        return Ok(Json(Value::Object(out)));
     }
     let ids: Vec<String> = workers.iter().map(|w| w.id.clone()).collect();
     let control = s.app.control();
@@ -191,10 +217,11 @@ pub(crate) async fn list(
         ("scheduled", &scheduled),
         ("revoked", &revoked),
     ];
-    let out: Map<String, Value> = workers
-        .iter()
-        .map(|w| (w.id.clone(), worker_json(w, &answers)))
-        .collect();
+    out.extend(
+        workers
+            .iter()
+            .map(|w| (w.id.clone(), worker_json(w, true, &answers))),
+    );
     Ok(Json(Value::Object(out)))
 }
 
@@ -219,11 +246,29 @@ mod tests {
         info.queues = vec!["default".into()];
         info.concurrency = 4;
         info.prefetch_multiplier = 2;
-        let w = worker_json(&info, &[]);
+        let w = worker_json(&info, true, &[]);
         assert_eq!(w["stats"]["pool"]["max-concurrency"], 4);
         assert_eq!(w["stats"]["prefetch_count"], 8);
         assert_eq!(w["active_queues"][0]["name"], "default");
         assert_eq!(w["registered"], json!([]));
         assert_eq!(w["status"], true);
+        assert_eq!(worker_json(&info, false, &[])["status"], false);
+    }
+
+    #[test]
+    fn offline_workers_are_those_seen_and_not_live() {
+        let live = vec![WorkerInfo::named("a"), WorkerInfo::named("c")];
+        let seen = vec![
+            WorkerInfo::named("d"),
+            WorkerInfo::named("c"),
+            WorkerInfo::named("b"),
+            WorkerInfo::named("a"),
+        ];
+        let ids: Vec<String> = offline_workers(&live, seen)
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        assert_eq!(ids, ["b", "d"]);
+        assert!(offline_workers(&live, Vec::new()).is_empty());
     }
 }

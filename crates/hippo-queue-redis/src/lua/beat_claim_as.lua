@@ -2,7 +2,8 @@
 -- tick only if it is newer than the stored one. A claim of the stored tick by the
 -- scheduler that stored it succeeds again (its first reply was lost).
 -- KEYS[1]  last-tick hash (entry name -> "<tick>:<beat id>", or "<tick>" when the
---          claimer is unnamed; tick in ms, decimal)
+--          claimer is unnamed; tick in ms, decimal; and "#runs:<entry name>" -> the
+--          ticks claimed, counted here: entry names cannot hold '#')
 -- ARGV[1]  entry name
 -- ARGV[2]  tick (ms, decimal; below 2^53, so exact as a Lua number)
 -- ARGV[3]  the claiming scheduler's id ("" for an unnamed claim, never recognised)
@@ -29,4 +30,5 @@ if ARGV[3] ~= '' then
   value = value .. ':' .. ARGV[3]
 end
 redis.call('HSET', KEYS[1], ARGV[1], value)
+redis.call('HINCRBY', KEYS[1], '#runs:' .. ARGV[1], 1)
 return 1
