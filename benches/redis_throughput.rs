@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Environment: `HQ_BENCH_SCALE` multiplies the task counts (default 1.0),
-//! `HQ_BENCH_CONCURRENCY` sets the draining worker's concurrency (default 64).
+//! `HQ_BENCH_CONCURRENCY` sets the draining worker's concurrency (default 64),
+//! `HQ_BENCH_STATS` prints each drain's `INFO commandstats` per drained task,
+//! `HQ_BENCH_ONLY=drain` runs the drain alone (for a profiler).
 //!
 //! Besides its table, it prints one `BENCH {json}` line per measurement, which
 //! `benches/compare/table.py` puts beside BullMQ's and Celery's.
@@ -133,18 +135,24 @@ async fn send_bulk(app: &App, n: usize) -> Result<(), hippo_queue::Error> {
 
 /// Queues `n` tasks, then times one worker draining them; returns the worker, still
 /// running.
+/// `concurrency` `None` starts the worker with no tuning (the defaults: concurrency
+/// the CPU count, prefetch multiplier 4).
 async fn drain(
     app: &App,
     n: usize,
-    concurrency: usize,
+    concurrency: Option<usize>,
+    stats: Option<&RedisServer>,
 ) -> Result<(Duration, hippo_queue::WorkerHandle), hippo_queue::Error> {
     send_bulk(app, n).await?;
-    let worker = app
-        .worker()
-        .concurrency(concurrency)
-        .prefetch_multiplier(4)
-        .start()
-        .await?;
+    if let Some(server) = stats {
+        // commandstats of the drain alone
+        let _ = server.command(&["CONFIG", "RESETSTAT"]);
+    }
+    let mut builder = app.worker();
+    if let Some(c) = concurrency {
+        builder = builder.concurrency(c).prefetch_multiplier(4);
+    }
+    let worker = builder.start().await?;
     let t = Instant::now();
     while worker.stats().succeeded < n as u64 {
         tokio::time::sleep(Duration::from_micros(500)).await;
@@ -186,6 +194,41 @@ async fn round_trips(
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Prints the commands and script calls of the last drain per drained task:
+/// `calls/task` and the server's `usec_per_call`, from `INFO commandstats`.
+fn print_commandstats(stats: Option<&RedisServer>, n: usize) {
+    let Some(server) = stats else {
+        return;
+    };
+    let Ok(info) = server.command(&["INFO", "commandstats"]) else {
+        return;
+    };
+    println!("  commandstats of the drain, per drained task ({n} tasks):");
+    let mut total = 0.0;
+    for line in info.text().lines() {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(name) = name.strip_prefix("cmdstat_") else {
+            continue;
+        };
+        let field = |f: &str| -> f64 {
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('=')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (calls, usec) = (field("calls"), field("usec"));
+        total += usec;
+        println!(
+            "    {name:<22} {:>8.3} calls/task {:>8.2} us/call {:>7.2} us/task",
+            calls / n as f64,
+            field("usec_per_call"),
+            usec / n as f64
+        );
+    }
+    println!("    total in commands: {:.2} us/task", total / n as f64);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
     // Producers run as tasks of the runtime, as a service's request handlers do
@@ -199,9 +242,28 @@ async fn run() -> Result<(), BoxError> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
     let server = RedisServer::start();
+    // HQ_BENCH_STATS: print each drain's `INFO commandstats` per drained task
+    let stats = std::env::var("HQ_BENCH_STATS").is_ok().then_some(&server);
     let app = app_on(&server).await?;
     println!("hippo-queue end-to-end benchmark: Redis on loopback, results stored, acks_late");
     println!("(broker db 1, results db 2; worker concurrency {concurrency}, prefetch 4)\n");
+
+    if std::env::var("HQ_BENCH_ONLY").as_deref() == Ok("drain") {
+        // for profiling: the drain alone
+        let n = scaled(100_000);
+        let cpu = redis_cpu(&server);
+        let (took, worker) = drain(&app, n, Some(concurrency), stats).await?;
+        let cpu_us = (redis_cpu(&server) - cpu) * 1e6 / n as f64;
+        row(
+            "drain backlog (1 worker process)",
+            n,
+            took,
+            &format!("Redis CPU {cpu_us:.1} us/task"),
+        );
+        print_commandstats(stats, n);
+        worker.shutdown().await;
+        return Ok(());
+    }
 
     // 1. one-by-one enqueue from one producer
     let n = scaled(20_000);
@@ -255,7 +317,7 @@ async fn run() -> Result<(), BoxError> {
     // 3. drain of a backlog by one worker, then 4. round trips one at a time
     let n = scaled(100_000);
     let cpu = redis_cpu(&server);
-    let (took, worker) = drain(&app, n, concurrency).await?;
+    let (took, worker) = drain(&app, n, Some(concurrency), stats).await?;
     let cpu_us = (redis_cpu(&server) - cpu) * 1e6 / n as f64;
     let rss = rss_mib();
     row(
@@ -268,6 +330,7 @@ async fn run() -> Result<(), BoxError> {
     fields["concurrency"] = concurrency.into();
     fields["redis_cpu_us_per_task"] = cpu_us.into();
     bench_line("drain", fields);
+    print_commandstats(stats, n);
     bench_line("rss_after_drain", serde_json::json!({"mib": rss}));
     let n = scaled(5_000);
     let (took, mut lat) = round_trips(&app, n, false).await?;
@@ -291,22 +354,34 @@ async fn run() -> Result<(), BoxError> {
         serde_json::json!({"ms": took.as_secs_f64() * 1000.0}),
     );
 
+    // 6. drain with no tuning: the worker's default concurrency and prefetch
+    let n = scaled(100_000);
+    let cpu = redis_cpu(&server);
+    let (took, worker) = drain(&app, n, None, stats).await?;
+    let cpu_us = (redis_cpu(&server) - cpu) * 1e6 / n as f64;
+    worker.shutdown().await;
+    let default_concurrency = app.config().worker_concurrency;
+    row(
+        "drain backlog, default concurrency",
+        n,
+        took,
+        &format!("concurrency {default_concurrency}; Redis CPU {cpu_us:.1} us/task"),
+    );
+    let mut fields = rate_fields(n, took, None);
+    fields["concurrency"] = default_concurrency.into();
+    fields["redis_cpu_us_per_task"] = cpu_us.into();
+    bench_line("drain_default", fields);
+    print_commandstats(stats, n);
+
     // reference: the same on the in-memory backend (the worker's own overhead)
     let mem = App::in_memory();
     mem.register(Noop);
     let n = scaled(100_000);
-    let (took, worker) = drain(&mem, n, concurrency).await?;
+    let (took, worker) = drain(&mem, n, Some(concurrency), None).await?;
     row("drain backlog (in-memory backend)", n, took, "reference");
     let n = scaled(5_000);
     let (took, mut lat) = round_trips(&mem, n, false).await?;
     row("round trip (in-memory backend)", n, took, &lat.summary());
     worker.shutdown().await;
-
-    if std::env::var("HQ_BENCH_STATS").is_ok() {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &server.port.to_string(), "INFO", "commandstats"])
-            .output()?;
-        println!("\n{}", String::from_utf8_lossy(&out.stdout));
-    }
     Ok(())
 }

@@ -13,6 +13,8 @@ ROWS = [
     ("enqueue_bulk", "rate", "enqueue in bulk, batches of 1,000 (tasks/s)", True),
     ("drain", "rate", "drain to the last result stored and acked (tasks/s)", True),
     ("drain", "redis_cpu_us_per_task", "  Redis CPU per task in the drain (us)", False),
+    ("drain_default", "rate", "drain, default concurrency (hippo-queue: the CPU count) (tasks/s)", True),
+    ("drain_default", "redis_cpu_us_per_task", "  Redis CPU per task in it (us)", False),
     ("round_trip", "p50_ms", "round trip p50 (ms)", False),
     ("round_trip", "p90_ms", "round trip p90 (ms)", False),
     ("round_trip", "p99_ms", "round trip p99 (ms)", False),

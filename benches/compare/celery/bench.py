@@ -5,6 +5,7 @@ one worker (prefork, HQ_BENCH_CONCURRENCY processes) to the last result stored a
 acked, the submit-to-result round trip, the worker's RSS and its start-up to the first
 result. Counts are smaller than the others' (Celery is slower; rates are per second)
 and scale with HQ_BENCH_SCALE."""
+import atexit
 import json
 import math
 import os
@@ -69,8 +70,12 @@ def start_worker():
         "-l", "warning",
     ]
     env = dict(os.environ, PYTHONPATH=here)
-    return subprocess.Popen(cmd, cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    p = subprocess.Popen(cmd, cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    # a measurement that fails (a timeout on a loaded machine) must not leave 65
+    # worker processes behind
+    atexit.register(lambda: p.poll() is None and stop_worker(p))
+    return p
 
 
 def stop_worker(p):

@@ -102,6 +102,10 @@ pub(crate) struct Inner {
     idle: Mutex<HashMap<String, Option<u64>>>,
     /// The broker server's clock against this process's.
     clock: ServerClock,
+    /// When this process last asked each result shard to trim its history index
+    /// of expired entries (`store_results.lua` does it at most about once a second
+    /// per shard instead of on every call).
+    pub trimmed: Mutex<HashMap<u32, std::time::Instant>>,
     listeners: Vec<JoinHandle<()>>,
 }
 
@@ -174,6 +178,7 @@ impl RedisBackend {
                 blockers: Mutex::new(HashMap::new()),
                 idle: Mutex::new(HashMap::new()),
                 clock: ServerClock::default(),
+                trimmed: Mutex::new(HashMap::new()),
                 listeners,
             }),
         };

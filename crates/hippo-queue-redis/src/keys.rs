@@ -136,13 +136,25 @@ impl GlobalKeys {
 
     /// The record hash of a task.
     pub(crate) fn result(&self, id: &str) -> String {
-        format!("{}:r:{{{}}}:{id}", self.prefix, self.shard(id))
+        let mut key = String::new();
+        self.result_into(&mut key, self.shard(id), id);
+        key
     }
 
-    /// The history index of the result shard of a task id: zset id -> expiry
-    /// deadline ms.
-    pub(crate) fn history(&self, id: &str) -> String {
-        self.history_of_shard(self.shard(id))
+    /// [`GlobalKeys::result`] written into `key` (cleared first), for a task id of
+    /// `shard`.
+    pub(crate) fn result_into(&self, key: &mut String, shard: u32, id: &str) {
+        use std::fmt::Write as _;
+        key.clear();
+        let _ = write!(key, "{}:r:{{{shard}}}:{id}", self.prefix);
+    }
+
+    /// [`GlobalKeys::waiter`] written into `key` (cleared first), for a task id of
+    /// `shard`.
+    pub(crate) fn waiter_into(&self, key: &mut String, shard: u32, id: &str) {
+        use std::fmt::Write as _;
+        key.clear();
+        let _ = write!(key, "{}:r:{{{shard}}}:wait:{id}", self.prefix);
     }
 
     /// The history index of a result shard.
@@ -157,7 +169,9 @@ impl GlobalKeys {
 
     /// The key that tells the store script someone waits for a task.
     pub(crate) fn waiter(&self, id: &str) -> String {
-        format!("{}:r:{{{}}}:wait:{id}", self.prefix, self.shard(id))
+        let mut key = String::new();
+        self.waiter_into(&mut key, self.shard(id), id);
+        key
     }
 }
 

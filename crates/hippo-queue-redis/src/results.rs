@@ -5,6 +5,7 @@
 //! one batch are grouped by shard: one script call per shard, all in one round trip.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,9 @@ use crate::values::{array, int};
 
 /// Most records per store script call.
 const STORE_CHUNK: usize = 256;
+
+/// How often each result shard's history index is trimmed of expired entries.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisBackend {
     fn decode_data(&self, data: &[u8]) -> Result<TaskMeta, BackendError> {
@@ -132,45 +136,42 @@ impl ResultBackend for RedisBackend {
                 .or_default()
                 .push(i);
         }
-        let mut invs = Vec::new();
-        let mut order = Vec::new();
-        for idxs in by_shard.values() {
-            for chunk in idxs.chunks(STORE_CHUNK) {
-                let mut inv = server.scripts.store_results.prepare_invoke();
-                inv.key(g.history(writes[chunk[0]].meta.task_id.as_str()))
-                    .arg(&g.results_channel)
-                    .arg(ANNOUNCE_MAX);
-                for &i in chunk {
-                    let w = &writes[i];
-                    let id = &w.meta.task_id;
-                    let data = self
-                        .inner
-                        .codec
-                        .encode_compact(&w.meta, w.compress)
-                        .map_err(|e| {
-                            BackendError::rejected(format!("cannot encode result of {id}: {e}"))
-                        })?;
-                    let ttl = w.ttl.max(Duration::from_millis(1)).as_millis() as u64;
-                    let state = w.meta.state.as_str();
-                    let fence = w.meta.fence.map_or(-1, |f| f as i64).to_string();
-                    let mut value = Vec::with_capacity(state.len() + fence.len() + 2 + data.len());
-                    value.extend_from_slice(state.as_bytes());
-                    value.push(b'|');
-                    value.extend_from_slice(fence.as_bytes());
-                    value.push(b'|');
-                    value.extend_from_slice(&data);
-                    inv.key(g.result(id))
-                        .key(g.waiter(id))
-                        .arg(id)
-                        .arg(state)
-                        .arg(&fence)
-                        .arg(ttl)
-                        .arg(u8::from(w.announce))
-                        .arg(value);
-                }
-                invs.push(inv);
-                order.push(chunk);
-            }
+        // the shards whose index is due a trim (one call per shard asks for it)
+        let mut trim: Vec<u32> = {
+            let now = std::time::Instant::now();
+            let mut trimmed = self.inner.trimmed.lock().unwrap_or_else(|p| p.into_inner());
+            by_shard
+                .keys()
+                .copied()
+                .filter(|shard| {
+                    let due = trimmed
+                        .get(shard)
+                        .is_none_or(|t| now.duration_since(*t) >= TRIM_EVERY);
+                    if due {
+                        trimmed.insert(*shard, now);
+                    }
+                    due
+                })
+                .collect()
+        };
+        // Every stored value first: an encoding error rejects the batch before
+        // anything is sent.
+        let mut values: Vec<Vec<u8>> = Vec::with_capacity(writes.len());
+        for w in writes {
+            let id = &w.meta.task_id;
+            let data = self
+                .inner
+                .codec
+                .encode_compact(&w.meta, w.compress)
+                .map_err(|e| {
+                    BackendError::rejected(format!("cannot encode result of {id}: {e}"))
+                })?;
+            let state = w.meta.state.as_str();
+            let fence = w.meta.fence.map_or(-1, |f| f as i64);
+            let mut value = Vec::with_capacity(state.len() + 22 + data.len());
+            let _ = write!(value, "{state}|{fence}|");
+            value.extend_from_slice(&data);
+            values.push(value);
         }
         let mut pipe = redis::pipe();
         // Redis sends the replies of one event-loop turn newest client first. A reply
@@ -178,8 +179,46 @@ impl ResultBackend for RedisBackend {
         // announcements (to waiting callers) ahead of this reply (to a worker, which
         // is in no hurry): about 25 µs off a round trip on the benchmark machine.
         pipe.cmd("PING").ignore();
-        for inv in &invs {
-            pipe.invoke_script(inv);
+        // One EVALSHA per shard and chunk, its arguments written straight into the
+        // pipeline's buffer (a NOSCRIPT reply loads the scripts and runs the
+        // pipeline again: `Server::query`).
+        let hash = server.scripts.store_results.get_hash();
+        let mut key = String::new();
+        let mut order = Vec::new();
+        for (shard, idxs) in &by_shard {
+            for chunk in idxs.chunks(STORE_CHUNK) {
+                let trim_now = match trim.iter().position(|s| s == shard) {
+                    Some(i) => {
+                        trim.swap_remove(i);
+                        1u8
+                    }
+                    None => 0,
+                };
+                pipe.cmd("EVALSHA")
+                    .arg(hash)
+                    .arg(1 + 2 * chunk.len())
+                    .arg(g.history_of_shard(*shard));
+                for &i in chunk {
+                    let id = writes[i].meta.task_id.as_str();
+                    g.result_into(&mut key, *shard, id);
+                    pipe.arg(key.as_str());
+                    g.waiter_into(&mut key, *shard, id);
+                    pipe.arg(key.as_str());
+                }
+                pipe.arg(&g.results_channel).arg(ANNOUNCE_MAX).arg(trim_now);
+                for &i in chunk {
+                    let w = &writes[i];
+                    let ttl = w.ttl.max(Duration::from_millis(1)).as_millis() as u64;
+                    let fence = w.meta.fence.map_or(-1, |f| f as i64);
+                    pipe.arg(w.meta.task_id.as_str())
+                        .arg(w.meta.state.as_str())
+                        .arg(fence)
+                        .arg(ttl)
+                        .arg(u8::from(w.announce))
+                        .arg(values[i].as_slice());
+                }
+                order.push(chunk);
+            }
         }
         let replies: Vec<Value> = server.query(&pipe).await?;
         let mut out = vec![WriteOutcome::Refused; writes.len()];

@@ -6,12 +6,14 @@
 -- KEYS[2..]    pairs: record key, waiter key (at most 256 pairs)
 -- ARGV[1]      notification channel
 -- ARGV[2]      largest stored value published with its announcement
--- ARGV[3..]    groups of 6: id, state, fence, ttl ms, announce (1|0), stored value
+-- ARGV[3]      1: trim the index of entries whose deadline passed (the caller asks
+--              about once a second per shard), 0: leave it
+-- ARGV[4..]    groups of 6: id, state, fence, ttl ms, announce (1|0), stored value
 -- A ready record is published ("<id length>:<id><stored value>") when its sender
 -- asked for it (announce) or a waiter key exists; a larger value is announced
 -- without it ("<id length>:<id>"), and the waiter reads it back.
--- A stored record is indexed under its expiry deadline (the server's clock); index
--- entries whose deadline passed are trimmed on every call.
+-- A stored record is indexed under its expiry deadline (the server's clock), all of a
+-- call's records with one ZADD.
 -- Returns 1 per stored record, 0 per refused one.
 local final = { SUCCESS = true, FAILURE = true, REVOKED = true, REJECTED = true }
 local waiter_keys = {}
@@ -21,11 +23,14 @@ end
 -- one look for the whole batch: is anyone waiting for one of these?
 local watched = #waiter_keys > 0 and redis.call('EXISTS', unpack(waiter_keys)) > 0
 local out = {}
+local index = {}
 local k = 2
 local now = server_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[3] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+end
 local announce_max = tonumber(ARGV[2])
-for i = 3, #ARGV, 6 do
+for i = 4, #ARGV, 6 do
   local key = KEYS[k]
   local state = ARGV[i + 1]
   local value = ARGV[i + 5]
@@ -44,7 +49,8 @@ for i = 3, #ARGV, 6 do
     end
   end
   if ok == 1 then
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[i + 3]), ARGV[i])
+    index[#index + 1] = now + tonumber(ARGV[i + 3])
+    index[#index + 1] = ARGV[i]
   end
   if ok == 1 and final[state]
       and (ARGV[i + 4] == '1' or (watched and redis.call('EXISTS', KEYS[k + 1]) == 1)) then
@@ -54,5 +60,8 @@ for i = 3, #ARGV, 6 do
   end
   k = k + 2
   out[#out + 1] = ok
+end
+if #index > 0 then
+  redis.call('ZADD', KEYS[1], unpack(index))
 end
 return out
