@@ -84,6 +84,9 @@ pub(crate) fn host_name(host: &str) -> String {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() > 1 {
+        // a bare IPv6 address (in an allow-list): no port
+        host
     } else {
         host.rsplit_once(':')
             .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
@@ -255,6 +258,8 @@ mod tests {
         assert_eq!(host_name("LocalHost:8000"), "localhost");
         assert_eq!(host_name("[::1]:8000"), "::1");
         assert_eq!(host_name("[::1]"), "::1");
+        assert_eq!(host_name("::1"), "::1");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
         assert_eq!(host_name("api.example.com."), "api.example.com");
         let allowed = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
         assert!(host_allowed(&[], None));
