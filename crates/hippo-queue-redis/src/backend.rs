@@ -117,7 +117,36 @@ impl Drop for Inner {
     }
 }
 
+/// A stream entry as read: its id and its field-value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 impl RedisBackend {
+    /// Up to `count` events of the stream from `from` to `to` (`XRANGE` oldest first,
+    /// `XREVRANGE` newest first), with their ids.
+    async fn read_events(
+        &self,
+        command: &str,
+        from: &str,
+        to: &str,
+        count: usize,
+    ) -> Result<Vec<(String, Event)>, BackendError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd(command)
+            .arg(&self.inner.global.events)
+            .arg(from)
+            .arg(to)
+            .arg("COUNT")
+            .arg(count.max(1));
+        let (entries,): (Vec<StreamEntry>,) = self.server().query(&pipe).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, fields) in entries {
+            if let Some((_, data)) = fields.into_iter().find(|(k, _)| k == "e") {
+                out.push((id, self.decode::<Event>(&data)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Connects to the broker (and result) server, loads the scripts and starts the
     /// pub/sub listener, waiting (up to 3 s) until it has subscribed. Fails with a
     /// clear error when a URL is invalid or a server cannot be reached (after the
@@ -1623,26 +1652,8 @@ impl EventLog for RedisBackend {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<(String, Event)>, BackendError> {
-        let start = match after {
-            Some(c) => format!("({c}"),
-            None => "-".to_string(),
-        };
-        let mut pipe = redis::pipe();
-        pipe.cmd("XRANGE")
-            .arg(&self.inner.global.events)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count.max(1));
-        let (entries,): (Vec<(String, Vec<(String, Vec<u8>)>)>,) =
-            self.server().query(&pipe).await?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (id, fields) in entries {
-            if let Some((_, data)) = fields.into_iter().find(|(k, _)| k == "e") {
-                out.push((id, self.decode::<Event>(&data)?));
-            }
-        }
-        Ok(out)
+        let start = after.map_or_else(|| "-".to_string(), |c| format!("({c}"));
+        self.read_events("XRANGE", &start, "+", count).await
     }
 
     async fn events_before(
@@ -1650,26 +1661,8 @@ impl EventLog for RedisBackend {
         before: Option<&str>,
         count: usize,
     ) -> Result<Vec<(String, Event)>, BackendError> {
-        let end = match before {
-            Some(c) => format!("({c}"),
-            None => "+".to_string(),
-        };
-        let mut pipe = redis::pipe();
-        pipe.cmd("XREVRANGE")
-            .arg(&self.inner.global.events)
-            .arg(end)
-            .arg("-")
-            .arg("COUNT")
-            .arg(count.max(1));
-        let (entries,): (Vec<(String, Vec<(String, Vec<u8>)>)>,) =
-            self.server().query(&pipe).await?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (id, fields) in entries {
-            if let Some((_, data)) = fields.into_iter().find(|(k, _)| k == "e") {
-                out.push((id, self.decode::<Event>(&data)?));
-            }
-        }
-        Ok(out)
+        let end = before.map_or_else(|| "+".to_string(), |c| format!("({c}"));
+        self.read_events("XREVRANGE", &end, "-", count).await
     }
 }
 

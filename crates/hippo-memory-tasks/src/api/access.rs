@@ -110,11 +110,16 @@ pub(crate) fn host_allowed(allowed: &[String], host: Option<&str>) -> bool {
 /// Whether a request carries a body: a non-zero `Content-Length`, or a
 /// `Transfer-Encoding`.
 fn has_body(headers: &HeaderMap) -> bool {
-    let length = headers
+    content_length(headers).is_some_and(|n| n > 0)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+/// The declared `Content-Length`, when it is a number.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING)
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// A body, when there is one, must be JSON: `application/json` or a `+json` type.
@@ -146,11 +151,7 @@ pub(crate) fn json_content(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// A declared `Content-Length` over the limit.
 pub(crate) fn within_limit(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match length {
+    match content_length(headers) {
         Some(n) if n > limit as u64 => Err(too_large(limit)),
         _ => Ok(()),
     }

@@ -832,12 +832,7 @@ impl EventLog for MemoryBackend {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<(String, Event)>, BackendError> {
-        let after: u64 = match after {
-            None => 0,
-            Some(c) => c
-                .parse()
-                .map_err(|_| BackendError::backend(format!("invalid event cursor {c:?}")))?,
-        };
+        let after = event_cursor(after, 0)?;
         Ok(self
             .lock()
             .events
@@ -853,12 +848,7 @@ impl EventLog for MemoryBackend {
         before: Option<&str>,
         count: usize,
     ) -> Result<Vec<(String, Event)>, BackendError> {
-        let before: u64 = match before {
-            None => u64::MAX,
-            Some(c) => c
-                .parse()
-                .map_err(|_| BackendError::backend(format!("invalid event cursor {c:?}")))?,
-        };
+        let before = event_cursor(before, u64::MAX)?;
         Ok(self
             .lock()
             .events
@@ -1074,5 +1064,15 @@ impl TaskHistory for MemoryBackend {
             _ => None,
         };
         Ok(HistoryPage::new(tasks, next))
+    }
+}
+
+/// An event cursor of the memory backend (the event's number), or `default` without one.
+fn event_cursor(cursor: Option<&str>, default: u64) -> Result<u64, BackendError> {
+    match cursor {
+        None => Ok(default),
+        Some(c) => c
+            .parse()
+            .map_err(|_| BackendError::backend(format!("invalid event cursor {c:?}"))),
     }
 }
